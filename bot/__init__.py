@@ -1,0 +1,1 @@
+"""regops bot: the Slack (and console) front end, policy and job relay."""

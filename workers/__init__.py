@@ -1,0 +1,1 @@
+"""regops workers: run registry jobs on a Docker host; never talk to Slack."""
