@@ -1,0 +1,160 @@
+"""The ``regops`` command: serve, worker, shell, check-config. Reads the environment once, here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Sequence
+
+from bot.config import Config, load_config, resolve_config_path
+from bot.errors import ConfigError
+from bot.logs import configure_logging
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="config file (default: $REGOPS_CONFIG, else ./regops.yaml)")
+    common.add_argument("--log-level", default=argparse.SUPPRESS, help="DEBUG, INFO, WARNING, ERROR")
+
+    parser = argparse.ArgumentParser(prog="regops", parents=[common],
+                                     description="Slack chat-ops for a private Docker registry.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the Slack bot (HTTP) and the job relay")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    serve.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
+    serve.add_argument("--threads", type=int, default=8, help="threads per server process (default 8)")
+    serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
+
+    worker = sub.add_parser("worker", parents=[common], help="run the job worker of one Docker host")
+    worker.add_argument("--host", required=True, help="the configured Docker host this worker serves")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+
+    shell = sub.add_parser("shell", parents=[common], help="the console front end (no Slack needed)")
+    shell.add_argument("--user", default=os.environ.get("REGOPS_USER", "console"),
+                       help="the user ID commands run as (default: $REGOPS_USER, else 'console')")
+    shell.add_argument("--channel", default="console", help="the channel ID commands come from")
+    shell.add_argument("--no-worker", action="store_true",
+                       help="do not start a worker for the default host alongside the shell")
+    shell.add_argument("--worker-log", default=os.path.join(tempfile.gettempdir(), "regops-shell-worker.log"),
+                       help="where the worker started alongside writes its log")
+
+    sub.add_parser("check-config", parents=[common], help="validate the config and print a summary")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    path = resolve_config_path(getattr(args, "config", None), os.environ)
+    return load_config(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env(os.environ)
+    level = getattr(args, "log_level", None) or os.environ.get("REGOPS_LOG_LEVEL", "INFO")
+    configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret, settings.redis_url])
+
+    if args.command == "worker":
+        return _run_worker(args)
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"regops: the config has {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    if args.command == "check-config":
+        print(config.summary())
+        print("config ok")
+        return 0
+    if args.command == "serve":
+        return _serve(args, settings, config)
+    if args.command == "shell":
+        return _shell(args, settings, config)
+    return 2
+
+
+def _worker_argv(args: argparse.Namespace, host: str, burst: bool = False) -> list[str]:
+    argv = [sys.executable, "-m", "workers", "--host", host]
+    if getattr(args, "config", None):
+        argv += ["--config", args.config]
+    if getattr(args, "log_level", None):
+        argv += ["--log-level", args.log_level]
+    if burst:
+        argv.append("--burst")
+    return argv
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    # The worker is its own program: the bot package never imports the Docker side.
+    argv = _worker_argv(args, args.host, args.burst)
+    os.execv(argv[0], argv)
+    return 127  # not reached
+
+
+def _serve(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    missing = settings.missing_for_slack()
+    if missing:
+        print(f"regops serve: set {' and '.join(missing)} (see README: Configuration)", file=sys.stderr)
+        return 2
+    from bot.server import ServeOptions, serve
+
+    serve(settings, config, ServeOptions(host=args.bind, port=args.port, workers=args.workers,
+                                         threads=args.threads, access_log=args.access_log,
+                                         log_level=(getattr(args, "log_level", None) or "info").lower()))
+    return 0
+
+
+def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    import redis
+
+    from bot.access import Policy
+    from bot.queueing import JobQueue
+    from bot.server import redis_client
+    from bot.service import Service
+    from bot.shell import PROMPT, Shell
+
+    connection = redis_client(settings)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        print(f"regops shell: cannot reach Redis at {settings.redis_url_masked} ({type(exc).__name__}). "
+              f"Start Redis or set REDIS_URL.", file=sys.stderr)
+        return 1
+    worker = None
+    if not args.no_worker:
+        log_file = open(args.worker_log, "ab")
+        worker = subprocess.Popen(_worker_argv(args, config.default_host), stdout=log_file,
+                                  stderr=subprocess.STDOUT)
+        print(f"(worker for host {config.default_host} started, log: {args.worker_log})", file=sys.stderr)
+    service = Service(config, Policy(config.access), JobQueue(connection))
+    shell = Shell(service, connection, user=args.user, channel=args.channel, out=sys.stdout,
+                  job_wait=lambda action: config.timeouts.for_action(action) + 60.0)
+    interactive = sys.stdin.isatty()
+
+    def prompt() -> None:
+        sys.stdout.write(PROMPT)
+        sys.stdout.flush()
+
+    if interactive:
+        print("regops shell: type `help`, or e.g. `push IMAGE TAG`; `exit` or Ctrl-D to leave.")
+    try:
+        return shell.run(sys.stdin, prompt=prompt if interactive else None)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()

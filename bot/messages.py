@@ -1,0 +1,133 @@
+"""Rendering replies and job states: plain sentences for any front end, Block Kit for Slack.
+
+Every Slack message carries a fallback ``text`` that holds the key facts on its own
+(full reference, digest or failure reason), as notifications and screen readers
+show only that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.service import Reply
+from workers.contracts import FAILURE_MESSAGES, RUNNING, EventType, JobRecord
+
+SECTION_LIMIT = 3000
+"""Slack's limit on a section block's text."""
+
+Blocks = list[dict[str, Any]]
+
+_EMOJI = {
+    EventType.QUEUED.value: ":hourglass_flowing_sand:",
+    RUNNING: ":arrows_counterclockwise:",
+    EventType.SUCCEEDED.value: ":white_check_mark:",
+    EventType.FAILED.value: ":x:",
+}
+
+
+def _target(record: JobRecord) -> str:
+    if record.action == "login":
+        registry = record.reference or record.extra.get("server") or record.registry
+        return f"login to registry `{registry}`"
+    if record.action == "tag":
+        return f"tag of `{record.source}` as `{record.reference}`"
+    return f"{record.action} of `{record.reference}`"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s"
+
+
+def failure_text(record: JobRecord) -> str:
+    """The failure reason in plain words, with the worker's detail when it adds something."""
+    reason = FAILURE_MESSAGES.get(record.reason or "", "failed")
+    if record.message and record.message.lower() != reason.lower():
+        return f"{reason}: {record.message}"
+    return reason
+
+
+def outcome_text(record: JobRecord) -> str:
+    """One line whose first word is the job's state: queued, running, succeeded or failed."""
+    target = _target(record)
+    if record.state == EventType.SUCCEEDED.value:
+        parts = [f"succeeded: {target}"]
+        if record.digest:
+            parts.append(f"digest `{record.digest}`")
+        elif record.message:
+            parts.append(record.message)
+        took = _duration(record.duration)
+        if took:
+            parts.append(f"took {took}")
+        return " — ".join(parts)
+    if record.state == EventType.FAILED.value:
+        return f"failed: {target} — {failure_text(record)}"
+    if record.state == RUNNING:
+        progress = f" — {record.progress}%" if record.progress is not None else ""
+        return f"running: {target}{progress}"
+    return f"queued: {target}"
+
+
+def progress_bar(percent: int, width: int = 20) -> str:
+    filled = max(0, min(width, round(percent * width / 100)))
+    return "█" * filled + "░" * (width - filled)
+
+
+def _clip(text: str, limit: int = SECTION_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text)}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text)}]}
+
+
+def job_message(record: JobRecord) -> tuple[str, Blocks]:
+    """The job's channel message: fallback text and blocks, for its current state."""
+    line = outcome_text(record)
+    text = f"{line} (requested by <@{record.requester}>, job {record.job_id})"
+    emoji = _EMOJI.get(record.state, ":grey_question:")
+    blocks: Blocks = [_section(f"{emoji} *{line.split(':', 1)[0]}*:{line.split(':', 1)[1]}")]
+    if record.state == RUNNING and record.progress is not None:
+        blocks.append(_section(f"`{progress_bar(record.progress)}` {record.progress}%"))
+    details = [f"requested by <@{record.requester}>", f"host `{record.host}`", f"job `{record.job_id}`"]
+    took = _duration(record.duration)
+    if took and record.state in (EventType.SUCCEEDED.value, EventType.FAILED.value):
+        details.append(f"took {took}")
+    blocks.append(_context(" · ".join(details)))
+    return text, blocks
+
+
+def deployment_notification(record: JobRecord) -> tuple[str, Blocks]:
+    """The message for the deployment channel after a successful push."""
+    text = (f"Deployed `{record.reference}` — digest `{record.digest}` — pushed by <@{record.requester}> "
+            f"(job {record.job_id})")
+    blocks: Blocks = [
+        _section(f":rocket: *Deployed* `{record.reference}`\nDigest `{record.digest}`"),
+        _context(f"pushed by <@{record.requester}> · host `{record.host}` · job `{record.job_id}`"),
+    ]
+    return text, blocks
+
+
+def reply_body(reply: Reply) -> dict[str, Any]:
+    """The HTTP response body for a slash command: always ephemeral."""
+    paragraphs = [p for p in reply.text.split("\n\n") if p.strip()] or [reply.text]
+    blocks: Blocks = []
+    chunk = ""
+    for paragraph in paragraphs:
+        candidate = f"{chunk}\n\n{paragraph}" if chunk else paragraph
+        if len(candidate) > SECTION_LIMIT and chunk:
+            blocks.append(_section(chunk))
+            chunk = paragraph
+        else:
+            chunk = candidate
+    if chunk:
+        blocks.append(_section(chunk))
+    return {"response_type": "ephemeral", "text": _clip(reply.text, 3900), "blocks": blocks[:50]}

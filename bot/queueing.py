@@ -1,0 +1,100 @@
+"""Putting jobs on a Docker host's rq queue: JSON only, by dotted path, in one Redis transaction.
+
+The job record, the front end's origin (where to report), the ``queued`` event and
+the rq job itself are written in one MULTI/EXEC, so a job is either fully queued
+and visible to the relay, or not queued at all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from workers.contracts import (
+    EVENTS_STREAM,
+    EVENTS_STREAM_MAXLEN,
+    KEY_PREFIX,
+    TASKS,
+    EventType,
+    JobEvent,
+    JobRecord,
+    JobSpec,
+    job_key,
+    queue_name,
+)
+
+RECORD_TTL_SECONDS = 7 * 24 * 3600
+"""How long a job record and its origin stay in Redis after being queued."""
+
+
+def origin_key(job_id: str) -> str:
+    """Redis hash: which front end asked for the job and where its messages go."""
+    return f"{KEY_PREFIX}:origin:{job_id}"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a job came from: the front end, the person, and where to report to."""
+
+    frontend: str
+    user: str
+    channel: str | None = None
+    response_url: str | None = None
+
+    def to_fields(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> "Origin":
+        return cls(
+            frontend=fields.get("frontend", ""),
+            user=fields.get("user", ""),
+            channel=fields.get("channel"),
+            response_url=fields.get("response_url"),
+        )
+
+
+class JobQueue:
+    """Enqueues regops jobs onto per-host rq queues."""
+
+    def __init__(self, connection: redis.Redis, clock=time.time) -> None:
+        self._redis = connection
+        self._clock = clock
+        self._queues: dict[str, Queue] = {}
+
+    def _queue(self, host: str) -> Queue:
+        queue = self._queues.get(host)
+        if queue is None:
+            queue = Queue(queue_name(host), connection=self._redis, serializer=JSONSerializer)
+            self._queues[host] = queue
+        return queue
+
+    def enqueue(self, record: JobRecord, spec: JobSpec, origin: Origin, timeout: int) -> None:
+        now = record.queued_at if record.queued_at is not None else self._clock()
+        event = JobEvent(job_id=record.job_id, type=EventType.QUEUED.value, at=now)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.multi()  # explicit, so rq adds its commands to our transaction instead of starting one
+        pipe.hset(job_key(record.job_id), mapping=record.to_fields())
+        pipe.expire(job_key(record.job_id), RECORD_TTL_SECONDS)
+        pipe.hset(origin_key(record.job_id), mapping=origin.to_fields())
+        pipe.expire(origin_key(record.job_id), RECORD_TTL_SECONDS)
+        pipe.xadd(EVENTS_STREAM, event.to_fields(), maxlen=EVENTS_STREAM_MAXLEN, approximate=True)
+        self._queue(record.host).enqueue_call(
+            func=TASKS[spec.action],
+            kwargs={"spec": spec.to_dict()},
+            job_id=spec.job_id,
+            timeout=timeout,
+            result_ttl=RECORD_TTL_SECONDS,
+            failure_ttl=RECORD_TTL_SECONDS,
+            description=f"regops {spec.action} {spec.reference or spec.server}",
+            pipeline=pipe,
+        )
+        pipe.execute()
+
+    def length(self, host: str) -> int:
+        return self._queue(host).count

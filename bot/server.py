@@ -1,0 +1,130 @@
+"""`regops serve`: the bot's composition root under gunicorn (threads per worker process).
+
+Each gunicorn worker process builds its own clients after the fork (nothing connects
+before), serves Slack's HTTP requests, and runs one relay thread; relays of all
+workers and of all ``serve`` processes share the work through a Redis consumer group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from gunicorn.app.base import BaseApplication
+
+from bot.access import Policy
+from bot.config import Config
+from bot.queueing import JobQueue
+from bot.relay import Relay
+from bot.service import Service
+from bot.settings import Settings
+from bot.slack_app import build_app
+from bot.slack_client import build_web_client, post_response_url
+from bot.web import WebApp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "0.0.0.0"
+    port: int = 3000
+    workers: int = 2
+    threads: int = 8
+    log_level: str = "info"
+    access_log: bool = False
+
+
+def redis_client(settings: Settings, timeout: float = 5.0) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url.reveal(), decode_responses=True,
+                                socket_timeout=timeout, socket_connect_timeout=timeout,
+                                health_check_interval=30)
+
+
+class BotProcess:
+    """Everything one serve worker process owns: clients, service, web app, relay thread."""
+
+    def __init__(self, settings: Settings, config: Config) -> None:
+        assert settings.slack_bot_token and settings.slack_signing_secret
+        self.redis = redis_client(settings)
+        self._health_redis = redis_client(settings, timeout=1.0)
+        self.client = build_web_client(settings.slack_bot_token, settings.slack_api_url)
+        service = Service(config, Policy(config.access), JobQueue(self.redis))
+        bolt = build_app(service, signing_secret=settings.slack_signing_secret,
+                         bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
+        self.web = WebApp(bolt, self.healthy)
+        self.relay = Relay(self.redis, self.client, consumer=f"{socket.gethostname()}-{os.getpid()}",
+                           respond=post_response_url, notify_channel=config.notify_channel)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run_relay, name="regops-relay", daemon=True)
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._health_redis.ping())
+        except redis.RedisError:
+            return False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run_relay(self) -> None:
+        try:
+            identity = self.client.auth_test()
+            log.info("relay: Slack identity bot_id=%s team=%s", identity.get("bot_id"), identity.get("team_id"))
+        except Exception as exc:  # the relay still runs; posting will report its own errors
+            log.warning("relay: auth.test failed (%s)", getattr(exc, "response", None) and
+                        exc.response.get("error") or type(exc).__name__)  # type: ignore[union-attr]
+        self.relay.run(self._stop)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+
+class GunicornServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn with our options and a per-worker :class:`BotProcess`."""
+
+    def __init__(self, settings: Settings, config: Config, options: ServeOptions) -> None:
+        self._settings = settings
+        self._config = config
+        self._options = options
+        self._process: BotProcess | None = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        opts = self._options
+        values: dict[str, Any] = {
+            "bind": [f"{opts.host}:{opts.port}"],
+            "workers": opts.workers,
+            "worker_class": "gthread",
+            "threads": opts.threads,
+            "keepalive": 5,
+            "timeout": 30,
+            "graceful_timeout": 20,
+            "loglevel": opts.log_level,
+            "errorlog": "-",
+            "accesslog": "-" if opts.access_log else None,
+            "proc_name": "regops-serve",
+            "worker_exit": self._worker_exit,
+        }
+        for key, value in values.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> WebApp:
+        self._process = BotProcess(self._settings, self._config)
+        self._process.start()
+        return self._process.web
+
+    def _worker_exit(self, _server: Any, _worker: Any) -> None:
+        if self._process is not None:
+            self._process.stop()
+
+
+def serve(settings: Settings, config: Config, options: ServeOptions) -> None:
+    GunicornServer(settings, config, options).run()

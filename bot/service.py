@@ -1,0 +1,182 @@
+"""The front-end-neutral command path: parse → resolve → authorize → enqueue → reply.
+
+No Slack and no Docker here: Slack and the console shell both call
+:meth:`Service.handle` and render the :class:`Reply` their own way.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable
+
+import redis
+
+from bot import commands, references
+from bot.access import Policy
+from bot.commands import Command
+from bot.config import Config, RegistryConfig
+from bot.errors import CredentialsInChat, RegopsError, UsageError
+from bot.queueing import JobQueue, Origin
+from workers.contracts import JobRecord, JobSpec
+
+log = logging.getLogger(__name__)
+
+JOB_ACTIONS = ("push", "pull", "tag", "login")
+
+
+class ReplyKind(str, Enum):
+    QUEUED = "queued"
+    HELP = "help"
+    USAGE_ERROR = "usage_error"
+    CREDENTIALS = "credentials"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One command as a front end received it. ``user_id`` is who typed it."""
+
+    user_id: str
+    text: str
+    channel_id: str | None = None
+    frontend: str = "slack"
+    response_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the front end shows the person right away (ephemerally in Slack)."""
+
+    kind: ReplyKind
+    text: str
+    job: JobRecord | None = None
+
+    @property
+    def queued(self) -> bool:
+        return self.kind is ReplyKind.QUEUED
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(6)
+
+
+def _names(names) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        policy: Policy,
+        queue: JobQueue,
+        *,
+        clock: Callable[[], float] = time.time,
+        job_ids: Callable[[], str] = new_job_id,
+    ) -> None:
+        self._config = config
+        self._policy = policy
+        self._queue = queue
+        self._clock = clock
+        self._job_ids = job_ids
+
+    def handle(self, request: Request) -> Reply:
+        try:
+            return self._handle(request)
+        except CredentialsInChat as exc:
+            # The text is deliberately neither logged nor echoed.
+            log.warning("command refused: credentials in chat user=%s channel=%s", request.user_id,
+                        request.channel_id)
+            return Reply(ReplyKind.CREDENTIALS, exc.user_message)
+        except UsageError as exc:
+            log.info("command invalid user=%s channel=%s", request.user_id, request.channel_id)
+            return Reply(ReplyKind.USAGE_ERROR, exc.user_message)
+        except redis.RedisError:
+            ref = secrets.token_hex(4)
+            log.exception("command failed: Redis unavailable ref=%s user=%s", ref, request.user_id)
+            return Reply(
+                ReplyKind.ERROR,
+                f"regops could not reach its job queue, so nothing was queued. Try again in a moment "
+                f"(reference `{ref}`).",
+            )
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception("command failed unexpectedly ref=%s user=%s", ref, request.user_id)
+            return Reply(
+                ReplyKind.ERROR,
+                f"Something went wrong on regops' side and nothing was queued (reference `{ref}`).",
+            )
+
+    def _handle(self, request: Request) -> Reply:
+        command = commands.parse(request.text)
+        log.info("command received user=%s channel=%s action=%s text=%r", request.user_id,
+                 request.channel_id, command.action, command.text)
+        if command.action == "help":
+            return Reply(ReplyKind.HELP, commands.help_text(command.topic))
+        registry = self._registry(command)
+        host = self._host(command)
+        reference = self._reference(command, registry)
+
+        decision = self._policy.decide(request.user_id, command.action, command.image, command.tag)
+        if not decision.allowed:
+            log.info("command denied user=%s action=%s target=%s rule=%r", request.user_id,
+                     command.action, reference or registry.server, decision.rule)
+            return Reply(ReplyKind.DENIED, f":no_entry: {decision.reason}")
+
+        job_id = self._job_ids()
+        source = command.source
+        if command.action == "push" and source is None:
+            source = f"{command.image}:{command.tag}"
+        spec = JobSpec(job_id=job_id, action=command.action, registry=registry.name,
+                       server=registry.server, reference=reference, source=source,
+                       requester=request.user_id)
+        record = JobRecord(job_id=job_id, action=command.action, registry=registry.name, host=host,
+                           requester=request.user_id, reference=reference, source=source,
+                           queued_at=self._clock(), extra={"server": registry.server})
+        origin = Origin(frontend=request.frontend, user=request.user_id, channel=request.channel_id,
+                        response_url=request.response_url)
+        self._queue.enqueue(record, spec, origin, timeout=self._config.timeouts.for_action(command.action))
+        log.info("job enqueued job=%s user=%s action=%s target=%s host=%s rule=%r", job_id,
+                 request.user_id, command.action, reference or registry.server, host, decision.rule)
+        target = f"`{reference}`" if reference else f"registry `{registry.server}`"
+        return Reply(
+            ReplyKind.QUEUED,
+            f":inbox_tray: Queued {command.action} of {target} on host `{host}` as job `{job_id}`. "
+            f"Progress and the result will appear in this channel.",
+            job=record,
+        )
+
+    def _registry(self, command: Command) -> RegistryConfig:
+        name = command.registry or self._config.default_registry
+        registry = self._config.registries.get(name)
+        if registry is None:
+            raise UsageError(
+                f"unknown registry `{name}`. Configured registries: {_names(self._config.registries)}. "
+                f"Use `--registry NAME` with one of them, or leave it out for the default "
+                f"(`{self._config.default_registry}`)."
+            )
+        return registry
+
+    def _host(self, command: Command) -> str:
+        host = command.host or self._config.default_host
+        if host not in self._config.hosts:
+            raise UsageError(
+                f"unknown Docker host `{host}`. Configured hosts: {_names(self._config.hosts)}. "
+                f"Use `--host NAME` with one of them, or leave it out for the default "
+                f"(`{self._config.default_host}`)."
+            )
+        return host
+
+    @staticmethod
+    def _reference(command: Command, registry: RegistryConfig) -> str | None:
+        if command.image is None or command.tag is None:
+            return None
+        try:
+            return references.full_reference(registry.server, registry.namespace, command.image, command.tag)
+        except RegopsError as exc:
+            raise UsageError(exc.user_message) from exc

@@ -1,0 +1,56 @@
+"""Process settings read once from the environment, with every secret wrapped in :class:`Secret`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+from workers.contracts import Secret
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any user:password part replaced, for logs and summaries."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the bot reads from its environment. Secrets never show in repr."""
+
+    slack_bot_token: Secret | None
+    slack_signing_secret: Secret | None
+    slack_api_url: str
+    redis_url: Secret
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Settings":
+        def secret(name: str) -> Secret | None:
+            value = environ.get(name, "").strip()
+            return Secret(value) if value else None
+
+        api_url = environ.get("SLACK_API_URL", "").strip() or DEFAULT_SLACK_API_URL
+        if not api_url.endswith("/"):
+            api_url += "/"
+        return cls(
+            slack_bot_token=secret("SLACK_BOT_TOKEN"),
+            slack_signing_secret=secret("SLACK_SIGNING_SECRET"),
+            slack_api_url=api_url,
+            redis_url=Secret(environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL),
+        )
+
+    @property
+    def redis_url_masked(self) -> str:
+        return mask_url(self.redis_url.reveal())
+
+    def missing_for_slack(self) -> list[str]:
+        """Names of the variables `regops serve` cannot run without."""
+        missing = []
+        if self.slack_bot_token is None:
+            missing.append("SLACK_BOT_TOKEN")
+        if self.slack_signing_secret is None:
+            missing.append("SLACK_SIGNING_SECRET")
+        return missing

@@ -1,0 +1,62 @@
+"""regops' own processes for end-to-end tests: `regops serve` and `regops worker`, as real subprocesses."""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Mapping
+
+from tests.support.services import Service, free_port
+
+
+class RegopsProcess(Service):
+    """A regops command run as ``python -m bot ...`` with its own environment."""
+
+    start_timeout = 30.0
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
+        super().__init__()
+        self.name = name
+        self._args = args
+        self._env = dict(env)
+
+    def _prepare(self) -> list[str]:
+        # `env` layers our variables over the inherited environment for the child alone.
+        return ["env", *(f"{k}={v}" for k, v in self._env.items()), sys.executable, "-m", "bot", *self._args]
+
+    def _ready(self) -> bool:
+        return True
+
+    def log_text(self) -> str:
+        path = self._log_path
+        return Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
+
+
+class ServeProcess(RegopsProcess):
+    """`regops serve` on a free port; ready when /healthz answers 200."""
+
+    def __init__(self, env: Mapping[str, str], config: str, workers: int = 1, threads: int = 4,
+                 extra: list[str] | None = None) -> None:
+        self.port = free_port()
+        super().__init__("serve", ["--config", config, "serve", "--bind", "127.0.0.1", "--port", str(self.port),
+                                   "--workers", str(workers), "--threads", str(threads), *(extra or [])], env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                return response.status == 200
+        except urllib.error.HTTPError:
+            return True  # it answers (503 while Redis is away is still "up")
+
+
+class WorkerProcess(RegopsProcess):
+    """`regops worker --host NAME`; ready at once (rq registers itself when it starts listening)."""
+
+    def __init__(self, env: Mapping[str, str], config: str, host: str) -> None:
+        super().__init__(f"worker-{host}", ["--config", config, "worker", "--host", host], env)
