@@ -1,0 +1,438 @@
+"""The command grammar: text typed after ``/registry`` becomes a :class:`Command` or a UsageError.
+
+Parsing is syntax only.  It knows nothing of the config (whether a ``--registry`` or
+``--host`` exists is the service's question) nor of permissions (checked after syntax).
+Every error says what was wrong and what would be right, in Slack markdown.
+
+Credentials are refused before anything else is looked at: a message that carries a
+password or user option is never turned into a Command and its text is never echoed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from bot.errors import CredentialsInChat, UsageError
+from bot.references import check_image_name, check_source, check_tag
+
+SLASH_COMMAND = "/registry"
+
+ACTIONS: tuple[str, ...] = ("push", "pull", "tag", "login", "help")
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""What a configured registry or Docker host name looks like (shared with the config)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One parsed command; all values are syntactically valid."""
+
+    action: str
+    image: str | None = None
+    tag: str | None = None
+    source: str | None = None
+    registry: str | None = None
+    host: str | None = None
+    topic: str | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """How one command is written and explained."""
+
+    action: str
+    arguments: tuple[str, ...]
+    optional_argument: str | None
+    options: tuple[str, ...]
+    summary: str
+    details: tuple[str, ...]
+    examples: tuple[str, ...]
+
+
+_OPTION_VALUES: Mapping[str, str] = {"source": "REF", "registry": "NAME", "host": "NAME"}
+
+_OPTION_HELP: Mapping[str, str] = {
+    "source": "the local image to use instead of IMAGE:TAG: a reference like `centos7-elasticsearch:dev` "
+    "or an image ID like `0123456789ab`",
+    "registry": "a registry from the config (default: the configured default registry)",
+    "host": "the Docker host that runs the job (default: the configured default host)",
+}
+
+_ARGUMENT_HELP: Mapping[str, str] = {
+    "IMAGE": "the image name only, lower-case, e.g. `centos7-elasticsearch`; regops adds REGISTRY/NAMESPACE",
+    "TAG": "the tag, e.g. `latest` or `1.4.2`",
+    "SOURCE": "the local image: a reference like `centos7-elasticsearch:latest` or an image ID",
+    "COMMAND": "a command to explain",
+}
+
+_SPECS: Mapping[str, _Spec] = {
+    "push": _Spec(
+        "push",
+        ("IMAGE", "TAG"),
+        None,
+        ("source", "registry", "host"),
+        "tag a local image with the full registry reference, log in and push it",
+        (
+            (
+                "Tags the local image IMAGE:TAG (or `--source REF`) as REGISTRY/NAMESPACE/IMAGE:TAG, "
+                "logs in with the configured registry account and pushes that one tag."
+            ),
+        ),
+        (
+            "/registry push centos7-elasticsearch latest",
+            "/registry push centos7-elasticsearch 1.4.2 --source 0123456789ab",
+        ),
+    ),
+    "pull": _Spec(
+        "pull",
+        ("IMAGE", "TAG"),
+        None,
+        ("registry", "host"),
+        "pull an image from the registry onto the Docker host",
+        ("Pulls REGISTRY/NAMESPACE/IMAGE:TAG onto the Docker host.",),
+        (
+            "/registry pull centos7-elasticsearch latest",
+            "/registry pull centos7-elasticsearch 1.4.2 --host build-1",
+        ),
+    ),
+    "tag": _Spec(
+        "tag",
+        ("SOURCE", "IMAGE", "TAG"),
+        None,
+        ("registry", "host"),
+        "only tag a local image with the full registry reference (no push)",
+        ("Tags the local image SOURCE as REGISTRY/NAMESPACE/IMAGE:TAG on the Docker host.",),
+        (
+            "/registry tag 0123456789ab centos7-elasticsearch latest",
+            "/registry tag centos7-es:dev centos7-elasticsearch 1.4.2",
+        ),
+    ),
+    "login": _Spec(
+        "login",
+        (),
+        None,
+        ("registry", "host"),
+        "check that the Docker host can log in to the registry",
+        (
+            (
+                "Logs in with the registry account configured on the workers. "
+                "It takes no user name or password: credentials are never taken in chat."
+            ),
+        ),
+        ("/registry login", "/registry login --registry main --host build-1"),
+    ),
+    "help": _Spec(
+        "help",
+        (),
+        "COMMAND",
+        (),
+        "list the commands, or explain one",
+        ("Without COMMAND, lists the commands; with one, shows its usage, options and examples.",),
+        ("/registry help", "/registry help push"),
+    ),
+}
+
+CREDENTIALS_WARNING = (
+    ":warning: Credentials are never taken in chat. Your message was not stored, logged or echoed, "
+    "but it was sent to Slack: rotate that password now. regops logs in with the registry account "
+    "configured on the workers."
+)
+
+_LOGIN_ARGUMENTS_WARNING = (
+    ":warning: `login` takes no arguments: regops logs in with the registry account configured on the "
+    "workers (choose one with `--registry NAME`). Your message was not stored, logged or echoed; if it "
+    "carried a password, that was sent to Slack: rotate it now."
+)
+
+_QUOTE_MAP = {
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u2039\u203a", "'"),
+    **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+    **dict.fromkeys("\u00a0\u202f\u2007", " "),
+    # Zero-width characters sneak in from copy and paste and would split or glue words invisibly.
+    **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff", None),
+}
+_NORMALIZE = str.maketrans(_QUOTE_MAP)
+
+_DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+# Chat clients turn a typed "--" into one of these, so one of them means a long option.
+_LONG_DASHES = "\u2013\u2014\u2015"
+_WRAPPERS = "'\"`\\"
+
+_CREDENTIAL_OPTIONS = ("password", "password-stdin", "passwd", "username", "user")
+
+
+def normalize(text: str) -> str:
+    """Undo what chat clients do to typed text: curly quotes, non-breaking and zero-width spaces."""
+    return text.translate(_NORMALIZE).strip()
+
+
+def _option_form(token: str) -> tuple[int, str] | None:
+    """(1 or 2 dashes, the rest) when ``token`` is written as an option, else None."""
+    run = len(token) - len(token.lstrip(_DASHES))
+    if run == 0:
+        return None
+    dashes = token[:run]
+    long = run >= 2 or any(ch in _LONG_DASHES for ch in dashes)
+    return (2 if long else 1), token[run:]
+
+
+def _is_credential_token(token: str) -> bool:
+    form = _option_form(unicodedata.normalize("NFKC", token).lstrip(_WRAPPERS))
+    if form is None:
+        return False
+    dashes, rest = form
+    name, _, value = rest.lstrip(_WRAPPERS).lower().partition("=")
+    if not name:
+        return False
+    if dashes == 1:
+        # Short options take their value attached (`-pSECRET`, `-uNAME`), and Go's flag
+        # package accepts `-password` too: any -p… or -u… is a credential.
+        return name[0] in "pu"
+    name = name.strip(_WRAPPERS).replace("_", "-")
+    if name in ("p", "u", "pwd") or name.startswith(("pass", "pasw", "pw", "user", "usr")):
+        return True
+    if difflib.get_close_matches(name, _CREDENTIAL_OPTIONS, n=1, cutoff=0.75):
+        return True
+    return bool(value) and _is_credential_token(value)
+
+
+def _refuse_credentials(text: str) -> None:
+    # Whitespace splitting, not shlex: this must work even when the quoting is broken.
+    if any(_is_credential_token(token) for token in text.split()):
+        raise CredentialsInChat(CREDENTIALS_WARNING)
+
+
+def _ascii_dashes(token: str) -> str:
+    """``—source`` → ``--source``: what the user typed before the chat client replaced it."""
+    form = _option_form(token)
+    if form is None:
+        return token
+    dashes, rest = form
+    return "-" * dashes + rest
+
+
+def _code(value: str, limit: int = 64) -> str:
+    shown = value if len(value) <= limit else value[: limit - 1] + "…"
+    return "`" + shown.replace("`", "'") + "`"
+
+
+def _did_you_mean(word: str, candidates: Iterable[str], prefix: str = "") -> str:
+    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean `{prefix}{match[0]}`?" if match else ""
+
+
+def _options_usage(spec: _Spec) -> str:
+    return " ".join(f"[--{name} {_OPTION_VALUES[name]}]" for name in spec.options)
+
+
+def _usage_line(spec: _Spec) -> str:
+    parts = [SLASH_COMMAND, spec.action, *spec.arguments]
+    if spec.optional_argument:
+        parts.append(f"[{spec.optional_argument}]")
+    if spec.options:
+        parts.append(_options_usage(spec))
+    return "`" + " ".join(parts) + "`"
+
+
+def _spec(action: str) -> _Spec:
+    spec = _SPECS.get(action)
+    if spec is None:
+        raise UsageError(
+            f"unknown command {_code(action)}.{_did_you_mean(action.lower(), _SPECS)} "
+            f"See `{SLASH_COMMAND} help`."
+        )
+    return spec
+
+
+def usage(action: str) -> str:
+    """The usage line of one command, e.g. ``/registry pull IMAGE TAG [--registry NAME] [--host NAME]``."""
+    return _usage_line(_spec(action))
+
+
+def help_text(topic: str | None = None, actions: Iterable[str] | None = None) -> str:
+    """The overall help (only ``actions`` when given; ``help`` is always listed) or one command's help.
+
+    ``actions`` filters the overview only: explaining a named command is never refused here.
+    """
+    if topic is not None:
+        return _command_help(_spec(topic.lower()))
+    shown = set(ACTIONS if actions is None else actions) | {"help"}
+    lines = ["*regops* drives the Docker registry from Slack. Commands:"]
+    for spec in _SPECS.values():
+        if spec.action in shown:
+            lines.append(f"• {_usage_line(spec)} — {spec.summary}")
+    lines.append(
+        "Give only the image name and the tag: regops builds `REGISTRY/NAMESPACE/IMAGE:TAG` itself, "
+        f"e.g. `{SLASH_COMMAND} push centos7-elasticsearch latest`."
+    )
+    lines.append(
+        "Credentials are never taken in chat: the workers log in with the configured registry account."
+    )
+    lines.append(f"`{SLASH_COMMAND} help COMMAND` explains one command.")
+    return "\n".join(lines)
+
+
+def _command_help(spec: _Spec) -> str:
+    lines = [f"*{spec.action}*: {spec.summary}.", f"Usage: {_usage_line(spec)}", *spec.details]
+    names = [*spec.arguments, *([spec.optional_argument] if spec.optional_argument else [])]
+    if names:
+        lines.append("Arguments:")
+        lines.extend(f"• `{name}`: {_ARGUMENT_HELP[name]}" for name in names)
+    if spec.options:
+        lines.append("Options:")
+        lines.extend(f"• `--{name} {_OPTION_VALUES[name]}`: {_OPTION_HELP[name]}" for name in spec.options)
+    lines.append("Examples:")
+    lines.extend(f"• `{example}`" for example in spec.examples)
+    return "\n".join(lines)
+
+
+def _short_overview() -> str:
+    return ", ".join(f"`{action}`" for action in ACTIONS)
+
+
+def _tokenize(text: str) -> list[str]:
+    try:
+        tokens = shlex.split(text, posix=True)
+    except ValueError:
+        raise UsageError(
+            "unbalanced quotes: close every `\"` and `'` you open, or leave the quotes out "
+            f"(no value regops takes needs them). See `{SLASH_COMMAND} help`."
+        ) from None
+    tokens = [_ascii_dashes(token) for token in tokens]
+    if tokens and tokens[0].lower() == SLASH_COMMAND:
+        tokens = tokens[1:]
+    return tokens
+
+
+def _split_options(spec: _Spec, tokens: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Positional arguments and ``{option: value}``; options may come anywhere."""
+    positionals: list[str] = []
+    options: dict[str, str] = {}
+    taken = ", ".join(f"`--{name} {_OPTION_VALUES[name]}`" for name in spec.options) or "no options"
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if not token.startswith("-") or token == "-":
+            positionals.append(token)
+            continue
+        if not token.startswith("--"):
+            name = token[1:].partition("=")[0].lower()
+            hint = f" Options take two dashes: `--{name}`." if name in spec.options else ""
+            raise UsageError(
+                f"unknown option {_code(token.partition('=')[0])} for `{spec.action}`.{hint} "
+                f"`{spec.action}` takes {taken}. Usage: {_usage_line(spec)}"
+            )
+        name, equals, value = token[2:].partition("=")
+        name = name.lower()
+        if name not in spec.options:
+            if name in _OPTION_VALUES:
+                problem = f"`--{name}` is not an option of `{spec.action}`"
+                hint = ""
+            else:
+                problem = f"unknown option {_code('--' + name)} for `{spec.action}`"
+                hint = _did_you_mean(name, spec.options, prefix="--")
+            raise UsageError(f"{problem}.{hint} `{spec.action}` takes {taken}. Usage: {_usage_line(spec)}")
+        # Values never start with "-", so "--host --registry x" is a missing value, not host "--registry".
+        if not equals and index < len(tokens) and not tokens[index].startswith("-"):
+            value = tokens[index]
+            index += 1
+        if not value:
+            raise UsageError(
+                f"option `--{name}` needs a value: `--{name} {_OPTION_VALUES[name]}`. "
+                f"Usage: {_usage_line(spec)}"
+            )
+        if name in options:
+            raise UsageError(f"option `--{name}` is given twice: give it once. Usage: {_usage_line(spec)}")
+        options[name] = value
+    return positionals, options
+
+
+def _check_arity(spec: _Spec, positionals: list[str]) -> None:
+    wanted = len(spec.arguments) + (1 if spec.optional_argument else 0)
+    if len(positionals) < len(spec.arguments):
+        given = len(positionals)
+        if given and spec.arguments[given - 1] == "IMAGE" and ":" in positionals[-1]:
+            # `push centos7:latest` is the commonest slip: explain the split instead of "missing TAG".
+            try:
+                check_image_name(positionals[-1])
+            except UsageError as exc:
+                raise UsageError(f"{exc.user_message}. Usage: {_usage_line(spec)}") from None
+        missing = " and ".join(spec.arguments[given:])
+        raise UsageError(f"`{spec.action}` is missing {missing}. Usage: {_usage_line(spec)}")
+    if len(positionals) > wanted:
+        if spec.action == "login":
+            # The only words someone adds to `login` are a user name and a password.
+            raise CredentialsInChat(_LOGIN_ARGUMENTS_WARNING)
+        extra = " ".join(_code(word) for word in positionals[wanted:])
+        raise UsageError(
+            f"unexpected extra argument(s) {extra} for `{spec.action}`. Usage: {_usage_line(spec)}"
+        )
+
+
+def _check_name(option: str, value: str) -> str:
+    if not NAME_PATTERN.fullmatch(value):
+        raise UsageError(
+            f"`--{option}` {_code(value)} is not a valid name: names are letters, digits, `_`, `.` and `-`, "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _canonical_text(action: str, positionals: list[str], options: Mapping[str, str]) -> str:
+    words = [action, *positionals]
+    for name in ("source", "registry", "host"):
+        if name in options:
+            words += [f"--{name}", options[name]]
+    return shlex.join(words)
+
+
+def parse(text: str) -> Command:
+    """Parse what the user typed (``/registry`` optional) into a Command, or raise UsageError."""
+    normalized = normalize(text)
+    _refuse_credentials(normalized)
+    tokens = _tokenize(normalized)
+    if not tokens:
+        raise UsageError(
+            f"no command given. Commands: {_short_overview()}, "
+            f"e.g. `{SLASH_COMMAND} push centos7-elasticsearch latest`. See `{SLASH_COMMAND} help`."
+        )
+    word, rest = tokens[0], tokens[1:]
+    action = "help" if word.lower() in ("--help", "-h") else word.lower()
+    if action not in _SPECS:
+        raise UsageError(
+            f"unknown command {_code(word)}.{_did_you_mean(action, _SPECS)} See `{SLASH_COMMAND} help`."
+        )
+    spec = _SPECS[action]
+    if any(token.lower() in ("--help", "-h") for token in rest):
+        return Command(action="help", topic=action, text=f"help {action}")
+
+    positionals, options = _split_options(spec, rest)
+    _check_arity(spec, positionals)
+
+    if action == "help":
+        topic = positionals[0].lower() if positionals else None
+        if topic is not None:
+            _spec(topic)
+        return Command(action="help", topic=topic, text=_canonical_text("help", [topic] if topic else [], {}))
+
+    checks = {"SOURCE": check_source, "IMAGE": check_image_name, "TAG": check_tag}
+    values = {name: checks[name](value) for name, value in zip(spec.arguments, positionals)}
+    source = values.get("SOURCE") or options.get("source")
+    if "source" in options:
+        check_source(options["source"])
+    return Command(
+        action=action,
+        image=values.get("IMAGE"),
+        tag=values.get("TAG"),
+        source=source,
+        registry=_check_name("registry", options["registry"]) if "registry" in options else None,
+        host=_check_name("host", options["host"]) if "host" in options else None,
+        text=_canonical_text(action, positionals, options),
+    )

@@ -1,0 +1,355 @@
+"""The command grammar (bot.commands): forms, errors, did-you-mean, credential refusal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot import commands
+from bot.commands import ACTIONS, Command, help_text, normalize, parse, usage
+from bot.errors import CredentialsInChat, UsageError
+
+PUSH_USAGE = "`/registry push IMAGE TAG [--source REF] [--registry NAME] [--host NAME]`"
+PULL_USAGE = "`/registry pull IMAGE TAG [--registry NAME] [--host NAME]`"
+TAG_USAGE = "`/registry tag SOURCE IMAGE TAG [--registry NAME] [--host NAME]`"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "push centos7-elasticsearch latest",
+            Command("push", "centos7-elasticsearch", "latest", text="push centos7-elasticsearch latest"),
+        ),
+        (
+            "/registry push centos7-elasticsearch latest",
+            Command("push", "centos7-elasticsearch", "latest", text="push centos7-elasticsearch latest"),
+        ),
+        ("  /registry   push  a   b  ", Command("push", "a", "b", text="push a b")),
+        ("PUSH a b", Command("push", "a", "b", text="push a b")),
+        (
+            "push centos7-elasticsearch 1.4.2 --source 0123456789ab",
+            Command(
+                "push",
+                "centos7-elasticsearch",
+                "1.4.2",
+                source="0123456789ab",
+                text="push centos7-elasticsearch 1.4.2 --source 0123456789ab",
+            ),
+        ),
+        (
+            "push --source=app:dev a b",
+            Command("push", "a", "b", source="app:dev", text="push a b --source app:dev"),
+        ),
+        (
+            "push --host=build-1 a --registry main b",
+            Command(
+                "push",
+                "a",
+                "b",
+                registry="main",
+                host="build-1",
+                text="push a b --registry main --host build-1",
+            ),
+        ),
+        ("pull web/app 1.0", Command("pull", "web/app", "1.0", text="pull web/app 1.0")),
+        (
+            "pull a b --host build-2",
+            Command("pull", "a", "b", host="build-2", text="pull a b --host build-2"),
+        ),
+        (
+            "tag 0123456789ab centos7-elasticsearch latest",
+            Command(
+                "tag",
+                "centos7-elasticsearch",
+                "latest",
+                source="0123456789ab",
+                text="tag 0123456789ab centos7-elasticsearch latest",
+            ),
+        ),
+        (
+            "tag --registry=main localhost:5000/app:dev app 1",
+            Command(
+                "tag",
+                "app",
+                "1",
+                source="localhost:5000/app:dev",
+                registry="main",
+                text="tag localhost:5000/app:dev app 1 --registry main",
+            ),
+        ),
+        ("login", Command("login", text="login")),
+        (
+            "login --registry main --host build-1",
+            Command("login", registry="main", host="build-1", text="login --registry main --host build-1"),
+        ),
+        ("help", Command("help", text="help")),
+        ("help push", Command("help", topic="push", text="help push")),
+        ("help TAG", Command("help", topic="tag", text="help tag")),
+        ("--help", Command("help", text="help")),
+        ("-h", Command("help", text="help")),
+        ("push --help", Command("help", topic="push", text="help push")),
+        ("pull a b -h", Command("help", topic="pull", text="help pull")),
+        # What Slack does to typed text: curly quotes, non-breaking spaces, "--" turned into a dash.
+        ("push \u201ca\u201d \u2018b\u2019", Command("push", "a", "b", text="push a b")),
+        ("push\u00a0a\u00a0b", Command("push", "a", "b", text="push a b")),
+        ("push a b \u2014source c:1", Command("push", "a", "b", source="c:1", text="push a b --source c:1")),
+        ("push a b \u2013host=h1", Command("push", "a", "b", host="h1", text="push a b --host h1")),
+        ("push a\u200b b", Command("push", "a", "b", text="push a b")),
+    ],
+)
+def test_every_command_form_parses(text: str, expected: Command) -> None:
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("", ["no command given", "`push`", "`/registry help`"]),
+        ("   ", ["no command given"]),
+        ("/registry", ["no command given"]),
+        ("psuh a b", ["unknown command `psuh`. Did you mean `push`? See `/registry help`."]),
+        ("pul a b", ["unknown command `pul`", "Did you mean `pull`?"]),
+        ("lgoin", ["Did you mean `login`?"]),
+        ("deploy a b", ["unknown command `deploy`. See `/registry help`."]),
+        ("push", ["`push` is missing IMAGE and TAG", PUSH_USAGE]),
+        ("push centos7-elasticsearch", ["`push` is missing TAG", PUSH_USAGE]),
+        ("pull a", ["`pull` is missing TAG", PULL_USAGE]),
+        ("tag 0123456789ab app", ["`tag` is missing TAG", TAG_USAGE]),
+        ("tag", ["`tag` is missing SOURCE and IMAGE and TAG"]),
+        ("push centos7-elasticsearch:latest", ["contains a tag: give the tag separately", PUSH_USAGE]),
+        ("push a b c d", ["unexpected extra argument(s) `c` `d` for `push`", PUSH_USAGE]),
+        ("help push pull", ["unexpected extra argument(s) `pull` for `help`"]),
+        (
+            "push a b --foo",
+            ["unknown option `--foo` for `push`", "`--source REF`, `--registry NAME`, `--host NAME`"],
+        ),
+        ("push a b --sorce x", ["unknown option `--sorce`", "Did you mean `--source`?"]),
+        ("pull a b --regsitry main", ["Did you mean `--registry`?"]),
+        ("push a b -x", ["unknown option `-x`"]),
+        ("push a b -host h", ["Options take two dashes: `--host`"]),
+        (
+            "pull a b --source app",
+            ["`--source` is not an option of `pull`", "`--registry NAME`, `--host NAME`", PULL_USAGE],
+        ),
+        ("login --source app", ["`--source` is not an option of `login`"]),
+        ("help --host h", ["`--host` is not an option of `help`", "takes no options"]),
+        ("push a b --host", ["option `--host` needs a value: `--host NAME`"]),
+        ("push a b --source=", ["option `--source` needs a value: `--source REF`"]),
+        ("push a b --host --registry main", ["option `--host` needs a value"]),
+        ("push a b --host h1 --host h2", ["option `--host` is given twice: give it once"]),
+        ("push a b --host=h1 --host h1", ["is given twice"]),
+        ("push Centos7 latest", ["upper-case letters are not allowed: use `centos7`"]),
+        ("push a- latest", ["must not start or end with a separator"]),
+        ("push a .b", ["tag `.b` must start with a letter, digit or `_`"]),
+        ("pull a b+c", ["`+` not allowed"]),
+        ("push a b --source Bad", ["source `Bad`", "upper-case"]),
+        ("tag not//valid app 1", ["source `not//valid`", "empty path component"]),
+        ("push dockerhub.example.com:5100/ns/app latest", ["contains a registry host"]),
+        ("push a b --host 'build 1'", ["`--host` `build 1` is not a valid name"]),
+        ('push "a b', ["unbalanced quotes"]),
+        ("push a 'b", ["unbalanced quotes"]),
+        ("help psuh", ["unknown command `psuh`", "Did you mean `push`?"]),
+    ],
+)
+def test_bad_input_says_what_was_wrong_and_what_would_be_right(text: str, fragments: list[str]) -> None:
+    with pytest.raises(UsageError) as info:
+        parse(text)
+    assert not isinstance(info.value, CredentialsInChat)
+    for fragment in fragments:
+        assert fragment in info.value.user_message
+
+
+SECRET = "Hunter2Secret"
+
+CREDENTIAL_SPELLINGS = [
+    f"login -p {SECRET}",
+    f"login -p{SECRET}",
+    f"login -P {SECRET}",
+    f"login --password {SECRET}",
+    f"login --password={SECRET}",
+    f"login --PASSWORD={SECRET}",
+    f"login --password-stdin {SECRET}",
+    f"login -u {SECRET}",
+    f"login -u{SECRET}",
+    f"login --username {SECRET}",
+    f"login --username={SECRET}",
+    f"push app latest -p {SECRET}",
+    f"/registry login -u user001 -p {SECRET}",
+    f"login \u2014password {SECRET}",  # em dash: what Slack makes of a typed "--"
+    f"login \u2013password {SECRET}",  # en dash
+    f"login \u2212p {SECRET}",  # minus sign
+    f"login \u2010\u2010password {SECRET}",  # two Unicode hyphens
+    f"login \u2014p {SECRET}",
+    f"login \uff0d\uff50 {SECRET}",  # full-width "-p"
+    f'login "--password" {SECRET}',
+    f"login \u201c-p{SECRET}\u201d",
+    f"login '--password={SECRET}'",
+    f'login --password="{SECRET}',  # broken quoting must not hide it
+    f"push a b --passwd {SECRET}",
+    f"push a b --pasword {SECRET}",  # a typo is still a password
+    f"push a b --pwd {SECRET}",
+    f"push a b --user {SECRET}",
+    f"push a b --pass_word {SECRET}",
+    f"push a b -password {SECRET}",
+    f"push a b --source=-p{SECRET}",
+    f"psuh a b -p {SECRET}",  # even before the subcommand is recognised
+    f"-p {SECRET}",
+    f"login user001 {SECRET}",  # login takes no arguments: they can only be credentials
+]
+
+
+@pytest.mark.parametrize("text", CREDENTIAL_SPELLINGS)
+def test_credentials_are_refused_and_never_echoed(text: str) -> None:
+    with pytest.raises(CredentialsInChat) as info:
+        parse(text)
+    error = info.value
+    assert "rotate" in error.user_message
+    assert "registry account configured on the workers" in error.user_message
+    for shown in (str(error), repr(error), error.user_message, *map(str, error.args)):
+        assert SECRET not in shown
+        assert SECRET.lower() not in shown.lower()
+        assert "user001" not in shown
+    assert error.__cause__ is None
+    assert error.__context__ is None
+
+
+@pytest.mark.parametrize("text", CREDENTIAL_SPELLINGS)
+def test_no_command_text_is_built_when_credentials_are_refused(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[Any] = []
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        built.append((args, kwargs))
+
+    monkeypatch.setattr(commands, "_canonical_text", record)
+    monkeypatch.setattr(commands, "Command", record)
+    with pytest.raises(CredentialsInChat):
+        parse(text)
+    assert built == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "push p1 p1",
+        "push pp latest",
+        "push u u",
+        "pull user/app u1",
+        "push password-manager latest",
+        "push pw-tool p-1",
+        "push app latest --source user/app:1",
+        "push app latest --source password-manager:1",
+        "push app latest --registry pass",
+        "push app latest --host u-build",
+        "tag pw-tool:1 app 1",
+        "tag 0123456789ab user 1",
+    ],
+)
+def test_credential_lookalikes_are_accepted(text: str) -> None:
+    assert parse(text).action in ACTIONS
+
+
+@pytest.mark.parametrize(
+    "text", ["push a b --pull", "push a b \u2014pull", "push a b --push", "push a b --usage"]
+)
+def test_option_lookalikes_are_plain_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse(text)
+    assert not isinstance(info.value, CredentialsInChat)
+    assert "unknown option" in info.value.user_message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\u2018a\u2019 \u201cb\u201d", "'a' \"b\""),
+        ("\u201ab\u201e \u00abc\u00bb", '\'b" "c"'),
+        ("a\u00a0b\u202fc", "a b c"),
+        ("  a b \n", "a b"),
+        ("a\u200bb\ufeff", "ab"),
+        ("plain --text", "plain --text"),
+    ],
+)
+def test_normalize_undoes_chat_typography(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("action", "line"),
+    [
+        ("push", PUSH_USAGE),
+        ("pull", PULL_USAGE),
+        ("tag", TAG_USAGE),
+        ("login", "`/registry login [--registry NAME] [--host NAME]`"),
+        ("help", "`/registry help [COMMAND]`"),
+    ],
+)
+def test_usage_lines(action: str, line: str) -> None:
+    assert usage(action) == line
+
+
+def test_usage_of_an_unknown_command_suggests_the_closest() -> None:
+    with pytest.raises(UsageError, match="Did you mean `push`"):
+        usage("psuh")
+
+
+def test_overall_help_lists_every_command_with_an_example() -> None:
+    text = help_text()
+    for action in ACTIONS:
+        assert usage(action) in text
+    assert "`/registry push centos7-elasticsearch latest`" in text
+
+
+@pytest.mark.parametrize(
+    ("actions", "shown", "hidden"),
+    [
+        (["pull"], ["pull", "help"], ["push", "tag", "login"]),
+        ([], ["help"], ["push", "pull", "tag", "login"]),
+        (["push", "login", "not-a-command"], ["push", "login", "help"], ["pull", "tag"]),
+    ],
+)
+def test_overall_help_can_show_only_the_given_actions(
+    actions: list[str], shown: list[str], hidden: list[str]
+) -> None:
+    text = help_text(actions=actions)
+    for action in shown:
+        assert usage(action) in text
+    for action in hidden:
+        assert usage(action) not in text
+
+
+@pytest.mark.parametrize(
+    ("topic", "fragments"),
+    [
+        ("push", [PUSH_USAGE, "`--source REF`", "`/registry push centos7-elasticsearch latest`"]),
+        ("pull", [PULL_USAGE, "`/registry pull centos7-elasticsearch latest`"]),
+        ("tag", [TAG_USAGE, "`/registry tag 0123456789ab centos7-elasticsearch latest`"]),
+        ("login", ["credentials are never taken in chat", "`/registry login`"]),
+        ("help", ["`/registry help push`"]),
+        ("PUSH", [PUSH_USAGE]),
+    ],
+)
+def test_command_help_has_usage_and_examples(topic: str, fragments: list[str]) -> None:
+    text = help_text(topic)
+    for fragment in fragments:
+        assert fragment in text
+
+
+@pytest.mark.parametrize(
+    ("topic", "fragment"),
+    [("psuh", "Did you mean `push`?"), ("lgin", "Did you mean `login`?"), ("zzz", "See `/registry help`")],
+)
+def test_help_for_an_unknown_topic_is_a_usage_error(topic: str, fragment: str) -> None:
+    with pytest.raises(UsageError) as info:
+        help_text(topic)
+    assert f"unknown command `{topic}`" in info.value.user_message
+    assert fragment in info.value.user_message
+
+
+def test_zzz_has_no_did_you_mean() -> None:
+    with pytest.raises(UsageError) as info:
+        help_text("zzz")
+    assert "Did you mean" not in info.value.user_message

@@ -1,0 +1,506 @@
+"""The YAML config model (bot.config): the example loads, every problem is reported with its key path."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import (
+    Config,
+    Grant,
+    RegistryConfig,
+    Role,
+    Timeouts,
+    load_config,
+    parse_config,
+    resolve_config_path,
+)
+from bot.errors import ConfigError
+
+EXAMPLE = """\
+registries:
+  main:
+    server: dockerhub.example.com:5100
+    services_hostname: namespace.example.com   # namespace defaults to its reverse
+    # namespace: com.example.namespace         # optional explicit namespace
+    username: user001@namespace.example.com
+    password_env: REGISTRY_PASSWORD            # or password_file: /run/secrets/registry-password
+default_registry: main
+hosts: [build-1]
+default_host: build-1
+notify_channel: C0DEPLOYS        # optional: a deployment notification for every successful push
+access:
+  roles:
+    admin:    {actions: ["*"]}
+    deployer: {actions: [push, pull, tag, login], images: ["centos7-*"], tags: ["*"]}
+  grants:
+    - {role: admin, users: [U0ADMIN]}
+    - {role: deployer, users: [U0DEV1, U0DEV2]}
+"""
+
+
+def _base() -> dict[str, Any]:
+    return {
+        "registries": {
+            "main": {
+                "server": "dockerhub.example.com:5100",
+                "services_hostname": "namespace.example.com",
+                "username": "user001@namespace.example.com",
+                "password_env": "REGISTRY_PASSWORD",
+            }
+        },
+        "hosts": ["build-1"],
+        "access": {
+            "roles": {"admin": {"actions": ["*"]}},
+            "grants": [{"role": "admin", "users": ["U0ADMIN"]}],
+        },
+    }
+
+
+def _problems(data: object) -> tuple[str, ...]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return info.value.problems
+
+
+def test_the_example_from_the_issue_loads(tmp_path: Path) -> None:
+    path = tmp_path / "regops.yaml"
+    path.write_text(EXAMPLE)
+    config = load_config(path)
+    assert dict(config.registries) == {
+        "main": RegistryConfig(
+            name="main",
+            server="dockerhub.example.com:5100",
+            services_hostname="namespace.example.com",
+            namespace="com.example.namespace",
+            username="user001@namespace.example.com",
+            password_env="REGISTRY_PASSWORD",
+            password_file=None,
+        )
+    }
+    assert config.default_registry == "main"
+    assert config.hosts == ("build-1",)
+    assert config.default_host == "build-1"
+    assert config.notify_channel == "C0DEPLOYS"
+    assert config.timeouts == Timeouts(push=1800, pull=1800, tag=120, login=120)
+    assert dict(config.access.roles) == {
+        "admin": Role("admin", ("*",), ("*",), ("*",)),
+        "deployer": Role("deployer", ("push", "pull", "tag", "login"), ("centos7-*",), ("*",)),
+    }
+    assert config.access.grants == (Grant("admin", ("U0ADMIN",)), Grant("deployer", ("U0DEV1", "U0DEV2")))
+
+
+def test_the_config_is_deeply_immutable() -> None:
+    config = parse_config(_base())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.default_host = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.registries["x"] = config.registries["main"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        config.access.roles["x"] = config.access.roles["admin"]  # type: ignore[index]
+    assert isinstance(config.hosts, tuple)
+    assert isinstance(config.access.grants[0].users, tuple)
+
+
+def test_defaults_apply_when_there_is_one_registry_and_one_host() -> None:
+    config = parse_config(_base())
+    assert config.default_registry == "main"
+    assert config.default_host == "build-1"
+    assert config.notify_channel is None
+    assert config.timeouts == Timeouts()
+
+
+def test_an_explicit_namespace_wins_over_the_services_hostname() -> None:
+    data = _base()
+    data["registries"]["main"]["namespace"] = "org.example.team"
+    assert parse_config(data).registries["main"].namespace == "org.example.team"
+
+
+def test_a_namespace_alone_needs_no_services_hostname() -> None:
+    data = _base()
+    del data["registries"]["main"]["services_hostname"]
+    data["registries"]["main"]["namespace"] = "com.example.namespace"
+    registry = parse_config(data).registries["main"]
+    assert (registry.namespace, registry.services_hostname) == ("com.example.namespace", "")
+
+
+def test_an_empty_access_section_is_valid_and_grants_nothing() -> None:
+    data = _base()
+    data["access"] = None
+    config = parse_config(data)
+    assert (dict(config.access.roles), config.access.grants) == ({}, ())
+
+
+def _set(path: str, value: Any) -> Any:
+    """A change to the base config: set the dotted ``path`` (list items as [n]) to ``value``."""
+
+    def change(data: dict[str, Any]) -> None:
+        *parents, last = path.replace("[", ".").replace("]", "").split(".")
+        node: Any = data
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        if value is _DELETE:
+            del node[int(last) if last.isdigit() else last]
+        elif last.isdigit():
+            node[int(last)] = value
+        else:
+            node[last] = value
+
+    return change
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (_set("registries", _DELETE), "registries: is required"),
+        (_set("hosts", _DELETE), "hosts: is required"),
+        (_set("registries", {}), "registries: must be a mapping of registry names to settings"),
+        (_set("registries.main.server", _DELETE), "registries.main.server: is required"),
+        (_set("registries.main.username", _DELETE), "registries.main.username: is required"),
+        (
+            _set("registries.main.services_hostname", _DELETE),
+            "registries.main.services_hostname: is required unless `namespace` is given",
+        ),
+        (
+            _set("registries.main.server", "https://dockerhub.example.com"),
+            "registries.main.server: registry server",
+        ),
+        (
+            _set("registries.main.server", "dockerhub.example.com:99999"),
+            "registries.main.server: registry server",
+        ),
+        (_set("registries.main.server", 5100), "registries.main.server: must be a string"),
+        (
+            _set("registries.main.services_hostname", "namespace.example.com:443"),
+            "registries.main.services_hostname: hostname `namespace.example.com:443` has a port",
+        ),
+        (
+            _set("registries.main.namespace", "Com.Example"),
+            "registries.main.namespace: namespace `Com.Example`: upper-case letters are not allowed",
+        ),
+        (
+            _set("registries.main.namespace", "com..example"),
+            "registries.main.namespace: namespace `com..example`",
+        ),
+        (_set("registries.main.username", ""), "registries.main.username: must not be empty"),
+        (
+            _set("registries.main.password_env", "1BAD"),
+            "registries.main.password_env: is not an environment variable",
+        ),
+        (
+            _set("registries.main.password_env", _DELETE),
+            "registries.main: give exactly one of `password_env` (an environment variable",
+        ),
+        (_set("registries.main.password_file", "/run/secrets/p"), "registries.main: give exactly one of"),
+        (_set("registries.main.sever", "x"), "registries.main.sever: unknown key; did you mean `server`?"),
+        (
+            _set("registries.main.password", "s3cret"),
+            "registries.main.password: unknown key; passwords are never kept",
+        ),
+        (_set("registries.bad name", {}), "registries.bad name: name `bad name` is not valid"),
+        (_set("registries.main", "dockerhub.example.com"), "registries.main: must be a mapping"),
+        (
+            _set("default_registry", "mian"),
+            "default_registry: no registry `mian` is defined; did you mean `main`?",
+        ),
+        (
+            _set("default_host", "build-2"),
+            "default_host: no host `build-2` is defined; did you mean `build-1`?",
+        ),
+        (_set("default_host", "x"), "default_host: no host `x` is defined; defined: `build-1`"),
+        (_set("hosts", []), "hosts: must not be empty"),
+        (_set("hosts", "build-1"), "hosts: must be a list of Docker host names"),
+        (_set("hosts", ["build-1", "build-1"]), "hosts[1]: `build-1` is listed twice"),
+        (_set("hosts", ["build 1"]), "hosts[0]: name `build 1` is not valid"),
+        (_set("hosts", ["-x"]), "hosts[0]: name `-x` is not valid"),
+        (
+            _set("hosts", ["a", "b"]),
+            "default_host: is required when there are several hosts: one of `a`, `b`",
+        ),
+        (
+            _set("notify_channel", "deploys channel"),
+            "notify_channel: `deploys channel` is not a Slack channel",
+        ),
+        (_set("notify_chanel", "C0"), "notify_chanel: unknown key; did you mean `notify_channel`?"),
+        (_set("timeouts", {"push": "30x"}), "timeouts.push: `30x` is not a duration"),
+        (_set("timeouts", {"pull": 0}), "timeouts.pull: must be positive"),
+        (_set("timeouts", {"tag": True}), "timeouts.tag: must be a duration"),
+        (_set("timeouts", {"pul": 10}), "timeouts.pul: unknown key; did you mean `pull`?"),
+        (
+            _set("access.roles.admin.actions", ["psuh"]),
+            "access.roles.admin.actions[0]: `psuh` matches no action; did you mean `push`?",
+        ),
+        (_set("access.roles.admin.actions", ["z*"]), "access.roles.admin.actions[0]: `z*` matches no action"),
+        (_set("access.roles.admin.actions", "push"), "access.roles.admin.actions: must be a list"),
+        (_set("access.roles.admin.actions", []), "access.roles.admin.actions: must not be empty"),
+        (_set("access.roles.admin.actions", _DELETE), "access.roles.admin.actions: is required"),
+        (
+            _set("access.roles.admin.images", ["Centos7-*"]),
+            "access.roles.admin.images[0]: `Centos7-*` can never match",
+        ),
+        (_set("access.roles.admin.tags", [1.0]), "access.roles.admin.tags[0]: must be a string (tag globs"),
+        (
+            _set("access.roles.admin.image", ["x"]),
+            "access.roles.admin.image: unknown key; did you mean `images`?",
+        ),
+        (
+            _set("access.grants[0].role", "admn"),
+            "access.grants[0].role: no role `admn` is defined; did you mean `admin`? defined roles: `admin`",
+        ),
+        (_set("access.grants[0].role", _DELETE), "access.grants[0].role: is required"),
+        (_set("access.grants[0].users", _DELETE), "access.grants[0].users: is required"),
+        (
+            _set("access.grants[0].users", ["alice"]),
+            "access.grants[0].users[0]: `alice` is not a Slack user ID",
+        ),
+        (_set("access.grants[0].user", ["U1"]), "access.grants[0].user: unknown key; did you mean `users`?"),
+        (_set("access.grants", {"role": "admin"}), "access.grants: must be a list"),
+        (_set("access.rolse", {}), "access.rolse: unknown key; did you mean `roles`?"),
+        (_set("default_registy", "main"), "default_registy: unknown key; did you mean `default_registry`?"),
+    ],
+)
+def test_each_kind_of_problem_is_reported_with_its_key_path(change: Any, problem: str) -> None:
+    data = copy.deepcopy(_base())
+    change(data)
+    problems = _problems(data)
+    assert any(item.startswith(problem) for item in problems), problems
+
+
+def test_several_problems_are_reported_at_once() -> None:
+    data = _base()
+    data["registries"]["main"]["server"] = "https://x"
+    data["hosts"] = ["a", "a"]
+    data["access"]["grants"].append({"role": "ghost", "users": ["U1"]})
+    data["extra"] = 1
+    problems = _problems(data)
+    assert len(problems) == 4
+    assert [item.split(":")[0] for item in problems] == [
+        "extra",
+        "registries.main.server",
+        "hosts[1]",
+        "access.grants[1].role",
+    ]
+
+
+def test_a_problem_is_reported_once_even_when_others_depend_on_it() -> None:
+    data = _base()
+    data["hosts"] = "build-1"
+    data["default_host"] = "build-1"
+    data["access"]["roles"]["admin"]["actions"] = ["bogus"]
+    problems = _problems(data)
+    # The broken hosts list and role are not also reported as undefined by what refers to them.
+    assert [item.split(":")[0] for item in problems] == ["hosts", "access.roles.admin.actions[0]"]
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (None, "(top level): the configuration is empty"),
+        ([], "(top level): must be a mapping"),
+        ("text", "(top level): must be a mapping"),
+    ],
+)
+def test_a_document_that_is_not_a_mapping(data: object, problem: str) -> None:
+    assert _problems(data)[0].startswith(problem)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(90, 90), ("90", 90), ("90s", 90), ("30m", 1800), ("1h", 3600), ("1h30m", 5400), ("2m5s", 125)],
+)
+def test_timeouts_take_seconds_or_durations(value: object, seconds: int) -> None:
+    data = _base()
+    data["timeouts"] = {"push": value}
+    timeouts = parse_config(data).timeouts
+    assert timeouts.push == seconds
+    assert timeouts.for_action("push") == seconds
+    assert timeouts.for_action("pull") == 1800
+    assert timeouts.for_action("login") == 120
+
+
+def test_for_action_refuses_an_action_without_a_timeout() -> None:
+    with pytest.raises(KeyError):
+        Timeouts().for_action("help")
+
+
+def test_several_registries_and_hosts_need_explicit_defaults() -> None:
+    data = _base()
+    data["registries"]["other"] = dict(data["registries"]["main"])
+    data["hosts"] = ["build-1", "build-2"]
+    problems = _problems(data)
+    assert (
+        "default_registry: is required when there are several registries: one of `main`, `other`" in problems
+    )
+    assert "default_host: is required when there are several hosts: one of `build-1`, `build-2`" in problems
+    data["default_registry"] = "other"
+    data["default_host"] = "build-2"
+    config = parse_config(data)
+    assert (config.default_registry, config.default_host) == ("other", "build-2")
+
+
+def test_summary_shows_where_passwords_live_but_never_a_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGISTRY_PASSWORD", "env-s3cret-value")
+    secret_file = tmp_path / "registry-password"
+    secret_file.write_text("file-s3cret-value")
+    data = _base()
+    data["registries"]["file"] = {
+        "server": "r2.example:5000",
+        "namespace": "org.example",
+        "username": "svc",
+        "password_file": str(secret_file),
+    }
+    data["default_registry"] = "main"
+    data["notify_channel"] = "C0DEPLOYS"
+    summary = parse_config(data).summary()
+    assert "env-s3cret-value" not in summary
+    assert "file-s3cret-value" not in summary
+    for fragment in [
+        "main (default): server dockerhub.example.com:5100, namespace com.example.namespace",
+        "password from environment variable REGISTRY_PASSWORD",
+        f"password from file {secret_file}",
+        "namespace org.example (explicit)",
+        "hosts: build-1 (default)",
+        "notify channel: C0DEPLOYS",
+        "timeouts: push 30m, pull 30m, tag 2m, login 2m",
+        "access: 1 role(s), 1 grant(s)",
+        "role admin: actions *",
+    ]:
+        assert fragment in summary
+
+
+def test_summary_says_when_nobody_has_access() -> None:
+    data = _base()
+    del data["access"]
+    assert "no grants: nobody may run anything but help" in parse_config(data).summary()
+
+
+def test_a_password_in_the_config_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    path = tmp_path / "regops.yaml"
+    path.write_text(EXAMPLE.replace("    password_env: REGISTRY_PASSWORD", "    password: pl4in-s3cret"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = "\n".join(info.value.problems) + str(info.value)
+    assert "pl4in-s3cret" not in text
+    assert "registries.main.password: unknown key; passwords are never kept in the config" in text
+
+
+def test_a_password_pasted_as_password_env_is_not_echoed() -> None:
+    data = _base()
+    data["registries"]["main"]["password_env"] = "hunter2!pw"
+    (problem,) = _problems(data)
+    assert problem.startswith(
+        "registries.main.password_env: is not an environment variable name (value not shown)"
+    )
+    assert "hunter2" not in problem
+
+
+def test_a_missing_file_names_the_path_and_the_ways_to_give_one(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == (
+        f"{path}: no such file; give --config PATH, set $REGOPS_CONFIG, or create ./regops.yaml",
+    )
+    assert str(path) in info.value.user_message
+
+
+def test_a_directory_is_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert info.value.problems[0].startswith(f"{tmp_path}: cannot be read")
+
+
+def test_invalid_yaml_names_the_position_but_not_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "regops.yaml"
+    path.write_text("registries:\n  main: [\n    password: t0p-s3cret\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{path}:")
+    assert "invalid YAML" in problem
+    assert "t0p-s3cret" not in problem
+
+
+def test_not_utf8_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "regops.yaml"
+    path.write_bytes(b"hosts: [\xff]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "cannot be read" in info.value.problems[0]
+
+
+ONCE = "give each key once (the earlier value would be ignored)"
+
+
+def test_duplicate_keys_are_reported_with_the_other_problems(tmp_path: Path) -> None:
+    path = tmp_path / "regops.yaml"
+    path.write_text(EXAMPLE + "hosts: [build-2]\nnotify_channel: C0OTHER\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == (
+        f"{path}: line 19: duplicate key `hosts`; {ONCE}",
+        f"{path}: line 20: duplicate key `notify_channel`; {ONCE}",
+        "default_host: no host `build-1` is defined; did you mean `build-2`? defined: `build-2`",
+    )
+    assert info.value.user_message == f"invalid configuration ({path}): 3 problems"
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "regops.yaml"
+    text = EXAMPLE.replace("  main:\n", "  main: &main\n").replace(
+        "default_registry: main\n",
+        "  other:\n    <<: *main\n    server: r2.example:5000\ndefault_registry: main\n",
+    )
+    path.write_text(text)
+    config = load_config(path)
+    assert config.registries["other"].server == "r2.example:5000"
+    assert config.registries["other"].namespace == "com.example.namespace"
+
+
+@pytest.mark.parametrize(
+    ("explicit", "environ", "expected"),
+    [
+        ("/etc/regops/a.yaml", {"REGOPS_CONFIG": "/b.yaml"}, Path("/etc/regops/a.yaml")),
+        (None, {"REGOPS_CONFIG": "/b.yaml"}, Path("/b.yaml")),
+        (None, {"REGOPS_CONFIG": ""}, Path("regops.yaml")),
+        (None, {}, Path("regops.yaml")),
+        ("", {}, Path("regops.yaml")),
+    ],
+)
+def test_resolve_config_path(explicit: str | None, environ: dict[str, str], expected: Path) -> None:
+    assert resolve_config_path(explicit, environ) == expected
+
+
+def test_config_error_summarises_the_count() -> None:
+    assert ConfigError(["a: x"]).user_message == "invalid configuration: 1 problem"
+    assert (
+        ConfigError(["a: x", "b: y"], source="r.yaml").user_message
+        == "invalid configuration (r.yaml): 2 problems"
+    )
+    assert ConfigError(["a: x"]).problems == ("a: x",)
+
+
+def test_a_config_built_by_hand_is_frozen_too() -> None:
+    config = Config(
+        registries={"r": parse_config(_base()).registries["main"]},
+        default_registry="r",
+        hosts=["h"],  # type: ignore[arg-type]
+        default_host="h",
+        notify_channel=None,
+        access=parse_config(_base()).access,
+        timeouts=Timeouts(),
+    )
+    assert config.hosts == ("h",)
+    with pytest.raises(TypeError):
+        config.registries["x"] = config.registries["r"]  # type: ignore[index]
+    with pytest.raises(TypeError, match="not a string"):
+        Role("r", actions="push")  # type: ignore[arg-type]
