@@ -40,9 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
 
     shell = sub.add_parser("shell", parents=[common], help="the console front end (no Slack needed)")
-    shell.add_argument("--user", default=os.environ.get("REGOPS_USER", "console"),
-                       help="the user ID commands run as (default: $REGOPS_USER, else 'console')")
-    shell.add_argument("--channel", default="console", help="the channel ID commands come from")
+    shell.add_argument("--user", default=os.environ.get("REGOPS_USER", "U0CONSOLE"),
+                       help="the Slack-style user ID commands run as (default: $REGOPS_USER, else U0CONSOLE)")
+    shell.add_argument("--channel", default="C0CONSOLE", help="the channel ID commands come from")
     shell.add_argument("--no-worker", action="store_true",
                        help="do not start a worker for the default host alongside the shell")
     shell.add_argument("--worker-log", default=os.path.join(tempfile.gettempdir(), "regops-shell-worker.log"),
@@ -136,7 +136,7 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
         worker = subprocess.Popen(_worker_argv(args, config.default_host), stdout=log_file,
                                   stderr=subprocess.STDOUT)
         print(f"(worker for host {config.default_host} started, log: {args.worker_log})", file=sys.stderr)
-    service = Service(config, Policy(config.access), JobQueue(connection))
+    service = Service(config, Policy(config.access), JobQueue(redis_client(settings, decode=False)))
     shell = Shell(service, connection, user=args.user, channel=args.channel, out=sys.stdout,
                   job_wait=lambda action: config.timeouts.for_action(action) + 60.0)
     interactive = sys.stdin.isatty()

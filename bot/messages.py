@@ -116,9 +116,19 @@ def deployment_notification(record: JobRecord) -> tuple[str, Blocks]:
     return text, blocks
 
 
+def escape(text: str) -> str:
+    """Slack's three control characters escaped, so echoed user input cannot mention or link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def reply_body(reply: Reply) -> dict[str, Any]:
-    """The HTTP response body for a slash command: always ephemeral."""
-    paragraphs = [p for p in reply.text.split("\n\n") if p.strip()] or [reply.text]
+    """The HTTP response body for a slash command: always ephemeral.
+
+    Replies echo what the user typed (in error messages), so the whole text is escaped:
+    replies never carry intended mentions or links.
+    """
+    text = escape(reply.text)
+    paragraphs = [p for p in text.split("\n\n") if p.strip()] or [text]
     blocks: Blocks = []
     chunk = ""
     for paragraph in paragraphs:
@@ -130,4 +140,4 @@ def reply_body(reply: Reply) -> dict[str, Any]:
             chunk = candidate
     if chunk:
         blocks.append(_section(chunk))
-    return {"response_type": "ephemeral", "text": _clip(reply.text, 3900), "blocks": blocks[:50]}
+    return {"response_type": "ephemeral", "text": _clip(text, 3900), "blocks": blocks[:50]}

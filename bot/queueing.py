@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import redis
 from rq import Queue
@@ -60,9 +60,16 @@ class Origin:
 
 
 class JobQueue:
-    """Enqueues regops jobs onto per-host rq queues."""
+    """Enqueues regops jobs onto per-host rq queues.
 
-    def __init__(self, connection: redis.Redis, clock=time.time) -> None:
+    ``connection`` must return bytes (``decode_responses=False``), as rq stores its job
+    data zlib-compressed; the same connection carries our own keys so that one MULTI
+    holds them all.
+    """
+
+    def __init__(self, connection: redis.Redis, clock: Callable[[], float] = time.time) -> None:
+        if connection.get_encoder().decode_responses:
+            raise ValueError("JobQueue needs a Redis connection with decode_responses=False (rq stores bytes)")
         self._redis = connection
         self._clock = clock
         self._queues: dict[str, Queue] = {}

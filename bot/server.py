@@ -40,8 +40,9 @@ class ServeOptions:
     access_log: bool = False
 
 
-def redis_client(settings: Settings, timeout: float = 5.0) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url.reveal(), decode_responses=True,
+def redis_client(settings: Settings, timeout: float = 5.0, *, decode: bool = True) -> redis.Redis:
+    """A Redis client for the bot: str responses by default, bytes for rq (``decode=False``)."""
+    return redis.Redis.from_url(settings.redis_url.reveal(), decode_responses=decode,
                                 socket_timeout=timeout, socket_connect_timeout=timeout,
                                 health_check_interval=30)
 
@@ -54,7 +55,7 @@ class BotProcess:
         self.redis = redis_client(settings)
         self._health_redis = redis_client(settings, timeout=1.0)
         self.client = build_web_client(settings.slack_bot_token, settings.slack_api_url)
-        service = Service(config, Policy(config.access), JobQueue(self.redis))
+        service = Service(config, Policy(config.access), JobQueue(redis_client(settings, decode=False)))
         bolt = build_app(service, signing_secret=settings.slack_signing_secret,
                          bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
         self.web = WebApp(bolt, self.healthy)

@@ -68,3 +68,9 @@ def test_replies_are_ephemeral_and_long_text_is_split_into_sections_within_slack
     assert len(body["blocks"]) > 1
     assert all(len(b["text"]["text"]) <= SECTION_LIMIT for b in body["blocks"])
     assert body["text"].startswith("paragraph 0")
+
+
+def test_echoed_user_input_cannot_mention_or_link() -> None:
+    body = reply_body(Reply(ReplyKind.USAGE_ERROR, "unknown command `<!channel>` & `<@U0ADMIN>`"))
+    assert "<!channel>" not in body["text"] and "<@U0ADMIN>" not in body["text"]
+    assert "&lt;!channel&gt;" in body["text"] and "&amp;" in body["blocks"][0]["text"]["text"]

@@ -1,0 +1,164 @@
+"""The relay on real Redis against the Slack stand-in: one message per job, edited in place."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from bot.queueing import JobQueue, Origin
+from bot.relay import DUE_KEY, GROUP, Relay, slack_key
+from bot.slack_client import build_web_client, post_response_url
+from tests.bot.conftest import BOT_TOKEN
+from tests.support.slack_standin import SlackStandIn
+from workers.contracts import EVENTS_STREAM, EventType, JobEvent, JobRecord, JobSpec, Secret, job_key, state_update
+
+REF = "127.0.0.1:5000/com.example.namespace/centos7-app:1.0"
+DIGEST = "sha256:" + "cd" * 32
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_relay(connection: redis.Redis, slack: SlackStandIn, clock: Clock, consumer: str = "relay-1",
+               notify: str | None = "C0DEPLOYS", claim_idle_ms: int = 30_000) -> Relay:
+    client = build_web_client(Secret(BOT_TOKEN), slack.api_url)
+    relay = Relay(connection, client, consumer=consumer, respond=post_response_url, notify_channel=notify,
+                  clock=clock, claim_idle_ms=claim_idle_ms)
+    relay.ensure_group()
+    return relay
+
+
+def queue_job(connection: redis.Redis, job_id: str, *, channel: str = "C0OPS", frontend: str = "slack",
+              response_url: str | None = None) -> None:
+    record = JobRecord(job_id=job_id, action="push", registry="main", host="build-1", requester="U0DEV1",
+                       reference=REF, source="centos7-app:1.0", queued_at=time.time())
+    spec = JobSpec(job_id=job_id, action="push", registry="main", server="127.0.0.1:5000", reference=REF,
+                   source="centos7-app:1.0", requester="U0DEV1")
+    JobQueue(_bytes(connection)).enqueue(record, spec, Origin(frontend, "U0DEV1", channel, response_url), timeout=60)
+
+
+def _bytes(connection: redis.Redis) -> redis.Redis:
+    kwargs = connection.connection_pool.connection_kwargs
+    return redis.Redis(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
+
+
+def emit(connection: redis.Redis, job_id: str, kind: EventType, **fields: object) -> None:
+    event = JobEvent(job_id=job_id, type=kind.value, at=time.time(), **fields)  # type: ignore[arg-type]
+    pipe = connection.pipeline()
+    pipe.hset(job_key(job_id), mapping=state_update(event))
+    pipe.xadd(EVENTS_STREAM, event.to_fields())
+    pipe.execute()
+
+
+def job_posts(slack: SlackStandIn, job_id: str, channel: str = "C0OPS") -> list:
+    return [c for c in slack.calls_to("chat.postMessage")
+            if c.params["channel"] == channel and f"job {job_id}" in c.params["text"]]
+
+
+def test_one_message_per_job_edited_in_place_and_progress_throttled(text_redis: redis.Redis,
+                                                                    slack: SlackStandIn) -> None:
+    clock = Clock()
+    relay = make_relay(text_redis, slack, clock)
+    queue_job(text_redis, "job000000001")
+    relay.step()
+    assert len(job_posts(slack, "job000000001")) == 1
+    assert job_posts(slack, "job000000001")[0].params["text"].startswith("queued")
+
+    emit(text_redis, "job000000001", EventType.STARTED)
+    emit(text_redis, "job000000001", EventType.PROGRESS, progress=40)
+    clock.now += 1.0
+    relay.step()
+    assert slack.calls_to("chat.update") == []  # within 3 s of the post: throttled
+    assert text_redis.zscore(DUE_KEY, "job000000001") == pytest.approx(clock.now - 1.0 + 3.0)
+
+    clock.now += 2.5
+    relay.step()  # the due update runs once the 3 s have passed
+    updates = slack.calls_to("chat.update")
+    assert len(updates) == 1 and updates[0].params["text"].startswith("running")
+    assert "40%" in updates[0].params["text"]
+
+    emit(text_redis, "job000000001", EventType.SUCCEEDED, digest=DIGEST)
+    clock.now += 0.1
+    relay.step()  # the outcome does not wait for the throttle
+    final = slack.calls_to("chat.update")[-1]
+    assert final.params["text"].startswith("succeeded") and DIGEST in final.params["text"]
+    assert final.params["ts"] == job_posts(slack, "job000000001")[0].params.get("ts", final.params["ts"])
+    assert len(job_posts(slack, "job000000001")) == 1
+    notices = [c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C0DEPLOYS"]
+    assert len(notices) == 1 and DIGEST in notices[0].params["text"] and REF in notices[0].params["text"]
+
+
+def test_redelivered_events_post_nothing_twice(text_redis: redis.Redis, slack: SlackStandIn) -> None:
+    clock = Clock()
+    relay = make_relay(text_redis, slack, clock)
+    queue_job(text_redis, "job000000002")
+    emit(text_redis, "job000000002", EventType.STARTED)
+    emit(text_redis, "job000000002", EventType.SUCCEEDED, digest=DIGEST)
+    relay.step()
+    calls_before = len(slack.calls)
+    # The same events handled again (as after a crash before XACK) change nothing visible.
+    for event_id, fields in text_redis.xrange(EVENTS_STREAM):
+        relay._handle(event_id, fields)
+    assert len(slack.calls) == calls_before
+    assert len(job_posts(slack, "job000000002")) == 1
+    assert len([c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C0DEPLOYS"]) == 1
+
+
+def test_an_event_left_by_a_dead_relay_is_reclaimed_by_another(text_redis: redis.Redis,
+                                                               slack: SlackStandIn) -> None:
+    clock = Clock()
+    queue_job(text_redis, "job000000003")
+    # relay-dead reads the event and dies before handling it: it stays pending.
+    text_redis.xgroup_create(EVENTS_STREAM, GROUP, id="0", mkstream=True)
+    assert text_redis.xreadgroup(GROUP, "relay-dead", {EVENTS_STREAM: ">"}, count=10)
+    survivor = make_relay(text_redis, slack, clock, consumer="relay-2", claim_idle_ms=100)
+    time.sleep(0.2)
+    survivor.step()
+    assert len(job_posts(slack, "job000000003")) == 1
+    assert text_redis.xpending(EVENTS_STREAM, GROUP)["pending"] == 0
+
+
+def test_not_in_channel_falls_back_to_the_response_url(text_redis: redis.Redis, slack: SlackStandIn) -> None:
+    clock = Clock()
+    slack.fail("chat.postMessage", "not_in_channel", channel="C0PRIVATE")
+    relay = make_relay(text_redis, slack, clock, notify=None)
+    queue_job(text_redis, "job000000004", channel="C0PRIVATE", response_url=slack.response_url("job4"))
+    relay.step()
+    emit(text_redis, "job000000004", EventType.STARTED)
+    emit(text_redis, "job000000004", EventType.FAILED, reason="image_not_found", message="local image x not found")
+    relay.step()
+    bodies = [body for path, body in slack.responses if path.endswith("/job4")]
+    assert [b["text"].split(":")[0] for b in bodies] == ["queued", "failed"]
+    assert bodies[1]["replace_original"] is True and bodies[0]["response_type"] == "in_channel"
+    assert "local image not found" in bodies[1]["text"]
+    assert text_redis.hget(slack_key("job000000004"), "mode") == "response_url"
+
+
+def test_rate_limited_updates_are_retried_after_retry_after(text_redis: redis.Redis, slack: SlackStandIn) -> None:
+    clock = Clock()
+    relay = make_relay(text_redis, slack, clock)
+    queue_job(text_redis, "job000000005")
+    relay.step()
+    slack.fail("chat.update", "ratelimited", status=429, retry_after=1, times=1)
+    emit(text_redis, "job000000005", EventType.SUCCEEDED, digest=DIGEST)
+    started = time.monotonic()
+    relay.step()
+    assert time.monotonic() - started >= 0.9  # waited as Slack asked
+    updates = slack.calls_to("chat.update")
+    assert len(updates) == 2 and updates[-1].params["text"].startswith("succeeded")
+
+
+def test_console_jobs_are_not_sent_to_slack(text_redis: redis.Redis, slack: SlackStandIn) -> None:
+    relay = make_relay(text_redis, slack, Clock())
+    queue_job(text_redis, "job000000006", frontend="console", channel="console")
+    emit(text_redis, "job000000006", EventType.SUCCEEDED, digest=DIGEST)
+    relay.step()
+    assert slack.calls_to("chat.postMessage") == []
+    assert text_redis.xpending(EVENTS_STREAM, GROUP)["pending"] == 0
