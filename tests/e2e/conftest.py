@@ -8,6 +8,7 @@ import secrets
 import tempfile
 import textwrap
 import time
+import zlib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -97,23 +98,36 @@ class Stack:
         return "\n".join(p.log_text() for p in [self.serve, *self.workers])
 
     def redis_dump(self) -> str:
-        """Every string in every key, for secret scans."""
+        """Every value in every key (rq's zlib-compressed job data inflated), for secret scans."""
+        kwargs = self.redis.connection_pool.connection_kwargs
+        raw = redis.Redis(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
+        values: list[bytes] = []
+        for key in raw.scan_iter("*"):
+            values.append(key)
+            kind = raw.type(key)
+            if kind == b"string":
+                values.append(raw.get(key) or b"")
+            elif kind == b"hash":
+                for field, value in raw.hgetall(key).items():
+                    values += [field, value]
+            elif kind == b"list":
+                values += raw.lrange(key, 0, -1)
+            elif kind == b"set":
+                values += list(raw.smembers(key))
+            elif kind == b"zset":
+                values += raw.zrange(key, 0, -1)
+            elif kind == b"stream":
+                for _id, fields in raw.xrange(key):
+                    for field, value in fields.items():
+                        values += [field, value]
+        raw.close()
         out = []
-        for key in self.redis.scan_iter("*"):
-            kind = self.redis.type(key)
-            if kind == "string":
-                out.append(str(self.redis.get(key)))
-            elif kind == "hash":
-                out.append(json.dumps(self.redis.hgetall(key)))
-            elif kind == "list":
-                out.append(json.dumps(self.redis.lrange(key, 0, -1)))
-            elif kind == "set":
-                out.append(json.dumps(sorted(self.redis.smembers(key))))
-            elif kind == "zset":
-                out.append(json.dumps(self.redis.zrange(key, 0, -1)))
-            elif kind == "stream":
-                out.append(json.dumps(self.redis.xrange(key)))
-            out.append(key)
+        for value in values:
+            try:
+                value = zlib.decompress(value)
+            except zlib.error:
+                pass
+            out.append(value.decode(errors="replace"))
         return "\n".join(out)
 
 

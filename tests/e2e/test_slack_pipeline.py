@@ -102,7 +102,7 @@ def test_a_denied_user_is_told_why_and_nothing_is_queued(stack: Stack, user: str
     [
         ("psuh centos7-elasticsearch latest", "push"),
         ("push centos7-elasticsearch", "TAG"),
-        ("push Centos7 latest", "lower"),
+        ("push Centos7 latest", "upper-case"),
         ("push centos7-elasticsearch lat:est", "tag"),
         ("push centos7-elasticsearch latest --host build-9", "build-1"),
         ("push centos7-elasticsearch latest --registry other", "main"),

@@ -1,0 +1,62 @@
+"""`regops shell` end to end: a scripted console session pushes through a worker it starts itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import redis
+
+from tests.e2e.conftest import NAMESPACE, write_config
+from tests.support.services import DockerEngine, RedisServer, Registry, build_image
+
+
+def run_shell(script: str, redis_server: RedisServer, engine: DockerEngine, registry: Registry,
+              user: str = "U0ADMIN") -> subprocess.CompletedProcess[str]:
+    directory = Path(tempfile.mkdtemp(prefix="regops-shell-"))
+    config = write_config(directory, registry)
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/5",
+           "DOCKER_HOST": engine.host, "REGISTRY_PASSWORD": registry.password}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), "shell", "--user", user,
+         "--worker-log", str(directory / "worker.log")],
+        input=script, capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[2])
+
+
+def test_a_scripted_shell_session_pushes_and_prints_every_event(
+        redis_server: RedisServer, docker_engine: DockerEngine, registry: Registry) -> None:
+    redis.Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/5").flushdb()
+    build_image(docker_engine.host, "centos7-shell", "3.1", layers=2, seed="shell-e2e")
+    result = run_shell("help\n/registry push centos7-shell 3.1\n", redis_server, docker_engine, registry)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "push IMAGE TAG" in out  # the help text
+    reference = f"{registry.server}/{NAMESPACE}/centos7-shell:3.1"
+    assert f"Queued push of `{reference}`" in out
+    digest = registry.manifest_digest(f"{NAMESPACE}/centos7-shell", "3.1")
+    assert digest
+    lines = out.splitlines()
+    started = [line for line in lines if line.startswith("[job ") and "started" in line]
+    finished = [line for line in lines if line.startswith("[job ") and "succeeded" in line]
+    assert started and finished and lines.index(started[0]) < lines.index(finished[0])
+    assert digest in finished[0]
+
+
+def test_the_shell_reports_a_failed_job_and_exits_1(
+        redis_server: RedisServer, docker_engine: DockerEngine, registry: Registry) -> None:
+    redis.Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/5").flushdb()
+    result = run_shell("push centos7-nothing-here 1\n", redis_server, docker_engine, registry)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "failed" in result.stdout and "local image not found" in result.stdout
+
+
+def test_the_shell_applies_the_same_policy_as_slack(
+        redis_server: RedisServer, docker_engine: DockerEngine, registry: Registry) -> None:
+    redis.Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/5").flushdb()
+    result = run_shell("push web-frontend 1\n", redis_server, docker_engine, registry, user="U0DEV1")
+    assert result.returncode == 0
+    assert "may not push" in result.stdout or "not allowed" in result.stdout or "no grant" in result.stdout, \
+        result.stdout
+    assert "Queued" not in result.stdout
