@@ -1,0 +1,51 @@
+"""Session fixtures for the real services tests run against (logic lives in tests/support/services.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TypeVar
+
+import pytest
+import redis
+
+from tests.support.services import DockerEngine, RedisServer, Registry, Service
+
+S = TypeVar("S", bound=Service)
+
+
+def _started(service: S) -> S:
+    # A missing service is a broken test environment, not a reason to skip.
+    try:
+        return service.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = _started(RedisServer())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    engine = _started(DockerEngine())
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Registry]:
+    server = _started(Registry())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """An empty database for each test; bytes responses, as rq requires."""
+    client = redis_server.client()
+    client.flushdb()
+    yield client
+    client.close()

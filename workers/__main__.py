@@ -1,0 +1,129 @@
+"""Composition root of a worker: ``python -m workers --host NAME [--config PATH] [--burst]``.
+
+Reads the environment once (REDIS_URL, DOCKER_HOST, REGOPS_CONFIG), builds the
+Redis and Docker clients and the credential store, installs the task context and
+runs the safe rq worker on the Docker host's queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import docker
+import docker.errors
+import redis
+import requests
+
+from workers import tasks
+from workers.contracts import queue_name
+from workers.credentials import load_credentials
+from workers.errors import WorkerError
+from workers.worker import SafeSimpleWorker, SafeWorker, make_worker
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="regops worker", description="Run registry jobs for one Docker host."
+    )
+    parser.add_argument("--host", required=True, help="Docker host name; the worker listens on its queue")
+    parser.add_argument("--config", help="regops config file (default: $REGOPS_CONFIG, else ./regops.yaml)")
+    parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument(
+        "--no-fork", action="store_true", help="run jobs in the worker process (no work horse; for debugging)"
+    )
+    parser.add_argument(
+        "--docker-timeout",
+        type=int,
+        default=600,
+        help="seconds a Docker API read may stall before the engine counts as unreachable (default 600)",
+    )
+    return parser.parse_args(argv)
+
+
+def build_context(
+    config: str | None,
+    environ: Mapping[str, str],
+    *,
+    docker_timeout: int = 600,
+    progress_interval: float = 1.0,
+) -> tasks.TaskContext:
+    """Clients and credentials from the environment; raises WorkerError on a bad config."""
+    credentials = load_credentials(config, environ)
+    for problem in credentials.missing_passwords():
+        # Not fatal: jobs for the other registries can still run; this one's jobs fail clearly.
+        log.warning("%s", problem)
+    connection = redis.Redis.from_url(environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    docker_host = environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+    def docker_api() -> docker.APIClient:
+        return docker.APIClient(base_url=docker_host, timeout=docker_timeout)
+
+    return tasks.TaskContext(
+        redis=connection,
+        docker_api=docker_api,
+        credentials=credentials,
+        progress_interval=progress_interval,
+    )
+
+
+def _check_engine(context: tasks.TaskContext) -> None:
+    # An engine that is down now may be back before the next job: warn, do not exit.
+    try:
+        api = context.docker_api()
+        try:
+            api.ping()
+        finally:
+            api.close()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        log.warning("Docker engine not reachable at start-up: %s", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    level = getattr(logging, str(args.log_level).upper(), None)
+    if not isinstance(level, int):
+        print(f"unknown log level {args.log_level!r}")
+        return 2
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+
+    try:
+        context = build_context(args.config, os.environ, docker_timeout=args.docker_timeout)
+    except WorkerError as exc:
+        log.error("cannot start: %s", exc.user_message)
+        return 2
+    try:
+        context.redis.ping()
+    except redis.RedisError as exc:
+        log.error("cannot start: Redis unreachable: %s", exc)
+        return 3
+
+    _check_engine(context)
+    tasks.install(context)
+    worker_class = SafeSimpleWorker if args.no_fork else SafeWorker
+    worker = make_worker(args.host, context.redis, worker_class=worker_class)
+    log.info(
+        "worker %s listening on %s (registries: %s, burst: %s)",
+        worker.name,
+        queue_name(args.host),
+        ", ".join(context.credentials.names()),
+        args.burst,
+    )
+    try:
+        worker.work(burst=args.burst, logging_level=logging.getLevelName(level))
+    finally:
+        tasks.uninstall()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""The workers' one error type: a failure a user may be told about, with its reason and retryability."""
+
+from __future__ import annotations
+
+from workers.contracts import FAILURE_MESSAGES, FailureReason
+
+
+class WorkerError(Exception):
+    """A job failure whose ``user_message`` is safe to show in Slack as is.
+
+    ``reason`` is a :class:`~workers.contracts.FailureReason` value; ``retryable`` says
+    whether running the same job again later may succeed (the registry was down, say)
+    or not (wrong password, missing image).  The message never holds a credential or
+    a raw third-party exception string: those are logged, and chained with ``from``.
+    """
+
+    def __init__(
+        self,
+        reason: FailureReason | str,
+        user_message: str | None = None,
+        *,
+        retryable: bool = False,
+    ) -> None:
+        self.reason = FailureReason(reason).value
+        self.user_message = user_message or FAILURE_MESSAGES[self.reason]
+        self.retryable = retryable
+        super().__init__(self.user_message)
+
+    def __repr__(self) -> str:
+        return f"WorkerError({self.reason!r}, {self.user_message!r}, retryable={self.retryable})"
+
+
+class ConfigError(WorkerError):
+    """The worker's own configuration is unusable (bad file, unknown registry, missing password)."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(FailureReason.INTERNAL, user_message, retryable=False)

@@ -1,0 +1,231 @@
+"""rq entry points, one per action: parse the job, run it with docker_ops, report it as events.
+
+The functions named in :data:`workers.contracts.TASKS` take the JSON job spec and
+return a small JSON-able dict.  What they need from the process (Redis, a Docker
+client, the registry credentials) comes from the :class:`TaskContext` the composition
+root installs with :func:`install` before the worker starts; nothing here connects
+at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import redis
+from rq.timeouts import JobTimeoutException
+
+from workers import docker_ops
+from workers.contracts import Action, FailureReason, JobSpec
+from workers.credentials import CredentialStore, RegistryCredentials
+from workers.errors import ConfigError, WorkerError
+from workers.events import EventWriter
+from workers.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """Process-level dependencies of the tasks.
+
+    ``docker_api`` is a factory: each job gets its own client (and closes it), so a
+    forked work horse never shares the parent's HTTP connection to the engine.
+    """
+
+    redis: redis.Redis
+    docker_api: Callable[[], docker.APIClient]
+    credentials: CredentialStore
+    progress_interval: float = 1.0
+
+
+_context: TaskContext | None = None
+
+
+def install(context: TaskContext) -> None:
+    """Make ``context`` the one the tasks of this process (and of its forks) use."""
+    global _context
+    _context = context
+
+
+def uninstall() -> None:
+    global _context
+    _context = None
+
+
+def current() -> TaskContext:
+    if _context is None:
+        raise RuntimeError("workers.tasks has no TaskContext; call workers.tasks.install() first")
+    return _context
+
+
+@dataclass(frozen=True)
+class Outcome:
+    digest: str | None = None
+    message: str | None = None
+
+
+Work = Callable[[JobSpec, TaskContext, docker.APIClient, EventWriter], Outcome]
+
+
+def push(spec: dict[str, Any]) -> dict[str, Any]:
+    """Tag the local source image as the reference, log in, push; succeeded carries the digest."""
+    return _run(Action.PUSH, spec, _push)
+
+
+def pull(spec: dict[str, Any]) -> dict[str, Any]:
+    """Pull the reference onto this host's engine; succeeded carries the digest."""
+    return _run(Action.PULL, spec, _pull)
+
+
+def tag(spec: dict[str, Any]) -> dict[str, Any]:
+    """Tag the local source image as the reference (no registry involved)."""
+    return _run(Action.TAG, spec, _tag)
+
+
+def login(spec: dict[str, Any]) -> dict[str, Any]:
+    """Check this worker's credentials for the job's registry."""
+    return _run(Action.LOGIN, spec, _login)
+
+
+def _push(spec: JobSpec, context: TaskContext, api: docker.APIClient, events: EventWriter) -> Outcome:
+    reference = _required(spec.reference, "reference", spec)
+    creds = _credentials(spec, context)
+    source = spec.source or reference
+    if source != reference:
+        docker_ops.tag(api, source, reference)
+    docker_ops.login(api, creds)
+    digest = docker_ops.push(api, reference, creds, _progress_reporter(spec, context, events))
+    return Outcome(digest=digest, message=f"pushed {reference}")
+
+
+def _pull(spec: JobSpec, context: TaskContext, api: docker.APIClient, events: EventWriter) -> Outcome:
+    reference = _required(spec.reference, "reference", spec)
+    creds = _credentials(spec, context)
+    digest = docker_ops.pull(api, reference, creds, _progress_reporter(spec, context, events))
+    return Outcome(digest=digest, message=f"pulled {reference}")
+
+
+def _tag(spec: JobSpec, context: TaskContext, api: docker.APIClient, events: EventWriter) -> Outcome:
+    reference = _required(spec.reference, "reference", spec)
+    source = _required(spec.source, "source", spec)
+    docker_ops.tag(api, source, reference)
+    return Outcome(message=f"tagged {source} as {reference}")
+
+
+def _login(spec: JobSpec, context: TaskContext, api: docker.APIClient, events: EventWriter) -> Outcome:
+    creds = _credentials(spec, context)
+    docker_ops.login(api, creds)
+    return Outcome(message=f"logged in to {creds.server} as {creds.username}")
+
+
+def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
+    context = current()
+    events = EventWriter(context.redis)
+    try:
+        spec = JobSpec.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        return _reject_payload(action, data, events, str(exc))
+    if spec.action != action.value:
+        return _reject_payload(
+            action, data, events, f"action {spec.action!r} sent to the {action.value} task"
+        )
+
+    log.info(
+        "job %s: %s %s started (requested by %s)", spec.job_id, action.value, _subject(spec), spec.requester
+    )
+    events.started(spec.job_id)
+    api: docker.APIClient | None = None
+    try:
+        api = context.docker_api()
+        outcome = work(spec, context, api, events)
+    except WorkerError as exc:
+        log.warning(
+            "job %s: %s failed: %s: %s (retryable: %s)",
+            spec.job_id,
+            action.value,
+            exc.reason,
+            exc.user_message,
+            exc.retryable,
+        )
+        events.failed(spec.job_id, exc.reason, exc.user_message)
+        return {
+            "job_id": spec.job_id,
+            "ok": False,
+            "reason": exc.reason,
+            "message": exc.user_message,
+            "retryable": exc.retryable,
+        }
+    except JobTimeoutException:
+        log.warning("job %s: %s of %s timed out", spec.job_id, action.value, _subject(spec))
+        events.failed(
+            spec.job_id, FailureReason.TIMED_OUT, f"the {action.value} of {_subject(spec)} timed out"
+        )
+        raise
+    except Exception:
+        ref = secrets.token_hex(4)
+        log.exception("job %s: %s crashed (ref %s)", spec.job_id, action.value, ref)
+        message = f"internal error on the worker (ref {ref})"
+        events.failed(spec.job_id, FailureReason.INTERNAL, message)
+        return {
+            "job_id": spec.job_id,
+            "ok": False,
+            "reason": FailureReason.INTERNAL.value,
+            "message": message,
+        }
+    finally:
+        if api is not None:
+            api.close()
+
+    events.succeeded(spec.job_id, digest=outcome.digest, message=outcome.message)
+    log.info("job %s: %s succeeded: %s", spec.job_id, action.value, outcome.message)
+    result: dict[str, Any] = {"job_id": spec.job_id, "ok": True, "message": outcome.message}
+    if outcome.digest:
+        result["digest"] = outcome.digest
+    return result
+
+
+def _reject_payload(action: Action, data: Mapping[str, Any], events: EventWriter, why: str) -> dict[str, Any]:
+    job_id = data.get("job_id") if isinstance(data, Mapping) else None
+    log.error("rejected %s job %s: invalid payload: %s", action.value, job_id, why)
+    message = "invalid job payload"
+    if isinstance(job_id, str) and job_id:
+        events.failed(job_id, FailureReason.INTERNAL, message)
+    return {"job_id": job_id, "ok": False, "reason": FailureReason.INTERNAL.value, "message": message}
+
+
+def _credentials(spec: JobSpec, context: TaskContext) -> RegistryCredentials:
+    creds = context.credentials.get(spec.registry)
+    if spec.server and spec.server != creds.server:
+        # Bot and worker disagree on where this registry is: do not guess which is right.
+        raise ConfigError(
+            f"registry '{spec.registry}' is {spec.server} for the bot but {creds.server} on this worker"
+        )
+    return creds
+
+
+def _required(value: str | None, name: str, spec: JobSpec) -> str:
+    if not value:
+        raise WorkerError(FailureReason.INVALID_REFERENCE, f"the {spec.action} job has no {name}")
+    return value
+
+
+def _subject(spec: JobSpec) -> str:
+    return spec.reference or spec.server or spec.registry
+
+
+def _progress_reporter(
+    spec: JobSpec, context: TaskContext, events: EventWriter
+) -> Callable[[Mapping[str, Any]], None]:
+    tracker = Progress(interval=context.progress_interval)
+
+    def report(line: Mapping[str, Any]) -> None:
+        percent = tracker.feed(line)
+        if percent is not None:
+            events.progress(spec.job_id, percent)
+
+    return report
