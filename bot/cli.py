@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import subprocess
 import sys
 import tempfile
-from typing import Sequence
+from collections.abc import Iterator, Sequence
 
 from bot.config import Config, load_config, resolve_config_path
 from bot.errors import ConfigError
@@ -130,12 +131,6 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
         print(f"regops shell: cannot reach Redis at {settings.redis_url_masked} ({type(exc).__name__}). "
               f"Start Redis or set REDIS_URL.", file=sys.stderr)
         return 1
-    worker = None
-    if not args.no_worker:
-        log_file = open(args.worker_log, "ab")
-        worker = subprocess.Popen(_worker_argv(args, config.default_host), stdout=log_file,
-                                  stderr=subprocess.STDOUT)
-        print(f"(worker for host {config.default_host} started, log: {args.worker_log})", file=sys.stderr)
     service = Service(config, Policy(config.access), JobQueue(redis_client(settings, decode=False)))
     shell = Shell(service, connection, user=args.user, channel=args.channel, out=sys.stdout,
                   job_wait=lambda action: config.timeouts.for_action(action) + 60.0)
@@ -145,16 +140,29 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
         sys.stdout.write(PROMPT)
         sys.stdout.flush()
 
-    if interactive:
-        print("regops shell: type `help`, or e.g. `push IMAGE TAG`; `exit` or Ctrl-D to leave.")
-    try:
-        return shell.run(sys.stdin, prompt=prompt if interactive else None)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        if worker is not None:
+    with contextlib.ExitStack() as stack:
+        if not args.no_worker:
+            stack.enter_context(_worker_alongside(_worker_argv(args, config.default_host), args.worker_log))
+            print(f"(worker for host {config.default_host} started, log: {args.worker_log})", file=sys.stderr)
+        if interactive:
+            print("regops shell: type `help`, or e.g. `push IMAGE TAG`; `exit` or Ctrl-D to leave.")
+        try:
+            return shell.run(sys.stdin, prompt=prompt if interactive else None)
+        except KeyboardInterrupt:
+            return 130
+
+
+@contextlib.contextmanager
+def _worker_alongside(argv: list[str], log_path: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker subprocess for the shell's session, stopped (SIGTERM, then SIGKILL) when it ends."""
+    with open(log_path, "ab") as log_file:
+        worker = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            yield worker
+        finally:
             worker.terminate()
             try:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker.kill()
+                worker.wait()

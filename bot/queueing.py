@@ -8,8 +8,8 @@ and visible to the relay, or not queued at all.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping
 
 import redis
 from rq import Queue
@@ -50,7 +50,7 @@ class Origin:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_fields(cls, fields: Mapping[str, str]) -> "Origin":
+    def from_fields(cls, fields: Mapping[str, str]) -> Origin:
         return cls(
             frontend=fields.get("frontend", ""),
             user=fields.get("user", ""),

@@ -15,9 +15,11 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import redis
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.messages import deployment_notification, job_message
@@ -47,13 +49,6 @@ def slack_key(job_id: str) -> str:
     return f"{KEY_PREFIX}:slack:{job_id}"
 
 
-class SlackPoster(Protocol):
-    """The part of slack_sdk's WebClient the relay uses."""
-
-    def chat_postMessage(self, **kwargs: Any) -> Any: ...
-    def chat_update(self, **kwargs: Any) -> Any: ...
-
-
 class ResponseUrlSender(Protocol):
     def __call__(self, url: str, body: dict[str, Any]) -> None: ...
 
@@ -66,7 +61,7 @@ class Relay:
     def __init__(
         self,
         connection: redis.Redis,
-        client: SlackPoster,
+        client: WebClient,
         *,
         consumer: str,
         respond: ResponseUrlSender,

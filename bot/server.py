@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 from gunicorn.app.base import BaseApplication
+from slack_sdk.errors import SlackApiError
 
 from bot.access import Policy
 from bot.config import Config
@@ -77,9 +78,10 @@ class BotProcess:
         try:
             identity = self.client.auth_test()
             log.info("relay: Slack identity bot_id=%s team=%s", identity.get("bot_id"), identity.get("team_id"))
-        except Exception as exc:  # the relay still runs; posting will report its own errors
-            log.warning("relay: auth.test failed (%s)", getattr(exc, "response", None) and
-                        exc.response.get("error") or type(exc).__name__)  # type: ignore[union-attr]
+        except SlackApiError as exc:  # the relay still runs; posting will report its own errors
+            log.warning("relay: auth.test failed (%s)", exc.response.get("error"))
+        except OSError as exc:
+            log.warning("relay: auth.test failed (%s)", type(exc).__name__)
         self.relay.run(self._stop)
 
     def stop(self, timeout: float = 10.0) -> None:

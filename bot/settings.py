@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from workers.contracts import Secret
 
@@ -27,7 +27,7 @@ class Settings:
     redis_url: Secret
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
         def secret(name: str) -> Secret | None:
             value = environ.get(name, "").strip()
             return Secret(value) if value else None

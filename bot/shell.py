@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Callable, Iterable, TextIO
+from collections.abc import Callable, Iterable
+from typing import TextIO
 
 import redis
 

@@ -37,5 +37,5 @@ def post_response_url(url: str, body: dict[str, Any], timeout: float = 10.0) -> 
     data = json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST",
                                      headers={"Content-Type": "application/json; charset=utf-8"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - URL checked above
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         response.read()

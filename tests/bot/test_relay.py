@@ -12,7 +12,16 @@ from bot.relay import DUE_KEY, GROUP, Relay, slack_key
 from bot.slack_client import build_web_client, post_response_url
 from tests.bot.conftest import BOT_TOKEN
 from tests.support.slack_standin import SlackStandIn
-from workers.contracts import EVENTS_STREAM, EventType, JobEvent, JobRecord, JobSpec, Secret, job_key, state_update
+from workers.contracts import (
+    EVENTS_STREAM,
+    EventType,
+    JobEvent,
+    JobRecord,
+    JobSpec,
+    Secret,
+    job_key,
+    state_update,
+)
 
 REF = "127.0.0.1:5000/com.example.namespace/centos7-app:1.0"
 DIGEST = "sha256:" + "cd" * 32

@@ -73,7 +73,7 @@ def test_a_push_is_queued_as_json_with_the_full_reference_and_no_credentials(
     assert [e[1]["type"] for e in events] == ["queued"]
 
 
-def Redis_bytes(connection: redis.Redis) -> redis.Redis:  # noqa: N802 - reads as a type
+def Redis_bytes(connection: redis.Redis) -> redis.Redis:
     """rq needs a bytes connection to the same database."""
     kwargs = connection.connection_pool.connection_kwargs
     return redis.Redis(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))

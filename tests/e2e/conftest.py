@@ -8,9 +8,9 @@ import secrets
 import tempfile
 import textwrap
 import time
-import zlib
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path

@@ -8,7 +8,7 @@ import time
 import docker
 import pytest
 
-from tests.e2e.conftest import NAMESPACE, Stack
+from tests.e2e.conftest import NAMESPACE, Stack, write_config
 from tests.support.services import build_image
 
 JOB_ID = re.compile(r"job `([0-9a-f]{12})`")
@@ -201,8 +201,7 @@ def test_healthz_answers_503_while_redis_is_unreachable(stack: Stack, tmp_path) 
 
     env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "SLACK_API_URL": stack.slack.api_url,
            "SLACK_BOT_TOKEN": stack.bot_token, "SLACK_SIGNING_SECRET": stack.signing_secret}
-    config = tmp_path / "regops.yaml"
-    config.write_text((stack.serve._args[1] and open(stack.serve._args[1]).read()))
+    config = write_config(tmp_path, stack.registry)
     with ServeProcess(env, str(config)) as orphan:
         with pytest.raises(urllib.error.HTTPError) as answer:
             urllib.request.urlopen(f"{orphan.url}/healthz", timeout=5)

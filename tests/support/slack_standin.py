@@ -10,9 +10,10 @@ import json
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Self
 
 
 @dataclass
@@ -51,7 +52,7 @@ class SlackStandIn:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # ---- lifecycle ----
-    def __enter__(self) -> "SlackStandIn":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -145,7 +146,7 @@ class SlackStandIn:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode()
                 path = urllib.parse.urlparse(self.path).path

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from tests.support.services import Service, free_port
 
