@@ -1,0 +1,49 @@
+"""The `regops` command line: check-config's report and exit status."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def regops(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})}, cwd=cwd,
+                          check=False)
+
+
+def test_check_config_prints_a_summary_of_a_valid_config_and_no_password() -> None:
+    result = regops("check-config", "--config", str(ROOT / "deploy" / "regops.example.yaml"),
+                    env={"REGISTRY_PASSWORD": "pw-must-not-show"})
+    assert result.returncode == 0, result.stderr
+    assert "dockerhub.example.com:5100" in result.stdout and "com.example.namespace" in result.stdout
+    assert "pw-must-not-show" not in result.stdout + result.stderr
+
+
+def test_check_config_lists_every_problem_with_its_key_path_and_exits_1(tmp_path: Path) -> None:
+    config = tmp_path / "regops.yaml"
+    config.write_text(
+        "registries:\n  main:\n    server: dockerhub.example.com:5100\n    services_hostname: ns.example.com\n"
+        "    username: u\n    password_env: REGISTRY_PASSWORD\n    pasword: x\n"
+        "default_registry: mian\nhosts: [build-1]\ndefault_host: build-2\n"
+        "access:\n  roles: {admin: {actions: ['*']}}\n  grants:\n    - {role: root, users: [U1]}\n")
+    result = regops("--config", str(config), "check-config")
+    assert result.returncode == 1
+    for fragment in ("registries.main.pasword", "default_registry", "default_host", "access.grants[0].role"):
+        assert fragment in result.stderr, result.stderr
+
+
+def test_the_config_path_comes_from_the_environment_then_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "regops.yaml").write_text((ROOT / "deploy" / "regops.example.yaml").read_text())
+    assert regops("check-config", cwd=tmp_path).returncode == 0
+    missing = regops("check-config", env={"REGOPS_CONFIG": str(tmp_path / "nope.yaml")}, cwd=tmp_path)
+    assert missing.returncode == 1 and "nope.yaml" in missing.stderr
+
+
+def test_serve_refuses_to_start_without_slack_credentials() -> None:
+    result = regops("--config", str(ROOT / "deploy" / "regops.example.yaml"), "serve")
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN" in result.stderr and "SLACK_SIGNING_SECRET" in result.stderr
