@@ -61,7 +61,9 @@ def _load(args: argparse.Namespace) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_env(os.environ)
-    level = getattr(args, "log_level", None) or os.environ.get("REGOPS_LOG_LEVEL", "INFO")
+    # The shell prints its own story on stdout; its log only needs to say what went wrong.
+    default_level = "WARNING" if args.command == "shell" else "INFO"
+    level = getattr(args, "log_level", None) or os.environ.get("REGOPS_LOG_LEVEL", default_level)
     configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret, settings.redis_url])
 
     if args.command == "worker":

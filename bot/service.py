@@ -147,7 +147,7 @@ class Service:
         return Reply(
             ReplyKind.QUEUED,
             f":inbox_tray: Queued {command.action} of {target} on host `{host}` as job `{job_id}`. "
-            f"Progress and the result will appear in this channel.",
+            f"Its progress and result will follow here.",
             job=record,
         )
 

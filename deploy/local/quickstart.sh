@@ -116,7 +116,7 @@ access:
   roles:
     admin: {actions: ["*"]}
   grants:
-    - {role: admin, users: [U0CONSOLE]}   # the user `regops shell` runs as by default
+    - {role: admin, users: [U0CONSOLE]}   # the user regops shell runs as by default
 YAML
 fi
 
