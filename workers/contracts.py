@@ -8,9 +8,10 @@ receives, the job record both sides update, and the events a worker emits.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -97,7 +98,7 @@ class JobSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "JobSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
         if data.get("version") != SCHEMA_VERSION:
             raise ValueError(f"unsupported job spec version {data.get('version')!r}")
         if data.get("action") not in TASKS:
@@ -169,7 +170,7 @@ class JobEvent:
         return {k: str(v) for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_fields(cls, fields: Mapping[str, str]) -> "JobEvent":
+    def from_fields(cls, fields: Mapping[str, str]) -> JobEvent:
         return cls(
             job_id=fields["job_id"],
             type=fields["type"],
@@ -223,7 +224,7 @@ class JobRecord:
         return out
 
     @classmethod
-    def from_fields(cls, fields: Mapping[str, str]) -> "JobRecord":
+    def from_fields(cls, fields: Mapping[str, str]) -> JobRecord:
         data: dict[str, Any] = {}
         known = set(cls.__dataclass_fields__)
         for k, v in fields.items():

@@ -9,7 +9,7 @@ X-Registry-Auth header, not in URLs) and replaced by user-safe sentences.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -85,14 +85,10 @@ def push(
     """Push exactly ``reference`` (never every tag of the repository); returns the manifest digest."""
     repository, tag_ = split_reference(reference)
     _require_same_registry(reference, creds)
-    digest: str | None = None
     with _engine_call("push", reference, server=creds.server):
         stream = api.push(repository, tag=tag_, auth_config=_auth_config(creds), stream=True, decode=True)
-        for line in stream:
-            check_line(line, "push", reference, creds.server)
-            digest = push_digest(line, tag_) or digest
-            if on_progress is not None:
-                on_progress(line)
+        digest = _follow(stream, "push", reference, creds.server, lambda line: push_digest(line, tag_),
+                         on_progress)
     if not digest:
         log.warning("push of %s ended without a digest", reference)
         raise WorkerError(FailureReason.REGISTRY_ERROR, f"the push of {reference} ended without a digest")
@@ -109,14 +105,9 @@ def pull(
     """Pull exactly ``reference`` onto the engine; returns the manifest digest."""
     repository, tag_ = split_reference(reference)
     _require_same_registry(reference, creds)
-    digest: str | None = None
     with _engine_call("pull", reference, server=creds.server):
         stream = api.pull(repository, tag=tag_, auth_config=_auth_config(creds), stream=True, decode=True)
-        for line in stream:
-            check_line(line, "pull", reference, creds.server)
-            digest = pull_digest(line) or digest
-            if on_progress is not None:
-                on_progress(line)
+        digest = _follow(stream, "pull", reference, creds.server, pull_digest, on_progress)
         if not digest:
             # Engines that omit the status line still record the digest on the image.
             digest = _repo_digest(api, reference, repository)
@@ -124,6 +115,24 @@ def pull(
         log.warning("pull of %s ended without a digest", reference)
         raise WorkerError(FailureReason.REGISTRY_ERROR, f"the pull of {reference} ended without a digest")
     log.info("pulled %s (%s)", reference, digest)
+    return digest
+
+
+def _follow(
+    stream: Iterable[dict[str, Any]],
+    action: str,
+    reference: str,
+    server: str,
+    digest_of: Callable[[dict[str, Any]], str | None],
+    on_progress: ProgressCallback | None,
+) -> str | None:
+    """Read a push/pull stream to its end, checking every line; returns the last digest seen."""
+    digest: str | None = None
+    for line in stream:
+        check_line(line, action, reference, server)
+        digest = digest_of(line) or digest
+        if on_progress is not None:
+            on_progress(line)
     return digest
 
 

@@ -64,26 +64,23 @@ def refuse(worker: Worker | SimpleWorker, job: Job, queue: Queue, why: str) -> N
         EventWriter(worker.connection).failed(job.id, FailureReason.INTERNAL, REFUSED_MESSAGE)
 
 
-class SafeWorker(Worker):
+class _Refusing:
+    """Checks every job before rq imports or runs anything of it (mixed into rq's workers)."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        why = refusal(job, self.connection)  # type: ignore[attr-defined]
+        if why is not None:
+            refuse(self, job, queue, why)  # type: ignore[arg-type]
+            return
+        super().execute_job(job, queue)  # type: ignore[misc]
+
+
+class SafeWorker(_Refusing, Worker):
     """rq's forking :class:`~rq.worker.Worker`, restricted to :data:`~workers.contracts.TASKS`."""
 
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        why = refusal(job, self.connection)
-        if why is not None:
-            refuse(self, job, queue, why)
-            return
-        super().execute_job(job, queue)
 
-
-class SafeSimpleWorker(SimpleWorker):
+class SafeSimpleWorker(_Refusing, SimpleWorker):
     """The same restriction without forking: jobs run in this process (tests, ``regops shell``)."""
-
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        why = refusal(job, self.connection)
-        if why is not None:
-            refuse(self, job, queue, why)
-            return
-        super().execute_job(job, queue)
 
 
 def make_worker(

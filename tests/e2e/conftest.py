@@ -10,7 +10,6 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.redis_scan import all_redis_values
 from tests.support.services import DockerEngine, RedisServer, Registry
 from tests.support.slack_standin import SlackStandIn, sign, slash_command_body
 from tests.support.stack import ServeProcess, WorkerProcess
@@ -98,37 +98,13 @@ class Stack:
         return "\n".join(p.log_text() for p in [self.serve, *self.workers])
 
     def redis_dump(self) -> str:
-        """Every value in every key (rq's zlib-compressed job data inflated), for secret scans."""
+        """Every key and value in the stack's database (rq's job data inflated), for secret scans."""
         kwargs = self.redis.connection_pool.connection_kwargs
         raw = redis.Redis(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
-        values: list[bytes] = []
-        for key in raw.scan_iter("*"):
-            values.append(key)
-            kind = raw.type(key)
-            if kind == b"string":
-                values.append(raw.get(key) or b"")
-            elif kind == b"hash":
-                for field, value in raw.hgetall(key).items():
-                    values += [field, value]
-            elif kind == b"list":
-                values += raw.lrange(key, 0, -1)
-            elif kind == b"set":
-                values += list(raw.smembers(key))
-            elif kind == b"zset":
-                values += raw.zrange(key, 0, -1)
-            elif kind == b"stream":
-                for _id, fields in raw.xrange(key):
-                    for field, value in fields.items():
-                        values += [field, value]
-        raw.close()
-        out = []
-        for value in values:
-            try:
-                value = zlib.decompress(value)
-            except zlib.error:
-                pass
-            out.append(value.decode(errors="replace"))
-        return "\n".join(out)
+        try:
+            return all_redis_values(raw).decode(errors="replace")
+        finally:
+            raw.close()
 
 
 @pytest.fixture(scope="package")

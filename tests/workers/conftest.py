@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,34 +159,3 @@ def queued(connection: redis.Redis, spec: JobSpec) -> dict[str, Any]:
 def record_of(connection: redis.Redis, job_id: str) -> JobRecord:
     raw = connection.hgetall(job_key(job_id))
     return JobRecord.from_fields({k.decode(): v.decode() for k, v in raw.items()})
-
-
-def all_redis_values(connection: redis.Redis) -> bytes:
-    """Every key and value in the database, whatever its type, as one blob to search."""
-    chunks: list[bytes] = []
-    for key in connection.scan_iter():
-        chunks.append(key)
-        kind = connection.type(key)
-        if kind == b"string":
-            chunks.append(connection.get(key) or b"")
-        elif kind == b"hash":
-            for field, value in connection.hgetall(key).items():
-                chunks += [field, value]
-        elif kind == b"list":
-            chunks += connection.lrange(key, 0, -1)
-        elif kind == b"set":
-            chunks += list(connection.smembers(key))
-        elif kind == b"zset":
-            chunks += [member for member, _ in connection.zrange(key, 0, -1, withscores=True)]
-        elif kind == b"stream":
-            for _, fields in connection.xrange(key):
-                for field, value in fields.items():
-                    chunks += [field, value]
-    # rq stores job payloads zlib-compressed; look inside those too.
-    inflated = []
-    for chunk in chunks:
-        try:
-            inflated.append(zlib.decompress(chunk))
-        except zlib.error:
-            inflated.append(chunk)
-    return b"\n".join(inflated)

@@ -14,12 +14,12 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from tests.support.redis_scan import all_redis_values
 from tests.support.services import DockerEngine, Registry
 from tests.workers.conftest import (
     NAMESPACE,
     WRONG_PASSWORD,
     WorkerSetup,
-    all_redis_values,
     events_of,
     local_image,
     make_spec,

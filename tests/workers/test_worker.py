@@ -14,11 +14,11 @@ from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from tests.support.redis_scan import all_redis_values
 from tests.support.services import DockerEngine, RedisServer, Registry
 from tests.workers.conftest import (
     NAMESPACE,
     WorkerSetup,
-    all_redis_values,
     events_of,
     local_image,
     make_spec,
