@@ -134,13 +134,10 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
               f"Start Redis or set REDIS_URL.", file=sys.stderr)
         return 1
     service = Service(config, Policy(config.access), JobQueue(redis_client(settings, decode=False)))
-    shell = Shell(service, connection, user=args.user, channel=args.channel, out=sys.stdout,
-                  job_wait=lambda action: config.timeouts.for_action(action) + 60.0)
     interactive = sys.stdin.isatty()
-
-    def prompt() -> None:
-        sys.stdout.write(PROMPT)
-        sys.stdout.flush()
+    shell = Shell(service, connection, user=args.user, channel=args.channel, out=sys.stdout,
+                  job_wait=lambda action: config.timeouts.for_action(action) + 60.0,
+                  prompt=PROMPT if interactive else None)
 
     with contextlib.ExitStack() as stack:
         if not args.no_worker:
@@ -149,7 +146,7 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
         if interactive:
             print("regops shell: type `help`, or e.g. `push IMAGE TAG`; `exit` or Ctrl-D to leave.")
         try:
-            return shell.run(sys.stdin, prompt=prompt if interactive else None)
+            return shell.run(sys.stdin)
         except KeyboardInterrupt:
             return 130
 

@@ -41,6 +41,7 @@ class Shell:
         channel: str | None,
         out: TextIO,
         job_wait: Callable[[str], float] = lambda _action: 3600.0,
+        prompt: str | None = None,
     ) -> None:
         self._service = service
         self._redis = connection
@@ -54,29 +55,35 @@ class Shell:
         self._done = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._last_id = "0-0"
+        self._prompt = prompt
 
     def print(self, text: str) -> None:
         with self._lock:
             self._out.write(text + "\n")
             self._out.flush()
 
-    def run(self, lines: Iterable[str], prompt: Callable[[], None] | None = None) -> int:
+    def _show_prompt(self) -> None:
+        if self._prompt:
+            self._out.write(self._prompt)
+            self._out.flush()
+
+    def run(self, lines: Iterable[str]) -> int:
         """Handle every line; then wait for this shell's jobs. Exit status 1 if any job failed."""
         newest = self._redis.xrevrange(EVENTS_STREAM, count=1)
         self._last_id = newest[0][0] if newest else "0-0"
         follower = threading.Thread(target=self._follow, name="regops-shell-events", daemon=True)
         follower.start()
         try:
-            if prompt:
-                prompt()
+            with self._lock:
+                self._show_prompt()
             for line in lines:
                 stripped = line.strip()
                 if stripped in ("exit", "quit"):
                     break
                 if stripped and not stripped.startswith("#"):
                     self.handle(stripped)
-                if prompt:
-                    prompt()
+                with self._lock:
+                    self._show_prompt()
             self._wait_for_jobs()
         finally:
             self._stop.set()
@@ -134,8 +141,10 @@ class Shell:
         else:
             line = event_type if event_type != "started" else f"started on host {record.host}"
         with self._done:
-            self._out.write(f"[job {job_id}] {plain(line)}\n")
-            self._out.flush()
+            # At a terminal the line replaces the waiting prompt, which is then shown again.
+            lead = "\r" if self._prompt else ""
+            self._out.write(f"{lead}[job {job_id}] {plain(line)}\n")
+            self._show_prompt()
             if event_type in TERMINAL_EVENTS:
                 if event_type == "failed":
                     self._failed += 1
