@@ -47,6 +47,7 @@ from tests.benchmarks.common import (
     new_secrets,
     print_context,
     print_table,
+    run_benchmark,
     signed_requests,
     verdict,
     write_config,
@@ -459,14 +460,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\nack benchmark: interrupted; services stopped", file=sys.stderr)
-        sys.exit(130)
-    except Exception:  # noqa: BLE001 - an error is not a missed target: exit 3, not 1
-        import traceback
-
-        traceback.print_exc()
-        print("ack benchmark: ERROR (services stopped)", file=sys.stderr)
-        sys.exit(3)
+    run_benchmark(main, "ack")

@@ -15,7 +15,7 @@ import statistics
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,3 +266,18 @@ def _quietly_stop(service: Any) -> None:
         service.stop()
     except Exception as exc:  # noqa: BLE001 - keep stopping the others
         print(f"(stopping {type(service).__name__} failed: {exc})", file=sys.stderr)
+
+
+def run_benchmark(main: Callable[[], int], name: str) -> None:
+    """Exit with main()'s status: 0 all targets met, 1 a target missed, 130 interrupted, 3 an error."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print(f"\n{name} benchmark: interrupted; services stopped", file=sys.stderr)
+        sys.exit(130)
+    except Exception:  # noqa: BLE001 - an error is not a missed target: exit 3, not 1
+        import traceback
+
+        traceback.print_exc()
+        print(f"{name} benchmark: ERROR (services stopped)", file=sys.stderr)
+        sys.exit(3)

@@ -13,9 +13,10 @@ DIGEST = "sha256:" + "ab" * 32
 
 
 def record(**changes: object) -> JobRecord:
-    base = dict(job_id="0123456789ab", action="push", registry="main", host="build-1", requester="U0DEV1",
-                reference=REF, source="centos7-elasticsearch:latest", queued_at=100.0,
-                extra={"server": "dockerhub.example.com:5100"})
+    base: dict[str, object] = {
+        "job_id": "0123456789ab", "action": "push", "registry": "main", "host": "build-1", "requester": "U0DEV1",
+        "reference": REF, "source": "centos7-elasticsearch:latest", "queued_at": 100.0,
+        "extra": {"server": "dockerhub.example.com:5100"}}
     base.update(changes)
     return JobRecord(**base)  # type: ignore[arg-type]
 
