@@ -6,6 +6,8 @@ Every error says what was wrong and what would be right, in Slack markdown.
 
 Credentials are refused before anything else is looked at: a message that carries a
 password or user option is never turned into a Command and its text is never echoed.
+:func:`redact` uses the same detection to give the audit trail a copy of the text
+without any credential in it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from bot.references import check_image_name, check_source, check_tag
 
 SLASH_COMMAND = "/registry"
 
-ACTIONS: tuple[str, ...] = ("push", "pull", "tag", "login", "help")
+ACTIONS: tuple[str, ...] = ("push", "pull", "tag", "login", "whoami", "can-i", "help")
+"""Every command of the grammar, in the order help lists them."""
+
+SELF_SERVICE: tuple[str, ...] = ("whoami", "can-i", "help")
+"""Commands that only describe the bot and the user's own rights: open to every user."""
+
+CAN_I_ACTIONS: tuple[str, ...] = ("push", "pull", "tag", "login")
+"""The actions ``can-i`` can ask about."""
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 """What a configured registry or Docker host name looks like (shared with the config)."""
@@ -40,6 +49,8 @@ class Command:
     host: str | None = None
     topic: str | None = None
     text: str = ""
+    subject_action: str | None = None
+    """For ``can-i``: the action asked about (``image``/``tag`` are its target)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,8 @@ class _Spec:
 
     action: str
     arguments: tuple[str, ...]
-    optional_argument: str | None
+    optional_arguments: tuple[str, ...]
+    """Given all together or not at all, e.g. ``[IMAGE TAG]``."""
     options: tuple[str, ...]
     summary: str
     details: tuple[str, ...]
@@ -69,13 +81,14 @@ _ARGUMENT_HELP: Mapping[str, str] = {
     "TAG": "the tag, e.g. `latest` or `1.4.2`",
     "SOURCE": "the local image: a reference like `centos7-elasticsearch:latest` or an image ID",
     "COMMAND": "a command to explain",
+    "ACTION": "the action to check: `push`, `pull`, `tag` or `login`",
 }
 
 _SPECS: Mapping[str, _Spec] = {
     "push": _Spec(
         "push",
         ("IMAGE", "TAG"),
-        None,
+        (),
         ("source", "registry", "host"),
         "tag a local image with the full registry reference, log in and push it",
         (
@@ -92,7 +105,7 @@ _SPECS: Mapping[str, _Spec] = {
     "pull": _Spec(
         "pull",
         ("IMAGE", "TAG"),
-        None,
+        (),
         ("registry", "host"),
         "pull an image from the registry onto the Docker host",
         ("Pulls REGISTRY/NAMESPACE/IMAGE:TAG onto the Docker host.",),
@@ -104,7 +117,7 @@ _SPECS: Mapping[str, _Spec] = {
     "tag": _Spec(
         "tag",
         ("SOURCE", "IMAGE", "TAG"),
-        None,
+        (),
         ("registry", "host"),
         "only tag a local image with the full registry reference (no push)",
         ("Tags the local image SOURCE as REGISTRY/NAMESPACE/IMAGE:TAG on the Docker host.",),
@@ -116,7 +129,7 @@ _SPECS: Mapping[str, _Spec] = {
     "login": _Spec(
         "login",
         (),
-        None,
+        (),
         ("registry", "host"),
         "check that the Docker host can log in to the registry",
         (
@@ -127,10 +140,45 @@ _SPECS: Mapping[str, _Spec] = {
         ),
         ("/registry login", "/registry login --registry main --host build-1"),
     ),
+    "whoami": _Spec(
+        "whoami",
+        (),
+        (),
+        (),
+        "show your roles, the grants that gave them and what you may do",
+        (
+            (
+                "Shows your roles here, the grants that gave them (by your user ID, `*` for everyone, "
+                "or a user group), the channels where they apply and the commands you may run. "
+                "Only you see the answer."
+            ),
+        ),
+        ("/registry whoami",),
+    ),
+    "can-i": _Spec(
+        "can-i",
+        ("ACTION",),
+        ("IMAGE", "TAG"),
+        ("registry", "host"),
+        "check whether you may run a command here, and whether it needs approval",
+        (
+            (
+                "Answers yes or no with the rule that decides, and whether an approval is needed "
+                "(how many, from whom, how long a request stays open). Nothing is run. "
+                "`push`, `pull` and `tag` need IMAGE and TAG (for `tag`, the target: no SOURCE); "
+                "`login` takes neither."
+            ),
+        ),
+        (
+            "/registry can-i push centos7-elasticsearch latest",
+            "/registry can-i pull web/app 1.4.2 --host build-1",
+            "/registry can-i login --registry main",
+        ),
+    ),
     "help": _Spec(
         "help",
         (),
-        "COMMAND",
+        ("COMMAND",),
         (),
         "list the commands, or explain one",
         ("Without COMMAND, lists the commands; with one, shows its usage, options and examples.",),
@@ -183,11 +231,17 @@ def _option_form(token: str) -> tuple[int, str] | None:
 
 
 def _is_credential_token(token: str) -> bool:
-    form = _option_form(unicodedata.normalize("NFKC", token).lstrip(_WRAPPERS))
+    # `--source=-pSECRET` hides an option after `=`: every `=`-separated part is looked at,
+    # iteratively, so a long chain of `=` cannot exhaust the stack.
+    return any(_is_credential_option(part) for part in unicodedata.normalize("NFKC", token).split("="))
+
+
+def _is_credential_option(text: str) -> bool:
+    form = _option_form(text.lstrip(_WRAPPERS))
     if form is None:
         return False
     dashes, rest = form
-    name, _, value = rest.lstrip(_WRAPPERS).lower().partition("=")
+    name = rest.lstrip(_WRAPPERS).lower()
     if not name:
         return False
     if dashes == 1:
@@ -197,15 +251,109 @@ def _is_credential_token(token: str) -> bool:
     name = name.strip(_WRAPPERS).replace("_", "-")
     if name in ("p", "u", "pwd") or name.startswith(("pass", "pasw", "pw", "user", "usr")):
         return True
-    if difflib.get_close_matches(name, _CREDENTIAL_OPTIONS, n=1, cutoff=0.75):
-        return True
-    return bool(value) and _is_credential_token(value)
+    return bool(difflib.get_close_matches(name, _CREDENTIAL_OPTIONS, n=1, cutoff=0.75))
 
 
 def _refuse_credentials(text: str) -> None:
     # Whitespace splitting, not shlex: this must work even when the quoting is broken.
     if any(_is_credential_token(token) for token in text.split()):
         raise CredentialsInChat(CREDENTIALS_WARNING)
+
+
+REDACTED = "[redacted]"
+
+_VALUE_OPTIONS = frozenset({"--registry", "--host"})
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential option and its value replaced by ``[redacted]``, for the audit trail.
+
+    Uses the detection that refuses credentials, on whitespace-split words so broken
+    quoting cannot hide a secret.  An option and the word after it go together (unless
+    the value is attached with ``=``); a quote opened in them runs until it closes, or to
+    the end of the text.  Everything after ``login`` except ``--registry``/``--host NAME``
+    is redacted too, since ``login`` takes no arguments but a user name and a password.
+    When unsure it redacts more; it never raises.
+    """
+    words = normalize(text).split()
+    hidden = [False] * len(words)
+    index = 0
+    while index < len(words):
+        if not _is_credential_token(words[index]):
+            index += 1
+            continue
+        last = index if _has_attached_value(words[index]) else index + 1
+        last = _quoted_span_end(words, index, min(last, len(words) - 1))
+        for position in range(index, last + 1):
+            hidden[position] = True
+        index = last + 1
+    start = _login_arguments_start(words)
+    if start is not None:
+        for position, keep in enumerate(_login_options(words[start:]), start):
+            hidden[position] = hidden[position] or not keep
+    shown: list[str] = []
+    for word, secret in zip(words, hidden):
+        if not secret:
+            shown.append(word)
+        elif not shown or shown[-1] != REDACTED:
+            shown.append(REDACTED)
+    return " ".join(shown)
+
+
+def _has_attached_value(word: str) -> bool:
+    _, equals, value = unicodedata.normalize("NFKC", word).partition("=")
+    return bool(equals) and bool(value.strip(_WRAPPERS))
+
+
+def _quoted_span_end(words: list[str], first: int, last: int) -> int:
+    """The last word of the span starting at ``first``, stretched over any quote it leaves open."""
+    open_quote: str | None = None
+    position = first
+    while True:
+        word = words[position]
+        for char in word:
+            if open_quote is None and char in "'\"":
+                open_quote = char
+            elif char == open_quote:
+                open_quote = None
+        # A trailing backslash escapes the space: the value goes on in the next word.
+        continues = open_quote is not None or word.endswith("\\")
+        if position >= last and not continues:
+            return position
+        if position == len(words) - 1:
+            return position
+        position += 1
+
+
+def _login_arguments_start(words: list[str]) -> int | None:
+    """Where the arguments of a ``login`` (or ``can-i login``) start, or None for other commands."""
+    plain = [word.strip(_WRAPPERS).lower() for word in words]
+    position = 1 if plain[:1] == [SLASH_COMMAND] else 0
+    if plain[position : position + 1] == ["login"]:
+        return position + 1
+    if plain[position : position + 1] == ["can-i"] and "login" in plain[position + 1 :]:
+        # Options may come before ACTION; any later `login` word counts, since redacting more is safe.
+        return plain.index("login", position + 1) + 1
+    return None
+
+
+def _login_options(words: list[str]) -> list[bool]:
+    """Which words after ``login`` are kept: only ``--registry``/``--host`` with a plain name."""
+    keep = [False] * len(words)
+    position = 0
+    while position < len(words):
+        option, equals, value = _ascii_dashes(unicodedata.normalize("NFKC", words[position])).partition("=")
+        option = option.lower()
+        if option in ("--help", "-h") and not equals:
+            keep[position] = True
+        elif option in _VALUE_OPTIONS:
+            if equals:
+                keep[position] = bool(NAME_PATTERN.fullmatch(value))
+            elif position + 1 < len(words) and NAME_PATTERN.fullmatch(words[position + 1]):
+                keep[position] = keep[position + 1] = True
+                position += 1
+        position += 1
+    return keep
 
 
 def _ascii_dashes(token: str) -> str:
@@ -233,8 +381,8 @@ def _options_usage(spec: _Spec) -> str:
 
 def _usage_line(spec: _Spec) -> str:
     parts = [SLASH_COMMAND, spec.action, *spec.arguments]
-    if spec.optional_argument:
-        parts.append(f"[{spec.optional_argument}]")
+    if spec.optional_arguments:
+        parts.append(f"[{' '.join(spec.optional_arguments)}]")
     if spec.options:
         parts.append(_options_usage(spec))
     return "`" + " ".join(parts) + "`"
@@ -256,13 +404,15 @@ def usage(action: str) -> str:
 
 
 def help_text(topic: str | None = None, actions: Iterable[str] | None = None) -> str:
-    """The overall help (only ``actions`` when given; ``help`` is always listed) or one command's help.
+    """The overall help (only ``actions`` when given) or one command's help.
 
-    ``actions`` filters the overview only: explaining a named command is never refused here.
+    The self-service commands (``whoami``, ``can-i``, ``help``) are always listed: every
+    user may run them.  ``actions`` filters the overview only: explaining a named command
+    is never refused here.
     """
     if topic is not None:
         return _command_help(_spec(topic.lower()))
-    shown = set(ACTIONS if actions is None else actions) | {"help"}
+    shown = set(ACTIONS if actions is None else actions) | set(SELF_SERVICE)
     lines = ["*regops* drives the Docker registry from Slack. Commands:"]
     for spec in _SPECS.values():
         if spec.action in shown:
@@ -280,7 +430,7 @@ def help_text(topic: str | None = None, actions: Iterable[str] | None = None) ->
 
 def _command_help(spec: _Spec) -> str:
     lines = [f"*{spec.action}*: {spec.summary}.", f"Usage: {_usage_line(spec)}", *spec.details]
-    names = [*spec.arguments, *([spec.optional_argument] if spec.optional_argument else [])]
+    names = [*spec.arguments, *spec.optional_arguments]
     if names:
         lines.append("Arguments:")
         lines.extend(f"• `{name}`: {_ARGUMENT_HELP[name]}" for name in names)
@@ -355,25 +505,68 @@ def _split_options(spec: _Spec, tokens: list[str]) -> tuple[list[str], dict[str,
 
 
 def _check_arity(spec: _Spec, positionals: list[str]) -> None:
-    wanted = len(spec.arguments) + (1 if spec.optional_argument else 0)
-    if len(positionals) < len(spec.arguments):
+    _check_count(spec.action, spec.arguments, len(spec.optional_arguments), positionals, _usage_line(spec))
+
+
+def _check_count(
+    label: str, arguments: tuple[str, ...], optional: int, positionals: list[str], usage_line: str
+) -> None:
+    """Raise unless ``positionals`` fills ``arguments`` (plus at most ``optional`` more)."""
+    wanted = len(arguments) + optional
+    if len(positionals) < len(arguments):
         given = len(positionals)
-        if given and spec.arguments[given - 1] == "IMAGE" and ":" in positionals[-1]:
+        if given and arguments[given - 1] == "IMAGE" and ":" in positionals[-1]:
             # `push centos7:latest` is the commonest slip: explain the split instead of "missing TAG".
             try:
                 check_image_name(positionals[-1])
             except UsageError as exc:
-                raise UsageError(f"{exc.user_message}. Usage: {_usage_line(spec)}") from None
-        missing = " and ".join(spec.arguments[given:])
-        raise UsageError(f"`{spec.action}` is missing {missing}. Usage: {_usage_line(spec)}")
+                raise UsageError(f"{exc.user_message}. Usage: {usage_line}") from None
+        missing = " and ".join(arguments[given:])
+        raise UsageError(f"`{label}` is missing {missing}. Usage: {usage_line}")
     if len(positionals) > wanted:
-        if spec.action == "login":
+        if label.split()[-1] == "login":
             # The only words someone adds to `login` are a user name and a password.
             raise CredentialsInChat(_LOGIN_ARGUMENTS_WARNING)
         extra = " ".join(_code(word) for word in positionals[wanted:])
+        raise UsageError(f"unexpected extra argument(s) {extra} for `{label}`. Usage: {usage_line}")
+
+
+def _subject_action(word: str, usage_line: str) -> str:
+    """The ACTION of ``can-i``: one of :data:`CAN_I_ACTIONS`."""
+    action = word.lower()
+    if action in CAN_I_ACTIONS:
+        return action
+    choices = ", ".join(f"`{name}`" for name in CAN_I_ACTIONS)
+    if action in SELF_SERVICE:
         raise UsageError(
-            f"unexpected extra argument(s) {extra} for `{spec.action}`. Usage: {_usage_line(spec)}"
+            f"`{action}` is open to everyone, so there is nothing to check: `can-i` checks {choices}. "
+            f"Usage: {usage_line}"
         )
+    raise UsageError(
+        f"`can-i` cannot check {_code(word)}.{_did_you_mean(action, CAN_I_ACTIONS)} "
+        f"It checks {choices}. Usage: {usage_line}"
+    )
+
+
+def _parse_can_i(spec: _Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
+    usage_line = _usage_line(spec)
+    if not positionals:
+        raise UsageError(f"`can-i` is missing ACTION. Usage: {usage_line}")
+    subject = _subject_action(positionals[0], usage_line)
+    target = positionals[1:]
+    needed = () if subject == "login" else ("IMAGE", "TAG")
+    _check_count(f"can-i {subject}", needed, 0, target, usage_line)
+    image = check_image_name(target[0]) if target else None
+    tag = check_tag(target[1]) if target else None
+    return Command(
+        action="can-i",
+        subject_action=subject,
+        image=image,
+        tag=tag,
+        registry=_check_name("registry", options["registry"]) if "registry" in options else None,
+        host=_check_name("host", options["host"]) if "host" in options else None,
+        text=_canonical_text("can-i", [subject, *target], options),
+    )
 
 
 def _check_name(option: str, value: str) -> str:
@@ -414,6 +607,8 @@ def parse(text: str) -> Command:
         return Command(action="help", topic=action, text=f"help {action}")
 
     positionals, options = _split_options(spec, rest)
+    if action == "can-i":
+        return _parse_can_i(spec, positionals, options)
     _check_arity(spec, positionals)
 
     if action == "help":

@@ -1,4 +1,4 @@
-"""The YAML configuration model: registries, Docker hosts, access, timeouts.
+"""The YAML configuration model: registries, Docker hosts, access, approvals, timeouts.
 
 The whole file is validated up front and every problem is reported at once, each as
 ``key.path: what is wrong; what would be valid``.  Unknown keys are errors, because a
@@ -13,14 +13,14 @@ import fnmatch
 import os
 import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import yaml
 
-from bot.commands import ACTIONS, NAME_PATTERN
+from bot.commands import ACTIONS, NAME_PATTERN, SELF_SERVICE
 from bot.errors import ConfigError, UsageError
 from bot.references import (
     NAME_TOTAL_LENGTH_MAX,
@@ -33,9 +33,24 @@ from bot.references import (
 CONFIG_ENV = "REGOPS_CONFIG"
 DEFAULT_CONFIG_PATH = "regops.yaml"
 
+ROLE_ACTIONS: tuple[str, ...] = (
+    *ACTIONS,
+    *(action for action in ("status", "jobs", "cancel", "hosts") if action not in ACTIONS),
+)
+"""Every action a role may name: the grammar's commands, then those a later release adds."""
+
+PROTECTABLE_ACTIONS: tuple[str, ...] = tuple(action for action in ROLE_ACTIONS if action not in SELF_SERVICE)
+"""Actions an approvals rule may protect (the self-service ones are open to everyone)."""
+
+EVERYONE = "*"
+
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SLACK_ID = re.compile(r"[A-Z0-9]+")
+USER_ID = re.compile(r"[UW][A-Z0-9]+")
+"""A Slack user ID (``W…`` in Enterprise Grid)."""
+USERGROUP_ID = re.compile(r"S[A-Z0-9]+")
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")
+"""A Slack conversation ID: public (``C…``), private (``G…``) or direct message (``D…``)."""
 _CHANNEL = re.compile(r"[A-Z0-9]+|#[a-z0-9][a-z0-9_-]*")
 
 
@@ -72,33 +87,99 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class Role:
+    """What a role allows: every glob list must match (``registries``/``hosts`` are config names)."""
+
     name: str
     actions: tuple[str, ...]
     images: tuple[str, ...] = ("*",)
     tags: tuple[str, ...] = ("*",)
+    registries: tuple[str, ...] = ("*",)
+    hosts: tuple[str, ...] = ("*",)
 
     def __post_init__(self) -> None:
-        for name in ("actions", "images", "tags"):
+        for name in ("actions", "images", "tags", "registries", "hosts"):
             object.__setattr__(self, name, _frozen_strings(getattr(self, name), f"Role.{name}"))
 
 
 @dataclass(frozen=True)
 class Grant:
+    """Gives ``role`` to ``users`` (IDs or ``"*"``) and members of ``usergroups``, in ``channels``.
+
+    Empty ``channels`` means any channel.  ``index`` is the grant's position in
+    ``access.grants``, for messages and the audit trail; it is not part of a grant's
+    identity (two grants with the same content are equal).
+    """
+
     role: str
-    users: tuple[str, ...]
+    users: tuple[str, ...] = ()
+    usergroups: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    index: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "users", _frozen_strings(self.users, "Grant.users"))
+        for name in ("users", "usergroups", "channels"):
+            object.__setattr__(self, name, _frozen_strings(getattr(self, name), f"Grant.{name}"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRule:
+    """Requests matching ``actions``, ``images`` and ``tags`` wait for ``required`` approvals.
+
+    ``actions`` defaults to push only: a push is what changes what the registry serves
+    (pull and tag only change a Docker host, login changes nothing).  ``approvers`` are
+    role names defined under ``access.roles`` or Slack user IDs.  ``expires_in`` is how
+    many seconds a request stays open.  ``index`` is the rule's position in
+    ``access.approvals``.
+    """
+
+    index: int = 0
+    images: tuple[str, ...] = ("*",)
+    tags: tuple[str, ...] = ("*",)
+    actions: tuple[str, ...] = ("push",)
+    approvers: tuple[str, ...]
+    required: int = 1
+    expires_in: int = 1800
+
+    def __post_init__(self) -> None:
+        for name in ("images", "tags", "actions", "approvers"):
+            object.__setattr__(self, name, _frozen_strings(getattr(self, name), f"ApprovalRule.{name}"))
+        # A rule nobody can satisfy, or one that needs no approval at all, must not be built by hand either.
+        if not self.approvers:
+            raise ValueError("ApprovalRule.approvers must name at least one role or user")
+        if self.required < 1:
+            raise ValueError("ApprovalRule.required must be at least 1")
+        if self.expires_in < 1:
+            raise ValueError("ApprovalRule.expires_in must be positive")
+
+    @property
+    def name(self) -> str:
+        return f"approvals[{self.index}]"
 
 
 @dataclass(frozen=True)
 class AccessConfig:
+    """Roles, the grants that give them, and the approvals rules, in file order.
+
+    Grants and rules are renumbered on construction, so ``index`` always names the
+    position in the list, also in an AccessConfig built by hand.
+    """
+
     roles: Mapping[str, Role] = field(default_factory=dict)
     grants: tuple[Grant, ...] = ()
+    approvals: tuple[ApprovalRule, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roles", _frozen_mapping(self.roles))
-        object.__setattr__(self, "grants", tuple(self.grants))
+        object.__setattr__(
+            self, "grants", tuple(replace(grant, index=index) for index, grant in enumerate(self.grants))
+        )
+        object.__setattr__(
+            self, "approvals", tuple(replace(rule, index=index) for index, rule in enumerate(self.approvals))
+        )
+
+    def usergroups(self) -> frozenset[str]:
+        """Every user group named in a grant: the memberships the bot must keep loaded."""
+        return frozenset(group for grant in self.grants for group in grant.usergroups)
 
 
 @dataclass(frozen=True)
@@ -126,6 +207,7 @@ class Config:
     notify_channel: str | None
     access: AccessConfig
     timeouts: Timeouts
+    audit_channel: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registries", _frozen_mapping(self.registries))
@@ -149,27 +231,44 @@ class Config:
         hosts = ", ".join(f"{host} (default)" if host == self.default_host else host for host in self.hosts)
         lines.append(f"hosts: {hosts}")
         lines.append(f"notify channel: {self.notify_channel or 'none'}")
+        lines.append(f"audit channel: {self.audit_channel or 'none'}")
         timeouts = self.timeouts
         lines.append(
             "timeouts: "
             + ", ".join(
-                f"{action} {_format_duration(timeouts.for_action(action))}"
+                f"{action} {format_duration(timeouts.for_action(action))}"
                 for action in ("push", "pull", "tag", "login")
             )
         )
-        roles = self.access.roles
-        lines.append(f"access: {len(roles)} role(s), {len(self.access.grants)} grant(s)")
-        if not self.access.grants:
-            lines.append("  no grants: nobody may run anything but help")
-        for role in roles.values():
+        access = self.access
+        lines.append(
+            f"access: {len(access.roles)} role(s), {len(access.grants)} grant(s), "
+            f"{len(access.approvals)} approval rule(s)"
+        )
+        if not access.grants:
+            lines.append("  no grants: nobody may run anything but help, whoami and can-i")
+        for role in access.roles.values():
             lines.append(
                 f"  role {role.name}: actions {', '.join(role.actions)}; images {', '.join(role.images)}; "
-                f"tags {', '.join(role.tags)}"
+                f"tags {', '.join(role.tags)}; registries {', '.join(role.registries)}; "
+                f"hosts {', '.join(role.hosts)}"
+            )
+        for grant in access.grants:
+            who = [*(f"user {user}" if user != EVERYONE else "everyone" for user in grant.users)]
+            who += [f"group {group}" for group in grant.usergroups]
+            where = ", ".join(grant.channels) if grant.channels else "any channel"
+            lines.append(f"  grants[{grant.index}] role {grant.role}: {', '.join(who)}; in {where}")
+        for rule in access.approvals:
+            noun = "approval" if rule.required == 1 else "approvals"
+            lines.append(
+                f"  {rule.name}: {', '.join(rule.actions)} of images {', '.join(rule.images)}, "
+                f"tags {', '.join(rule.tags)} needs {rule.required} {noun} from "
+                f"{', '.join(rule.approvers)}; expires after {format_duration(rule.expires_in)}"
             )
         return "\n".join(lines)
 
 
-def _format_duration(seconds: int) -> str:
+def format_duration(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
@@ -456,20 +555,89 @@ def _parse_timeouts(problems: _Problems, value: object) -> Timeouts:
     return Timeouts(**{key: seconds for key, seconds in values.items() if seconds is not None})
 
 
-def _check_action_patterns(problems: _Problems, patterns: Sequence[str], path: str) -> None:
+def _check_action_patterns(
+    problems: _Problems, patterns: Sequence[str], path: str, actions: Sequence[str] = ROLE_ACTIONS
+) -> None:
     for index, pattern in enumerate(patterns):
-        if not any(fnmatch.fnmatchcase(action, pattern) for action in ACTIONS):
-            close = difflib.get_close_matches(pattern, ACTIONS, n=1, cutoff=0.6)
+        if not any(fnmatch.fnmatchcase(action, pattern) for action in actions):
+            close = difflib.get_close_matches(pattern, actions, n=1, cutoff=0.6)
             hint = f"did you mean `{close[0]}`? " if close else ""
             problems.add(
                 f"{path}[{index}]",
-                f"`{pattern}` matches no action; {hint}actions are {_join(ACTIONS)}, or a glob like `*`",
+                f"`{pattern}` matches no action; {hint}actions are {_join(actions)}, or a glob like `*`",
             )
 
 
-def _parse_role(problems: _Problems, name: str, value: object) -> Role | None:
+def _unclosed_bracket(pattern: str) -> bool:
+    """True when a ``[`` opens a character class that never closes (fnmatch would match it literally)."""
+    position = pattern.find("[")
+    while position != -1:
+        # fnmatch lets `]` right after `[` or `[!` be a literal member of the class.
+        body = position + 1
+        if pattern[body : body + 1] == "!":
+            body += 1
+        if pattern[body : body + 1] == "]":
+            body += 1
+        close = pattern.find("]", body)
+        if close == -1:
+            return True
+        position = pattern.find("[", close + 1)
+    return False
+
+
+def _check_globs(problems: _Problems, patterns: Sequence[str], path: str, kind: str) -> None:
+    """Globs that can never match what they are matched against are mistakes, reported here."""
+    for index, pattern in enumerate(patterns):
+        where = f"{path}[{index}]"
+        if _unclosed_bracket(pattern):
+            problems.add(where, f"`{pattern}`: a `[` is never closed; close it with `]`, or drop it")
+        elif kind == "images" and pattern != pattern.lower():
+            problems.add(
+                where, f"`{pattern}` can never match: image names are lower-case; use `{pattern.lower()}`"
+            )
+        elif kind == "images" and (":" in pattern or "@" in pattern):
+            problems.add(
+                where,
+                f"`{pattern}` can never match: give the image name only, and the tag under `tags`",
+            )
+        elif kind == "tags" and ("/" in pattern or ":" in pattern):
+            problems.add(where, f"`{pattern}` can never match: a tag has no `/` or `:`")
+
+
+def _check_named_globs(
+    problems: _Problems, patterns: Sequence[str], path: str, names: Sequence[str] | None, noun: str
+) -> None:
+    """Registry and host globs must each match a configured name (unknown names: nothing to check)."""
+    if names is None:
+        return
+    for index, pattern in enumerate(patterns):
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            close = difflib.get_close_matches(pattern, list(names), n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            problems.add(
+                f"{path}[{index}]", f"`{pattern}` matches no configured {noun}; {hint}defined: {_join(names)}"
+            )
+
+
+@dataclass(frozen=True)
+class _Names:
+    """What access rules may refer to; None where that part of the config is itself broken."""
+
+    registries: Sequence[str] | None
+    hosts: Sequence[str] | None
+
+
+_GLOB_KEYS = (
+    ("images", "image name globs, like [centos7-*]"),
+    ("tags", 'tag globs, like ["*"]'),
+    ("registries", 'registry name globs, like ["*"]'),
+    ("hosts", "Docker host name globs, like [build-*]"),
+)
+
+
+def _parse_role(problems: _Problems, name: str, value: object, names: _Names) -> Role | None:
     path = f"access.roles.{name}"
-    data = problems.mapping(value, path, required=("actions",), optional=("images", "tags"))
+    data = problems.mapping(value, path, required=("actions",), optional=tuple(key for key, _ in _GLOB_KEYS))
     if data is None:
         return None
     before = len(problems.items)
@@ -481,27 +649,48 @@ def _parse_role(problems: _Problems, name: str, value: object) -> Role | None:
     if actions is not None:
         _check_action_patterns(problems, actions, f"{path}.actions")
     globs: dict[str, tuple[str, ...]] = {}
-    for key, what in (("images", "image name globs, like [centos7-*]"), ("tags", 'tag globs, like ["*"]')):
+    for key, what in _GLOB_KEYS:
         if key in data:
             patterns = problems.strings(data[key], f"{path}.{key}", what)
             if patterns is not None:
+                _check_globs(problems, patterns, f"{path}.{key}", key)
                 globs[key] = patterns
-    for index, pattern in enumerate(globs.get("images", ())):
-        if pattern != pattern.lower():
-            problems.add(
-                f"{path}.images[{index}]",
-                f"`{pattern}` can never match: image names are lower-case; use `{pattern.lower()}`",
-            )
+    _check_named_globs(
+        problems, globs.get("registries", ()), f"{path}.registries", names.registries, "registry"
+    )
+    _check_named_globs(problems, globs.get("hosts", ()), f"{path}.hosts", names.hosts, "host")
     if len(problems.items) > before or actions is None:
         return None
     return Role(name=name, actions=actions, **globs)
+
+
+def _check_ids(
+    problems: _Problems, values: Sequence[str], path: str, pattern: re.Pattern[str], message: str
+) -> None:
+    for position, value in enumerate(values):
+        if not pattern.fullmatch(value):
+            problems.add(f"{path}[{position}]", f"`{value}` {message}")
+
+
+_USER_OR_EVERYONE = re.compile(rf"{USER_ID.pattern}|\{EVERYONE}")
+
+
+_USER_HINT = 'is not a Slack user ID: give IDs like U0ADMIN (in Slack: profile → ⋮ → Copy member ID), or "*" for everyone'
+_GROUP_HINT = (
+    "is not a Slack user-group ID: give the group's ID like S0DEVOPS (from Slack's usergroups.list), "
+    "not its @handle or name"
+)
+_CHANNEL_HINT = (
+    "is not a Slack channel ID: give IDs like C0OPS (in Slack: channel details → About → Channel ID); "
+    "commands carry the channel's ID, never its name"
+)
 
 
 def _parse_grant(
     problems: _Problems, index: int, value: object, roles: Mapping[str, object], roles_ok: bool
 ) -> Grant | None:
     path = f"access.grants[{index}]"
-    data = problems.mapping(value, path, required=("role", "users"), optional=())
+    data = problems.mapping(value, path, required=("role",), optional=("users", "usergroups", "channels"))
     if data is None:
         return None
     before = len(problems.items)
@@ -512,25 +701,109 @@ def _parse_grant(
         problems.add(
             f"{path}.role", f"no role `{role}` is defined; {hint}defined roles: {_join(list(roles))}"
         )
-    users = (
-        problems.strings(data.get("users"), f"{path}.users", "Slack user IDs") if "users" in data else None
-    )
-    for position, user in enumerate(users or ()):
-        if user != "*" and not _SLACK_ID.fullmatch(user):
-            problems.add(
-                f"{path}.users[{position}]",
-                f"`{user}` is not a Slack user ID: give IDs like U0ADMIN "
-                '(in Slack: profile → ⋮ → Copy member ID), or "*" for everyone',
-            )
-    if len(problems.items) > before or role is None or users is None:
+    if "users" not in data and "usergroups" not in data:
+        problems.add(
+            f"{path}.users",
+            'is required unless `usergroups` is given: Slack user IDs like [U0ADMIN], or ["*"] for '
+            "everyone; `usergroups` takes user-group IDs like [S0DEVOPS]",
+        )
+    lists: dict[str, tuple[str, ...]] = {}
+    for key, what, pattern, hint in (
+        ("users", 'Slack user IDs, or "*"', _USER_OR_EVERYONE, _USER_HINT),
+        ("usergroups", "Slack user-group IDs", USERGROUP_ID, _GROUP_HINT),
+        ("channels", "Slack channel IDs", CHANNEL_ID, _CHANNEL_HINT),
+    ):
+        if key not in data:
+            continue
+        values = problems.strings(data[key], f"{path}.{key}", what)
+        if values is None:
+            continue
+        _check_ids(problems, values, f"{path}.{key}", pattern, hint)
+        lists[key] = values
+    if len(problems.items) > before or role is None:
         return None
-    return Grant(role=role, users=users)
+    return Grant(role=role, index=index, **lists)
 
 
-def _parse_access(problems: _Problems, value: object) -> AccessConfig:
+def _parse_count(problems: _Problems, value: object, path: str) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(path, f"must be a whole number of approvals, at least 1; got {_kind(value)}")
+        return None
+    if value < 1:
+        problems.add(path, f"must be at least 1; got {value}")
+        return None
+    return value
+
+
+def _parse_approval(
+    problems: _Problems, index: int, value: object, roles: Sequence[str], roles_ok: bool
+) -> ApprovalRule | None:
+    path = f"access.approvals[{index}]"
+    data = problems.mapping(
+        value,
+        path,
+        required=("approvers",),
+        optional=("images", "tags", "actions", "required", "expires_in"),
+        hints={"expires": "did you mean `expires_in`?", "approver": "did you mean `approvers`?"},
+    )
+    if data is None:
+        return None
+    before = len(problems.items)
+    fields: dict[str, Any] = {}
+    for key, what in _GLOB_KEYS[:2]:
+        if key in data:
+            patterns = problems.strings(data[key], f"{path}.{key}", what)
+            if patterns is not None:
+                _check_globs(problems, patterns, f"{path}.{key}", key)
+                fields[key] = patterns
+    if "actions" in data:
+        actions = problems.strings(data["actions"], f"{path}.actions", "actions to protect, like [push]")
+        if actions is not None:
+            _check_action_patterns(problems, actions, f"{path}.actions", PROTECTABLE_ACTIONS)
+            fields["actions"] = actions
+    approvers = (
+        problems.strings(data["approvers"], f"{path}.approvers", "role names or Slack user IDs")
+        if "approvers" in data
+        else None
+    )
+    for position, approver in enumerate(approvers or ()):
+        if approver in roles or USER_ID.fullmatch(approver) or not roles_ok:
+            continue
+        close = difflib.get_close_matches(approver, list(roles), n=1, cutoff=0.6)
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        problems.add(
+            f"{path}.approvers[{position}]",
+            f"no role `{approver}` is defined and it is not a Slack user ID; {hint}"
+            f"give role names ({_join(list(roles))}) or user IDs like U0ADMIN",
+        )
+    if "required" in data:
+        required = _parse_count(problems, data["required"], f"{path}.required")
+        if required is not None:
+            fields["required"] = required
+    if "expires_in" in data:
+        expires_in = _parse_duration(problems, data["expires_in"], f"{path}.expires_in")
+        if expires_in is not None:
+            fields["expires_in"] = expires_in
+    if approvers is not None and all(
+        approver not in roles and USER_ID.fullmatch(approver) for approver in approvers
+    ):
+        # Only user IDs: the rule can never be satisfied if it asks for more of them than listed.
+        people = len(set(approvers))
+        if fields.get("required", 1) > people:
+            problems.add(
+                f"{path}.required",
+                f"asks for {fields['required']} approvals but only {people} user(s) may approve; "
+                "list more approvers or lower `required`",
+            )
+    if len(problems.items) > before or approvers is None:
+        return None
+    return ApprovalRule(index=index, approvers=approvers, **fields)
+
+
+def _parse_access(problems: _Problems, value: object, names: _Names) -> AccessConfig:
     if value is None:
         return AccessConfig()
-    data = problems.mapping(value, "access", required=(), optional=("roles", "grants"))
+    data = problems.mapping(value, "access", required=(), optional=("roles", "grants", "approvals"))
     if data is None:
         return AccessConfig()
     roles: dict[str, Role] = {}
@@ -544,27 +817,59 @@ def _parse_access(problems: _Problems, value: object) -> AccessConfig:
             if not isinstance(name, str) or name_problem:
                 problems.add(f"access.roles.{name}", name_problem or "role names must be strings")
                 continue
-            role = _parse_role(problems, name, settings)
+            role = _parse_role(problems, name, settings, names)
             if role is not None:
                 roles[name] = role
+    # A rule naming a role that is defined but broken is not also reported as undefined.
+    defined = roles_value if roles_ok else {}
     grants_value = [] if data.get("grants") is None else data["grants"]
     grants: list[Grant] = []
     if not isinstance(grants_value, list):
         problems.add(
-            "access.grants", f"must be a list of {{role, users}} mappings; got {_kind(grants_value)}"
+            "access.grants",
+            f"must be a list of {{role, users, usergroups, channels}} mappings; got {_kind(grants_value)}",
         )
     else:
-        # A grant naming a role that is defined but broken is not also reported as undefined.
-        defined = roles_value if roles_ok else {}
         for index, grant_value in enumerate(grants_value):
             grant = _parse_grant(problems, index, grant_value, defined, roles_ok)
             if grant is not None and grant.role in roles:
                 grants.append(grant)
-    return AccessConfig(roles=roles, grants=tuple(grants))
+    approvals_value = [] if data.get("approvals") is None else data["approvals"]
+    approvals: list[ApprovalRule] = []
+    if not isinstance(approvals_value, list):
+        problems.add(
+            "access.approvals",
+            "must be a list of {images, tags, actions, approvers, required, expires_in} mappings; "
+            f"got {_kind(approvals_value)}",
+        )
+    else:
+        role_names = [name for name in defined if isinstance(name, str)]
+        for index, rule_value in enumerate(approvals_value):
+            rule = _parse_approval(problems, index, rule_value, role_names, roles_ok)
+            if rule is not None:
+                approvals.append(rule)
+    return AccessConfig(roles=roles, grants=tuple(grants), approvals=tuple(approvals))
+
+
+def _parse_channel(problems: _Problems, top: Mapping[str, Any], key: str, example: str) -> str | None:
+    if top.get(key) is None:
+        return None
+    channel = problems.string(top[key], key, f"a Slack channel ID like {example}")
+    if channel is not None and not _CHANNEL.fullmatch(channel):
+        problems.add(key, f"`{channel}` is not a Slack channel: give its ID, like {example}, or `#name`")
+        return None
+    return channel
 
 
 _TOP_LEVEL_REQUIRED = ("registries", "hosts")
-_TOP_LEVEL_OPTIONAL = ("default_registry", "default_host", "notify_channel", "timeouts", "access")
+_TOP_LEVEL_OPTIONAL = (
+    "default_registry",
+    "default_host",
+    "notify_channel",
+    "audit_channel",
+    "timeouts",
+    "access",
+)
 
 
 def parse_config(data: object) -> Config:
@@ -600,19 +905,16 @@ def parse_config(data: object) -> Config:
         "hosts",
     )
 
-    notify_channel = None
-    if top.get("notify_channel") is not None:
-        notify_channel = problems.string(
-            top["notify_channel"], "notify_channel", "a Slack channel ID like C0DEPLOYS"
-        )
-        if notify_channel is not None and not _CHANNEL.fullmatch(notify_channel):
-            problems.add(
-                "notify_channel",
-                f"`{notify_channel}` is not a Slack channel: give its ID, like C0DEPLOYS, or `#name`",
-            )
+    notify_channel = _parse_channel(problems, top, "notify_channel", "C0DEPLOYS")
+    audit_channel = _parse_channel(problems, top, "audit_channel", "C0AUDIT")
 
     timeouts = _parse_timeouts(problems, top["timeouts"]) if top.get("timeouts") is not None else Timeouts()
-    access = _parse_access(problems, top.get("access"))
+    # Broken registries and hosts still count as defined, so one mistake is not reported twice.
+    names = _Names(
+        registries=registry_names,
+        hosts=list(dict.fromkeys(hosts)) if hosts is not None else None,
+    )
+    access = _parse_access(problems, top.get("access"), names)
 
     if problems.items:
         raise ConfigError(problems.items)
@@ -624,6 +926,7 @@ def parse_config(data: object) -> Config:
         notify_channel=notify_channel,
         access=access,
         timeouts=timeouts,
+        audit_channel=audit_channel,
     )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.access import Decision, Policy
-from bot.config import AccessConfig, Grant, Role, parse_config
+from bot.access import Decision, DecisionCode, Policy, StaticMembership
+from bot.config import AccessConfig, ApprovalRule, Grant, Role, parse_config
 from bot.errors import ConfigError
 
 ACCESS = AccessConfig(
@@ -71,6 +71,7 @@ def test_a_login_denial_names_the_action() -> None:
         False,
         "no grant matches",
         "you may not run `login`: no grant gives you any role; ask a regops admin for access",
+        DecisionCode.NO_GRANT,
     )
 
 
@@ -127,3 +128,598 @@ def test_the_first_matching_grant_decides() -> None:
     )
     assert Policy(access).decide("U1", "push", "x", "y").rule == "grants[0] role a"
     assert Policy(access).decide("U1", "pull", "x", "y").rule == "grants[1] role b"
+
+
+# --- Users, "*", user groups, channels, registry/host globs, approvals (issue 3) ---------------
+
+ROLES = {
+    "admin": Role("admin", actions=("*",)),
+    "deployer": Role(
+        "deployer",
+        actions=("push", "pull", "tag", "login", "status", "jobs", "cancel"),
+        images=("centos7-*", "web/*"),
+    ),
+    "reader": Role("reader", actions=("pull", "status", "jobs")),
+    "api-pusher": Role(
+        "api-pusher", actions=("push",), images=("api/*",), registries=("prod-*",), hosts=("build-*",)
+    ),
+    "oncall": Role("oncall", actions=("push", "pull")),
+}
+
+TEAM = AccessConfig(
+    roles=ROLES,
+    grants=(
+        Grant("admin", users=("U0ADMIN",)),
+        Grant("deployer", usergroups=("S0DEVOPS",), channels=("C0OPS", "C0DEPLOYS")),
+        Grant("reader", users=("*",)),
+        Grant("api-pusher", users=("U0REL",)),
+        Grant("oncall", usergroups=("S0ONCALL",), channels=("C0ONCALL",)),
+        Grant("deployer", users=("U0CONTRACTOR",), channels=("C0SANDBOX",)),
+    ),
+    approvals=(
+        ApprovalRule(tags=("latest", "prod-*"), approvers=("admin",), expires_in=1800),
+        ApprovalRule(
+            images=("web/*",),
+            actions=("push", "tag"),
+            approvers=("admin", "U0BOSS"),
+            required=2,
+            expires_in=3600,
+        ),
+        ApprovalRule(images=("api/*",), approvers=("deployer",)),
+    ),
+)
+
+MEMBERSHIP = StaticMembership({"S0DEVOPS": {"U0DEV1", "U0DEV2"}})
+"""S0DEVOPS is known; S0ONCALL is not (its membership cannot be resolved)."""
+
+ALLOWED, OPEN, APPROVAL = DecisionCode.ALLOWED, DecisionCode.OPEN, DecisionCode.NEEDS_APPROVAL
+NO_GRANT, WRONG_CHANNEL, UNRESOLVED = (
+    DecisionCode.NO_GRANT,
+    DecisionCode.WRONG_CHANNEL,
+    DecisionCode.GROUP_UNRESOLVED,
+)
+
+
+@pytest.mark.parametrize(
+    ("user", "action", "image", "tag", "where", "code", "rule"),
+    [
+        # By user ID; "*"; open actions.
+        ("U0ADMIN", "push", "anything", "1.0", {}, ALLOWED, "grants[0] role admin"),
+        ("U0ADMIN", "hosts", None, None, {"channel": "C0ANY"}, ALLOWED, "grants[0] role admin"),
+        ("U0STRANGER", "pull", "centos7-x", "1.0", {"channel": "C0ANY"}, ALLOWED, "grants[2] role reader"),
+        (
+            "U0STRANGER",
+            "push",
+            "centos7-x",
+            "1.0",
+            {"channel": "C0ANY"},
+            NO_GRANT,
+            "no role allows it (roles: reader)",
+        ),
+        (
+            "U0STRANGER",
+            "login",
+            None,
+            None,
+            {"registry": "main"},
+            NO_GRANT,
+            "no role allows it (roles: reader)",
+        ),
+        ("U0STRANGER", "help", None, None, {}, OPEN, "help is open to everyone"),
+        ("U0STRANGER", "whoami", None, None, {"channel": "C0ANY"}, OPEN, "whoami is open to everyone"),
+        ("U0STRANGER", "can-i", None, None, {}, OPEN, "can-i is open to everyone"),
+        # A known member of a group, in a listed channel, in another, and with no channel at all.
+        ("U0DEV1", "push", "centos7-x", "1.0", {"channel": "C0OPS"}, ALLOWED, "grants[1] role deployer"),
+        (
+            "U0DEV2",
+            "tag",
+            "web/app",
+            "1.0",
+            {"channel": "C0DEPLOYS"},
+            APPROVAL,
+            "grants[1] role deployer; approvals[1]",
+        ),
+        (
+            "U0DEV1",
+            "login",
+            None,
+            None,
+            {"channel": "C0OPS", "registry": "main"},
+            ALLOWED,
+            "grants[1] role deployer",
+        ),
+        (
+            "U0DEV1",
+            "push",
+            "centos7-x",
+            "1.0",
+            {"channel": "C0RANDOM"},
+            WRONG_CHANNEL,
+            "grants[1] role deployer not valid in this channel",
+        ),
+        (
+            "U0DEV1",
+            "push",
+            "centos7-x",
+            "1.0",
+            {},
+            WRONG_CHANNEL,
+            "grants[1] role deployer not valid in this channel",
+        ),
+        # Outside the grant's channels, another grant that needs no channel still applies.
+        ("U0DEV1", "pull", "centos7-x", "1.0", {"channel": "C0RANDOM"}, ALLOWED, "grants[2] role reader"),
+        # A known non-member gets nothing from the group's grant.
+        (
+            "U0OUTSIDER",
+            "tag",
+            "centos7-x",
+            "1.0",
+            {"channel": "C0OPS"},
+            NO_GRANT,
+            "no role allows it (roles: reader)",
+        ),
+        # A group whose membership is unknown: fail closed, naming it — only where it could apply.
+        (
+            "U0ONCALL",
+            "push",
+            "centos7-x",
+            "1.0",
+            {"channel": "C0ONCALL"},
+            UNRESOLVED,
+            "user group unresolved: S0ONCALL",
+        ),
+        (
+            "U0ONCALL",
+            "push",
+            "centos7-x",
+            "1.0",
+            {"channel": "C0OPS"},
+            NO_GRANT,
+            "no role allows it (roles: reader)",
+        ),
+        ("U0ONCALL", "pull", "centos7-x", "1.0", {"channel": "C0ONCALL"}, ALLOWED, "grants[2] role reader"),
+        # A grant limited to one channel, by user ID.
+        (
+            "U0CONTRACTOR",
+            "push",
+            "centos7-x",
+            "1.0",
+            {"channel": "C0SANDBOX"},
+            ALLOWED,
+            "grants[5] role deployer",
+        ),
+        (
+            "U0CONTRACTOR",
+            "push",
+            "centos7-x",
+            "1.0",
+            {"channel": "C0OPS"},
+            WRONG_CHANNEL,
+            "grants[5] role deployer not valid in this channel",
+        ),
+        # Registry and host globs: consulted when given, not when absent.
+        (
+            "U0REL",
+            "push",
+            "api/x",
+            "1.0",
+            {"registry": "prod-eu", "host": "build-1"},
+            APPROVAL,
+            "grants[3] role api-pusher; approvals[2]",
+        ),
+        ("U0REL", "push", "api/x", "1.0", {}, APPROVAL, "grants[3] role api-pusher; approvals[2]"),
+        (
+            "U0REL",
+            "push",
+            "api/x",
+            "1.0",
+            {"registry": "staging", "host": "build-1"},
+            NO_GRANT,
+            "no role allows it (roles: reader, api-pusher)",
+        ),
+        (
+            "U0REL",
+            "push",
+            "api/x",
+            "1.0",
+            {"registry": "prod-eu", "host": "deploy-1"},
+            NO_GRANT,
+            "no role allows it (roles: reader, api-pusher)",
+        ),
+        (
+            "U0REL",
+            "push",
+            "web/x",
+            "1.0",
+            {"registry": "prod-eu"},
+            NO_GRANT,
+            "no role allows it (roles: reader, api-pusher)",
+        ),
+        # Approvals: the first matching rule; a tag it does not protect; an action it does not protect.
+        ("U0ADMIN", "push", "anything", "latest", {}, APPROVAL, "grants[0] role admin; approvals[0]"),
+        ("U0ADMIN", "push", "web/app", "prod-2", {}, APPROVAL, "grants[0] role admin; approvals[0]"),
+        ("U0ADMIN", "push", "web/app", "1.0", {}, APPROVAL, "grants[0] role admin; approvals[1]"),
+        ("U0ADMIN", "push", "anything", "latest-rc", {}, ALLOWED, "grants[0] role admin"),
+        ("U0ADMIN", "pull", "anything", "latest", {}, ALLOWED, "grants[0] role admin"),
+        ("U0ADMIN", "tag", "anything", "latest", {}, ALLOWED, "grants[0] role admin"),
+        ("U0ADMIN", "login", None, None, {"registry": "main"}, ALLOWED, "grants[0] role admin"),
+        # A denied request needs no approval, even on a protected tag.
+        ("U0STRANGER", "push", "anything", "latest", {}, NO_GRANT, "no role allows it (roles: reader)"),
+    ],
+)
+def test_team_policy_table(
+    user: str,
+    action: str,
+    image: str | None,
+    tag: str | None,
+    where: dict[str, str],
+    code: DecisionCode,
+    rule: str,
+) -> None:
+    decision = Policy(TEAM, MEMBERSHIP).decide(user, action, image, tag, **where)
+    assert (decision.code, decision.rule) == (code, rule)
+    assert decision.allowed is (code in (ALLOWED, OPEN, APPROVAL))
+    assert decision.needs_approval is (code is APPROVAL)
+    assert (decision.approval is not None) is (code is APPROVAL)
+    if image is not None and code is not OPEN:
+        # Every answer names the action and the image:tag.
+        assert f"`{image}:{tag}`" in decision.reason
+        assert action in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("user", "channel", "fragments"),
+    [
+        (
+            "U0DEV1",
+            "C0RANDOM",
+            [
+                "you may not push `centos7-x:1.0`",
+                "your grant is not valid in this channel",
+                "<#C0OPS>, <#C0DEPLOYS>",
+            ],
+        ),
+        ("U0CONTRACTOR", "C0OPS", ["your grant is not valid in this channel; it is valid in <#C0SANDBOX>"]),
+        (
+            "U0ONCALL",
+            "C0ONCALL",
+            ["user group S0ONCALL could not be resolved, so its grant does not apply (fail closed)"],
+        ),
+        (
+            "U0OUTSIDER",
+            "C0OPS",
+            ["you may not push `centos7-x:1.0`: no grant gives you a role that allows it"],
+        ),
+    ],
+)
+def test_a_denial_says_why(user: str, channel: str, fragments: list[str]) -> None:
+    decision = Policy(TEAM, MEMBERSHIP).decide(user, "push", "centos7-x", "1.0", channel=channel)
+    assert decision.allowed is False
+    for fragment in fragments:
+        assert fragment in decision.reason
+
+
+def test_an_unresolved_group_is_listed_only_when_it_mattered() -> None:
+    policy = Policy(TEAM, MEMBERSHIP)
+    assert policy.decide("U0ONCALL", "push", "a", "1", channel="C0ONCALL").unresolved_groups == ("S0ONCALL",)
+    # Allowed anyway by another grant, or the group's grant would not allow it: not reported.
+    assert policy.decide("U0ONCALL", "pull", "a", "1", channel="C0ONCALL").unresolved_groups == ()
+    assert policy.decide("U0ONCALL", "tag", "a", "1", channel="C0ONCALL").unresolved_groups == ()
+
+
+@pytest.mark.parametrize(
+    ("membership", "user", "code", "groups"),
+    [
+        (None, "U0DEV1", UNRESOLVED, ("S0DEVOPS",)),  # no Membership at all: every group is unknown
+        (StaticMembership({}), "U0DEV1", UNRESOLVED, ("S0DEVOPS",)),  # this group unknown right now
+        (StaticMembership({"S0DEVOPS": set()}), "U0DEV1", NO_GRANT, ()),  # known, and empty
+        (StaticMembership({"S0DEVOPS": {"U0DEV1"}}), "U0DEV1", ALLOWED, ()),
+        (StaticMembership({"S0DEVOPS": {"U0DEV1"}}), "U0DEV2", NO_GRANT, ()),
+    ],
+)
+def test_group_membership_fails_closed(
+    membership: StaticMembership | None, user: str, code: DecisionCode, groups: tuple[str, ...]
+) -> None:
+    decision = Policy(TEAM, membership).decide(user, "tag", "centos7-x", "1.0", channel="C0OPS")
+    assert (decision.code, decision.unresolved_groups) == (code, groups)
+    assert decision.allowed is (code is ALLOWED)
+
+
+def test_membership_is_asked_each_time_so_a_refresh_takes_effect() -> None:
+    class Flipping:
+        def __init__(self) -> None:
+            self.known: frozenset[str] | None = None
+
+        def members(self, group: str) -> frozenset[str] | None:
+            return self.known
+
+    membership = Flipping()
+    policy = Policy(TEAM, membership)
+    assert policy.decide("U0DEV1", "tag", "centos7-x", "1", channel="C0OPS").code is UNRESOLVED
+    membership.known = frozenset({"U0DEV1"})
+    assert policy.decide("U0DEV1", "tag", "centos7-x", "1", channel="C0OPS").code is ALLOWED
+    membership.known = frozenset()
+    assert policy.decide("U0DEV1", "tag", "centos7-x", "1", channel="C0OPS").code is NO_GRANT
+
+
+def test_a_listed_user_does_not_depend_on_the_group_lookup() -> None:
+    class Exploding:
+        def members(self, group: str) -> frozenset[str] | None:
+            raise AssertionError("a user matched by ID or * must not need a group lookup")
+
+    access = AccessConfig(
+        roles={"r": Role("r", actions=("push",))}, grants=(Grant("r", users=("U1",), usergroups=("S1",)),)
+    )
+    assert Policy(access, Exploding()).decide("U1", "push", "a", "b").allowed is True
+
+
+@pytest.mark.parametrize(
+    ("image", "tag", "index", "reason"),
+    [
+        ("centos7-x", "latest", 0, "push of `centos7-x:latest` needs 1 approval from admin (approvals[0])"),
+        (
+            "web/app",
+            "1.0",
+            1,
+            "push of `web/app:1.0` needs 2 approvals from admin or <@U0BOSS> (approvals[1])",
+        ),
+        ("api/x", "1.0", 2, "push of `api/x:1.0` needs 1 approval from deployer (approvals[2])"),
+    ],
+)
+def test_an_approval_carries_its_rule(image: str, tag: str, index: int, reason: str) -> None:
+    decision = Policy(TEAM, MEMBERSHIP).decide("U0ADMIN", "push", image, tag)
+    assert decision.reason == reason
+    assert decision.approval == TEAM.approvals[index]
+    assert decision.approval is not None
+    expected = [(1, ("admin",), 1800), (2, ("admin", "U0BOSS"), 3600), (1, ("deployer",), 1800)][index]
+    assert (decision.approval.required, decision.approval.approvers, decision.approval.expires_in) == expected
+
+
+def test_an_approvals_rule_may_protect_login() -> None:
+    access = AccessConfig(
+        roles={"admin": Role("admin", actions=("*",))},
+        grants=(Grant("admin", users=("U1",)),),
+        approvals=(ApprovalRule(images=("web/*",), actions=("login",), approvers=("admin",)),),
+    )
+    decision = Policy(access).decide("U1", "login", registry="main")
+    assert decision.code is APPROVAL
+    assert decision.reason == "`login` on registry `main` needs 1 approval from admin (approvals[0])"
+    assert Policy(access).decide("U1", "push", "web/a", "1").code is ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("action", "image", "tag"),
+    [
+        ("push", "a", "latest"),
+        ("pull", "a", "b"),
+        ("tag", "a", "b"),
+        ("login", None, None),
+        ("status", None, None),
+    ],
+)
+def test_empty_access_allows_only_the_self_service_commands(
+    action: str, image: str | None, tag: str | None
+) -> None:
+    policy = Policy(AccessConfig(), StaticMembership({}))
+    decision = policy.decide("U0ADMIN", action, image, tag, channel="C0OPS")
+    assert (decision.allowed, decision.code, decision.rule) == (False, NO_GRANT, "no grant matches")
+    assert policy.permitted_actions("U0ADMIN", "C0OPS") == ("whoami", "can-i", "help")
+    for open_action in ("help", "whoami", "can-i"):
+        assert policy.decide("U0ADMIN", open_action).code is OPEN
+
+
+# --- may_approve -------------------------------------------------------------------------------
+
+SELF, NOT_APPROVER = DecisionCode.SELF_APPROVAL, DecisionCode.NOT_APPROVER
+
+
+@pytest.mark.parametrize(
+    ("user", "rule", "requester", "channel", "membership", "allowed", "code", "decision_rule"),
+    [
+        # Approver by role (via a grant by user ID), and by user ID.
+        (
+            "U0ADMIN",
+            0,
+            "U0DEV1",
+            None,
+            MEMBERSHIP,
+            True,
+            ALLOWED,
+            "approvals[0] approver via grants[0] role admin",
+        ),
+        ("U0BOSS", 1, "U0DEV1", "C0OPS", MEMBERSHIP, True, ALLOWED, "approvals[1] approver U0BOSS"),
+        (
+            "U0ADMIN",
+            1,
+            "U0DEV1",
+            "C0OPS",
+            MEMBERSHIP,
+            True,
+            ALLOWED,
+            "approvals[1] approver via grants[0] role admin",
+        ),
+        # Never the requester, even an approver.
+        ("U0ADMIN", 0, "U0ADMIN", None, MEMBERSHIP, False, SELF, "approvals[0] self-approval refused"),
+        ("U0BOSS", 1, "U0BOSS", None, MEMBERSHIP, False, SELF, "approvals[1] self-approval refused"),
+        # Not an approver: a role not listed, or nobody at all.
+        ("U0DEV1", 0, "U0ADMIN", "C0OPS", MEMBERSHIP, False, NOT_APPROVER, "approvals[0] not an approver"),
+        ("U0STRANGER", 1, "U0DEV1", "C0OPS", MEMBERSHIP, False, NOT_APPROVER, "approvals[1] not an approver"),
+        # Approver through a user group, where the grant is valid, and where it is not.
+        (
+            "U0DEV2",
+            2,
+            "U0DEV1",
+            "C0OPS",
+            MEMBERSHIP,
+            True,
+            ALLOWED,
+            "approvals[2] approver via grants[1] role deployer",
+        ),
+        ("U0DEV2", 2, "U0DEV1", "C0RANDOM", MEMBERSHIP, False, NOT_APPROVER, "approvals[2] not an approver"),
+        ("U0OUTSIDER", 2, "U0DEV1", "C0OPS", MEMBERSHIP, False, NOT_APPROVER, "approvals[2] not an approver"),
+        # The group cannot be resolved: fail closed.
+        (
+            "U0DEV2",
+            2,
+            "U0DEV1",
+            "C0OPS",
+            StaticMembership({}),
+            False,
+            NOT_APPROVER,
+            "approvals[2] not an approver",
+        ),
+        # A requester in the approvers' group is still refused.
+        ("U0DEV1", 2, "U0DEV1", "C0OPS", MEMBERSHIP, False, SELF, "approvals[2] self-approval refused"),
+    ],
+)
+def test_may_approve_table(
+    user: str,
+    rule: int,
+    requester: str,
+    channel: str | None,
+    membership: StaticMembership,
+    allowed: bool,
+    code: DecisionCode,
+    decision_rule: str,
+) -> None:
+    decision = Policy(TEAM, membership).may_approve(
+        user, TEAM.approvals[rule], requester=requester, channel=channel
+    )
+    assert (decision.allowed, decision.code, decision.rule) == (allowed, code, decision_rule)
+
+
+@pytest.mark.parametrize(
+    ("user", "rule", "channel", "membership", "fragments", "groups"),
+    [
+        ("U0ADMIN", 0, None, MEMBERSHIP, ["you requested it; another approver must approve"], ()),
+        ("U0STRANGER", 1, None, MEMBERSHIP, ["only admin or <@U0BOSS> may (approvals[1])"], ()),
+        (
+            "U0DEV2",
+            2,
+            "C0RANDOM",
+            MEMBERSHIP,
+            ["only deployer may", "valid only in <#C0OPS>, <#C0DEPLOYS>"],
+            (),
+        ),
+        (
+            "U0DEV2",
+            2,
+            "C0OPS",
+            StaticMembership({}),
+            ["user group S0DEVOPS could not be resolved"],
+            ("S0DEVOPS",),
+        ),
+    ],
+)
+def test_a_refused_approval_says_why(
+    user: str,
+    rule: int,
+    channel: str | None,
+    membership: StaticMembership,
+    fragments: list[str],
+    groups: tuple[str, ...],
+) -> None:
+    requester = user if fragments[0].startswith("you requested") else "U0REQ"
+    decision = Policy(TEAM, membership).may_approve(
+        user, TEAM.approvals[rule], requester=requester, channel=channel
+    )
+    for fragment in fragments:
+        assert fragment in decision.reason
+    assert decision.unresolved_groups == groups
+
+
+def test_an_approval_rule_built_from_stored_fields_works() -> None:
+    # The approvals flow rebuilds the rule from what it stored; only index, approvers and required matter.
+    rule = ApprovalRule(index=7, approvers=["admin"], required=1)  # type: ignore[arg-type]
+    decision = Policy(TEAM).may_approve("U0ADMIN", rule, requester="U0DEV1")
+    assert decision.rule == "approvals[7] approver via grants[0] role admin"
+
+
+# --- permitted_actions and whoami ---------------------------------------------------------------
+
+EVERYTHING = ("push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel", "hosts")
+
+
+@pytest.mark.parametrize(
+    ("user", "channel", "membership", "actions"),
+    [
+        ("U0ADMIN", None, MEMBERSHIP, EVERYTHING),
+        (
+            "U0DEV1",
+            "C0OPS",
+            MEMBERSHIP,
+            ("push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel"),
+        ),
+        ("U0DEV1", "C0RANDOM", MEMBERSHIP, ("pull", "whoami", "can-i", "help", "status", "jobs")),
+        ("U0DEV1", "C0OPS", None, ("pull", "whoami", "can-i", "help", "status", "jobs")),
+        ("U0REL", "C0ANY", MEMBERSHIP, ("push", "pull", "whoami", "can-i", "help", "status", "jobs")),
+        ("U0STRANGER", None, MEMBERSHIP, ("pull", "whoami", "can-i", "help", "status", "jobs")),
+    ],
+)
+def test_permitted_actions(
+    user: str, channel: str | None, membership: StaticMembership | None, actions: tuple[str, ...]
+) -> None:
+    assert Policy(TEAM, membership).permitted_actions(user, channel) == actions
+
+
+def test_permitted_actions_follow_action_globs() -> None:
+    access = AccessConfig(roles={"p": Role("p", actions=("pu*",))}, grants=(Grant("p", users=("U1",)),))
+    assert Policy(access).permitted_actions("U1") == ("push", "pull", "whoami", "can-i", "help")
+
+
+def test_whoami_in_a_channel_where_the_group_grant_applies() -> None:
+    identity = Policy(TEAM, MEMBERSHIP).whoami("U0DEV1", "C0OPS")
+    assert identity.roles == ("deployer", "reader")
+    assert [(m.index, m.role.name, m.matched_by, m.group, m.channels) for m in identity.grants] == [
+        (1, "deployer", "group", "S0DEVOPS", ("C0OPS", "C0DEPLOYS")),
+        (2, "reader", "everyone", None, ()),
+    ]
+    assert identity.elsewhere == ()
+    assert identity.unresolved_groups == ("S0ONCALL",)
+    assert identity.actions == Policy(TEAM, MEMBERSHIP).permitted_actions("U0DEV1", "C0OPS")
+    # push and tag are protected by rules 0-2 (default push, and web/* push+tag).
+    assert [rule.index for rule in identity.approvals] == [0, 1, 2]
+
+
+def test_whoami_elsewhere_lists_grants_not_valid_here() -> None:
+    identity = Policy(TEAM, MEMBERSHIP).whoami("U0DEV1", "C0RANDOM")
+    assert identity.roles == ("reader",)
+    assert [(m.index, m.role.name, m.matched_by) for m in identity.elsewhere] == [(1, "deployer", "group")]
+    assert identity.approvals == ()
+
+
+def test_whoami_by_user_id_and_no_roles() -> None:
+    policy = Policy(TEAM, MEMBERSHIP)
+    admin = policy.whoami("U0ADMIN")
+    assert [(m.index, m.matched_by) for m in admin.grants] == [(0, "user"), (2, "everyone")]
+    nobody = Policy(AccessConfig()).whoami("U0X", "C0OPS")
+    assert (nobody.roles, nobody.grants, nobody.actions) == ((), (), ("whoami", "can-i", "help"))
+
+
+def test_grants_and_rules_are_numbered_by_position() -> None:
+    access = AccessConfig(
+        roles={"r": Role("r", actions=("push",))},
+        grants=(Grant("r", users=("U1",)), Grant("r", users=("U2",))),
+        approvals=(ApprovalRule(approvers=("r",)), ApprovalRule(index=5, approvers=("U1",))),
+    )
+    assert [grant.index for grant in access.grants] == [0, 1]
+    assert [rule.index for rule in access.approvals] == [0, 1]
+    assert Policy(access).decide("U2", "push", "a", "b").rule == "grants[1] role r; approvals[0]"
+    assert access.usergroups() == frozenset()
+    assert TEAM.usergroups() == frozenset({"S0DEVOPS", "S0ONCALL"})
+
+
+def test_a_grant_without_users_or_groups_is_refused_up_front() -> None:
+    access = AccessConfig(roles={"r": Role("r", actions=("push",))}, grants=(Grant("r"),))
+    with pytest.raises(ConfigError) as info:
+        Policy(access)
+    assert info.value.problems == ("access.grants[0]: names no users and no user groups",)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"approvers": ()}, {"approvers": ("a",), "required": 0}, {"approvers": ("a",), "expires_in": 0}],
+)
+def test_an_approval_rule_that_could_never_be_met_cannot_be_built(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        ApprovalRule(**kwargs)  # type: ignore[arg-type]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
 from bot import commands
-from bot.commands import ACTIONS, Command, help_text, normalize, parse, usage
+from bot.commands import ACTIONS, REDACTED, Command, help_text, normalize, parse, redact, usage
 from bot.errors import CredentialsInChat, UsageError
 
 PUSH_USAGE = "`/registry push IMAGE TAG [--source REF] [--registry NAME] [--host NAME]`"
@@ -197,6 +198,9 @@ CREDENTIAL_SPELLINGS = [
     f"psuh a b -p {SECRET}",  # even before the subcommand is recognised
     f"-p {SECRET}",
     f"login user001 {SECRET}",  # login takes no arguments: they can only be credentials
+    f"can-i login user001 {SECRET}",
+    f"can-i push a b -p {SECRET}",
+    f"whoami --password {SECRET}",
 ]
 
 
@@ -285,6 +289,8 @@ def test_normalize_undoes_chat_typography(text: str, expected: str) -> None:
         ("tag", TAG_USAGE),
         ("login", "`/registry login [--registry NAME] [--host NAME]`"),
         ("help", "`/registry help [COMMAND]`"),
+        ("whoami", "`/registry whoami`"),
+        ("can-i", "`/registry can-i ACTION [IMAGE TAG] [--registry NAME] [--host NAME]`"),
     ],
 )
 def test_usage_lines(action: str, line: str) -> None:
@@ -306,9 +312,10 @@ def test_overall_help_lists_every_command_with_an_example() -> None:
 @pytest.mark.parametrize(
     ("actions", "shown", "hidden"),
     [
-        (["pull"], ["pull", "help"], ["push", "tag", "login"]),
-        ([], ["help"], ["push", "pull", "tag", "login"]),
+        (["pull"], ["pull", "help", "whoami", "can-i"], ["push", "tag", "login"]),
+        ([], ["help", "whoami", "can-i"], ["push", "pull", "tag", "login"]),
         (["push", "login", "not-a-command"], ["push", "login", "help"], ["pull", "tag"]),
+        (["pull", "whoami", "can-i", "help", "status", "jobs"], ["pull", "whoami", "can-i"], ["push", "tag"]),
     ],
 )
 def test_overall_help_can_show_only_the_given_actions(
@@ -330,6 +337,19 @@ def test_overall_help_can_show_only_the_given_actions(
         ("login", ["credentials are never taken in chat", "`/registry login`"]),
         ("help", ["`/registry help push`"]),
         ("PUSH", [PUSH_USAGE]),
+        ("whoami", ["`/registry whoami`", "the grants that gave them", "Only you see the answer"]),
+        (
+            "can-i",
+            [
+                "`/registry can-i ACTION [IMAGE TAG] [--registry NAME] [--host NAME]`",
+                "`ACTION`: the action to check: `push`, `pull`, `tag` or `login`",
+                "`IMAGE`",
+                "`--registry NAME`",
+                "`/registry can-i push centos7-elasticsearch latest`",
+                "`/registry can-i login --registry main`",
+                "whether an approval is needed",
+            ],
+        ),
     ],
 )
 def test_command_help_has_usage_and_examples(topic: str, fragments: list[str]) -> None:
@@ -353,3 +373,214 @@ def test_zzz_has_no_did_you_mean() -> None:
     with pytest.raises(UsageError) as info:
         help_text("zzz")
     assert "Did you mean" not in info.value.user_message
+
+
+# --- whoami and can-i ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("whoami", Command("whoami", text="whoami")),
+        ("/registry WhoAmI", Command("whoami", text="whoami")),
+        ("whoami --help", Command("help", topic="whoami", text="help whoami")),
+        ("help whoami", Command("help", topic="whoami", text="help whoami")),
+        ("help can-i", Command("help", topic="can-i", text="help can-i")),
+        (
+            "can-i push centos7-elasticsearch latest",
+            Command(
+                "can-i",
+                "centos7-elasticsearch",
+                "latest",
+                subject_action="push",
+                text="can-i push centos7-elasticsearch latest",
+            ),
+        ),
+        (
+            "CAN-I PULL web/app 1.0",
+            Command("can-i", "web/app", "1.0", subject_action="pull", text="can-i pull web/app 1.0"),
+        ),
+        ("can-i tag app 1", Command("can-i", "app", "1", subject_action="tag", text="can-i tag app 1")),
+        ("can-i login", Command("can-i", subject_action="login", text="can-i login")),
+        (
+            "can-i login --registry main --host build-1",
+            Command(
+                "can-i",
+                subject_action="login",
+                registry="main",
+                host="build-1",
+                text="can-i login --registry main --host build-1",
+            ),
+        ),
+        (
+            "can-i --host=build-2 push a b --registry prod",
+            Command(
+                "can-i",
+                "a",
+                "b",
+                registry="prod",
+                host="build-2",
+                subject_action="push",
+                text="can-i push a b --registry prod --host build-2",
+            ),
+        ),
+        (
+            "can-i push a b \u2014host h1",
+            Command("can-i", "a", "b", host="h1", subject_action="push", text="can-i push a b --host h1"),
+        ),
+        ("can-i push a b -h", Command("help", topic="can-i", text="help can-i")),
+    ],
+)
+def test_self_service_forms_parse(text: str, expected: Command) -> None:
+    assert parse(text) == expected
+
+
+CAN_I_USAGE = "`/registry can-i ACTION [IMAGE TAG] [--registry NAME] [--host NAME]`"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("whoami me", ["unexpected extra argument(s) `me` for `whoami`", "`/registry whoami`"]),
+        ("whoami --host h", ["`--host` is not an option of `whoami`", "takes no options"]),
+        ("whomai", ["unknown command `whomai`. Did you mean `whoami`?"]),
+        ("cani push a b", ["unknown command `cani`. Did you mean `can-i`?"]),
+        ("can-i", ["`can-i` is missing ACTION", CAN_I_USAGE]),
+        ("can-i --host h", ["`can-i` is missing ACTION"]),
+        (
+            "can-i psuh a b",
+            ["`can-i` cannot check `psuh`. Did you mean `push`?", "It checks `push`, `pull`, `tag`, `login`"],
+        ),
+        ("can-i deploy a b", ["`can-i` cannot check `deploy`. It checks"]),
+        ("can-i help", ["`help` is open to everyone, so there is nothing to check"]),
+        ("can-i whoami", ["`whoami` is open to everyone"]),
+        ("can-i push", ["`can-i push` is missing IMAGE and TAG", CAN_I_USAGE]),
+        ("can-i pull a", ["`can-i pull` is missing TAG"]),
+        ("can-i push centos7:latest", ["contains a tag: give the tag separately", CAN_I_USAGE]),
+        ("can-i push a b c", ["unexpected extra argument(s) `c` for `can-i push`", CAN_I_USAGE]),
+        ("can-i tag 0123456789ab app 1", ["unexpected extra argument(s) `1` for `can-i tag`"]),
+        ("can-i push Centos7 latest", ["upper-case letters are not allowed"]),
+        ("can-i push a .b", ["tag `.b` must start with a letter, digit or `_`"]),
+        ("can-i push a b --source x", ["`--source` is not an option of `can-i`"]),
+        ("can-i push a b --host 'build 1'", ["`--host` `build 1` is not a valid name"]),
+        ("can-i push a b --regsitry x", ["Did you mean `--registry`?"]),
+    ],
+)
+def test_self_service_errors(text: str, fragments: list[str]) -> None:
+    with pytest.raises(UsageError) as info:
+        parse(text)
+    assert not isinstance(info.value, CredentialsInChat)
+    for fragment in fragments:
+        assert fragment in info.value.user_message
+
+
+def test_can_i_login_with_arguments_is_refused_as_credentials() -> None:
+    with pytest.raises(CredentialsInChat) as info:
+        parse("can-i login admin hunter2")
+    assert "hunter2" not in info.value.user_message
+    assert "rotate" in info.value.user_message
+
+
+def test_the_overview_lists_self_service_commands_in_order() -> None:
+    text = help_text()
+    positions = [text.index(usage(action)) for action in ACTIONS]
+    assert positions == sorted(positions)
+    assert ACTIONS == ("push", "pull", "tag", "login", "whoami", "can-i", "help")
+
+
+# --- redact -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", CREDENTIAL_SPELLINGS)
+def test_redact_removes_every_credential_spelling(text: str) -> None:
+    redacted = redact(text)
+    assert SECRET.lower() not in redacted.lower()
+    assert "user001" not in redacted
+    assert REDACTED in redacted
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("login -u admin -p hunter2", "login [redacted]"),
+        ("/registry login -u admin -p hunter2", "/registry login [redacted]"),
+        ("push a b -p hunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push a b --password=hunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push a b --password= hunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push a b -phunter2", "push a b [redacted]"),
+        # An attached short value may still be a Go-style `-password VALUE`: the next word goes too.
+        ("push a b -phunter2 --host h1", "push a b [redacted] h1"),
+        ('push a b --password "correct horse battery" --host h1', "push a b [redacted] --host h1"),
+        ("push a b --password 'correct horse' --host h1", "push a b [redacted] --host h1"),
+        (r"push a b -p correct\ horse --host h1", "push a b [redacted] --host h1"),
+        # Broken quoting: everything after the credential goes.
+        ('push a b --password "correct horse --host h1', "push a b [redacted]"),
+        ('login --password="a b c', "login [redacted]"),
+        ("push a b --source=-phunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push a b \u2014password hunter2", "push a b [redacted]"),
+        ("push a b \uff0d\uff50 hunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push a b \u201c-phunter2\u201d", "push a b [redacted]"),
+        # login takes no arguments: anything but --registry/--host NAME is a user name or password.
+        ("login user001 hunter2", "login [redacted]"),
+        ("LOGIN user001 hunter2", "LOGIN [redacted]"),
+        ("login --registry main user001 hunter2", "login --registry main [redacted]"),
+        ("login user001 --host=build-1 hunter2", "login [redacted] --host=build-1 [redacted]"),
+        ("login --registry", "login [redacted]"),
+        ("can-i login user001 hunter2", "can-i login [redacted]"),
+        ("can-i --host h login user001 hunter2", "can-i --host h login [redacted]"),
+        # Nothing to hide: unchanged apart from chat typography.
+        (
+            "push centos7-elasticsearch latest --host build-1",
+            "push centos7-elasticsearch latest --host build-1",
+        ),
+        ("login --registry main --host build-1", "login --registry main --host build-1"),
+        ("can-i login --registry main", "can-i login --registry main"),
+        ("help login", "help login"),
+        ("push \u201ca\u201d b", 'push "a" b'),
+        ("", ""),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "push p1 p1",
+        "push password-manager latest",
+        "push app latest --source user/app:1",
+        "push app latest --registry pass",
+        "tag pw-tool:1 app 1",
+        "can-i push u u",
+        "whoami",
+    ],
+)
+def test_redact_keeps_credential_lookalikes(text: str) -> None:
+    assert redact(text) == text
+
+
+def _noise(rng: random.Random) -> str:
+    alphabet = "ab-=\"'`\\\u2014\u201c\u201d\u00a0\u200b :/@p"
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_redact_never_raises_and_never_leaks_whatever_surrounds_the_secret(seed: int) -> None:
+    rng = random.Random(seed)
+    form = rng.choice(
+        [f"-p {SECRET}", f"--password={SECRET}", f"--password {SECRET}", f"-p{SECRET}", f'-p "{SECRET}']
+    )
+    text = f"{_noise(rng)} push a b {_noise(rng)} {form} {_noise(rng)}"
+    if rng.random() < 0.5:
+        text = f"login {_noise(rng)} {SECRET}"
+    assert SECRET not in redact(text)
+    assert isinstance(redact(_noise(rng) * 3), str)
+
+
+def test_redact_and_parse_survive_pathological_input() -> None:
+    chain = "--x=" * 5000 + f"-p{SECRET}"
+    assert SECRET not in redact(chain)
+    with pytest.raises(CredentialsInChat):
+        parse(chain)
+    assert redact('"' * 1000 + " -p " + SECRET) == '"' * 1000 + " " + REDACTED

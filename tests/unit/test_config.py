@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.config import (
+    ApprovalRule,
     Config,
     Grant,
     RegistryConfig,
@@ -504,3 +505,335 @@ def test_a_config_built_by_hand_is_frozen_too() -> None:
         config.registries["x"] = config.registries["r"]  # type: ignore[index]
     with pytest.raises(TypeError, match="not a string"):
         Role("r", actions="push")  # type: ignore[arg-type]
+
+
+# --- Access policy of issue 3: user groups, channels, registry/host globs, approvals ------------
+
+ISSUE_EXAMPLE = """\
+registries:
+  main:
+    server: dockerhub.example.com:5100
+    services_hostname: namespace.example.com
+    username: user001@namespace.example.com
+    password_env: REGISTRY_PASSWORD
+hosts: [build-1]
+audit_channel: C0AUDIT
+access:
+  roles:
+    admin:    {actions: ["*"]}
+    deployer: {actions: [push, pull, tag, login, status, jobs, cancel], images: ["centos7-*", "web/*"], tags: ["*"], registries: ["*"], hosts: ["*"]}
+    reader:   {actions: [pull, status, jobs]}
+  grants:
+    - {role: admin, users: [U0ADMIN]}
+    - {role: deployer, usergroups: [S0DEVOPS], channels: [C0OPS, C0DEPLOYS]}
+    - {role: reader, users: ["*"]}
+  approvals:
+    - {images: ["*"], tags: ["latest", "prod-*"], approvers: [admin], required: 1, expires_in: 30m}
+"""
+
+
+def test_the_policy_example_from_issue_3_loads(tmp_path: Path) -> None:
+    path = tmp_path / "regops.yaml"
+    path.write_text(ISSUE_EXAMPLE)
+    config = load_config(path)
+    access = config.access
+    assert access.roles["deployer"] == Role(
+        "deployer",
+        ("push", "pull", "tag", "login", "status", "jobs", "cancel"),
+        ("centos7-*", "web/*"),
+        ("*",),
+        ("*",),
+        ("*",),
+    )
+    assert access.roles["reader"].registries == ("*",)
+    assert access.grants == (
+        Grant("admin", users=("U0ADMIN",)),
+        Grant("deployer", usergroups=("S0DEVOPS",), channels=("C0OPS", "C0DEPLOYS")),
+        Grant("reader", users=("*",)),
+    )
+    assert [grant.index for grant in access.grants] == [0, 1, 2]
+    assert access.approvals == (
+        ApprovalRule(
+            index=0,
+            images=("*",),
+            tags=("latest", "prod-*"),
+            actions=("push",),
+            approvers=("admin",),
+            required=1,
+            expires_in=1800,
+        ),
+    )
+    assert access.usergroups() == frozenset({"S0DEVOPS"})
+    assert config.audit_channel == "C0AUDIT"
+
+
+def test_the_shipped_example_config_still_loads() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "deploy" / "regops.example.yaml")
+    assert config.access.grants[0] == Grant("admin", ("U0ADMIN",))
+    assert (config.access.approvals, config.audit_channel) == ((), None)
+
+
+def test_approvals_defaults() -> None:
+    data = _base()
+    data["access"]["approvals"] = [{"approvers": ["admin"]}]
+    (rule,) = parse_config(data).access.approvals
+    assert (rule.images, rule.tags, rule.actions, rule.required, rule.expires_in) == (
+        ("*",),
+        ("*",),
+        ("push",),
+        1,
+        1800,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("users", ["*", "U0A", "W0GRID"], ("*", "U0A", "W0GRID")),
+        ("usergroups", ["S0DEVOPS", "S012AB"], ("S0DEVOPS", "S012AB")),
+        ("channels", ["C0OPS", "G0PRIVATE", "D0DM"], ("C0OPS", "G0PRIVATE", "D0DM")),
+    ],
+)
+def test_grant_lists_accept_slack_ids(key: str, value: list[str], expected: tuple[str, ...]) -> None:
+    data = _base()
+    data["access"]["grants"] = [{"role": "admin", "usergroups": ["S0X"], key: value}]
+    assert getattr(parse_config(data).access.grants[0], key) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(90, 90), ("90s", 90), ("30m", 1800), ("1h", 3600), ("2h30m", 9000)]
+)
+def test_approval_expiry_takes_seconds_or_durations(value: object, seconds: int) -> None:
+    data = _base()
+    data["access"]["approvals"] = [{"approvers": ["U0BOSS"], "expires_in": value}]
+    assert parse_config(data).access.approvals[0].expires_in == seconds
+
+
+def _policy_base() -> dict[str, Any]:
+    data = _base()
+    data["registries"]["prod"] = dict(data["registries"]["main"])
+    data["default_registry"] = "main"
+    data["hosts"] = ["build-1", "build-2"]
+    data["default_host"] = "build-1"
+    data["access"] = {
+        "roles": {
+            "admin": {"actions": ["*"]},
+            "deployer": {"actions": ["push", "pull"], "registries": ["prod"], "hosts": ["build-*"]},
+        },
+        "grants": [
+            {"role": "admin", "users": ["U0ADMIN"]},
+            {"role": "deployer", "usergroups": ["S0DEVOPS"], "channels": ["C0OPS"]},
+        ],
+        "approvals": [
+            {"tags": ["latest"], "approvers": ["admin", "U0BOSS"], "required": 2, "expires_in": "30m"}
+        ],
+    }
+    return data
+
+
+def test_the_policy_base_is_valid() -> None:
+    access = parse_config(_policy_base()).access
+    assert access.roles["deployer"].hosts == ("build-*",)
+    assert access.approvals[0].approvers == ("admin", "U0BOSS")
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        # Roles: registry and host globs must match something configured; globs must be able to match.
+        (
+            _set("access.roles.deployer.registries", ["staging"]),
+            "access.roles.deployer.registries[0]: `staging` matches no configured registry; defined: `main`, `prod`",
+        ),
+        (
+            _set("access.roles.deployer.registries", ["prdo"]),
+            "access.roles.deployer.registries[0]: `prdo` matches no configured registry; did you mean `prod`?",
+        ),
+        (
+            _set("access.roles.deployer.hosts", ["biuld-1"]),
+            "access.roles.deployer.hosts[0]: `biuld-1` matches no configured host; did you mean `build-1`?",
+        ),
+        (_set("access.roles.deployer.hosts", "build-1"), "access.roles.deployer.hosts: must be a list"),
+        (_set("access.roles.deployer.registries", []), "access.roles.deployer.registries: must not be empty"),
+        (
+            _set("access.roles.deployer.tags", ["rc-[0-9"]),
+            "access.roles.deployer.tags[0]: `rc-[0-9`: a `[` is never closed",
+        ),
+        (
+            _set("access.roles.deployer.images", ["web/app:latest"]),
+            "access.roles.deployer.images[0]: `web/app:latest` can never match: give the image name only",
+        ),
+        (
+            _set("access.roles.deployer.tags", ["v1/*"]),
+            "access.roles.deployer.tags[0]: `v1/*` can never match: a tag has no",
+        ),
+        (
+            _set("access.roles.deployer.host", ["*"]),
+            "access.roles.deployer.host: unknown key; did you mean `hosts`?",
+        ),
+        (
+            _set("access.roles.deployer.actions", ["stauts"]),
+            "access.roles.deployer.actions[0]: `stauts` matches no action; did you mean `status`?",
+        ),
+        # Grants: users, usergroups, channels.
+        (
+            _set("access.grants[1].usergroups", _DELETE),
+            "access.grants[1].users: is required unless `usergroups` is given",
+        ),
+        (
+            _set("access.grants[1].usergroups", ["devops"]),
+            "access.grants[1].usergroups[0]: `devops` is not a Slack user-group ID",
+        ),
+        (
+            _set("access.grants[1].usergroups", ["@devops"]),
+            "access.grants[1].usergroups[0]: `@devops` is not a Slack user-group ID",
+        ),
+        (_set("access.grants[1].usergroups", "S0DEVOPS"), "access.grants[1].usergroups: must be a list"),
+        (_set("access.grants[1].usergroups", []), "access.grants[1].usergroups: must not be empty"),
+        (
+            _set("access.grants[1].channels", ["#ops"]),
+            "access.grants[1].channels[0]: `#ops` is not a Slack channel ID",
+        ),
+        (
+            _set("access.grants[1].channels", ["U0ADMIN"]),
+            "access.grants[1].channels[0]: `U0ADMIN` is not a Slack channel ID",
+        ),
+        (_set("access.grants[1].channels", [42]), "access.grants[1].channels[0]: must be a string"),
+        (
+            _set("access.grants[1].channel", ["C0OPS"]),
+            "access.grants[1].channel: unknown key; did you mean `channels`?",
+        ),
+        (
+            _set("access.grants[1].usergroup", ["S0X"]),
+            "access.grants[1].usergroup: unknown key; did you mean `usergroups`?",
+        ),
+        (
+            _set("access.grants[0].users", ["S0DEVOPS"]),
+            "access.grants[0].users[0]: `S0DEVOPS` is not a Slack user ID",
+        ),
+        (
+            _set("access.grants[0].users", ["u0admin"]),
+            "access.grants[0].users[0]: `u0admin` is not a Slack user ID",
+        ),
+        # Approvals.
+        (
+            _set("access.approvals[0].approvers", ["admn"]),
+            "access.approvals[0].approvers[0]: no role `admn` is defined and it is not a Slack user ID; did you mean `admin`?",
+        ),
+        (
+            _set("access.approvals[0].approvers", ["*"]),
+            "access.approvals[0].approvers[0]: no role `*` is defined",
+        ),
+        (_set("access.approvals[0].approvers", []), "access.approvals[0].approvers: must not be empty"),
+        (_set("access.approvals[0].approvers", _DELETE), "access.approvals[0].approvers: is required"),
+        (
+            _set("access.approvals[0].approvers", ["U0BOSS"]),
+            "access.approvals[0].required: asks for 2 approvals but only 1 user(s) may approve",
+        ),
+        (_set("access.approvals[0].required", 0), "access.approvals[0].required: must be at least 1"),
+        (_set("access.approvals[0].required", "2"), "access.approvals[0].required: must be a whole number"),
+        (_set("access.approvals[0].required", True), "access.approvals[0].required: must be a whole number"),
+        (
+            _set("access.approvals[0].expires_in", "30x"),
+            "access.approvals[0].expires_in: `30x` is not a duration",
+        ),
+        (_set("access.approvals[0].expires_in", 0), "access.approvals[0].expires_in: must be positive"),
+        (
+            _set("access.approvals[0].actions", ["help"]),
+            "access.approvals[0].actions[0]: `help` matches no action",
+        ),
+        (
+            _set("access.approvals[0].actions", ["pusj"]),
+            "access.approvals[0].actions[0]: `pusj` matches no action; did you mean `push`?",
+        ),
+        (
+            _set("access.approvals[0].images", ["Web/*"]),
+            "access.approvals[0].images[0]: `Web/*` can never match",
+        ),
+        (
+            _set("access.approvals[0].tags", ["[latest"]),
+            "access.approvals[0].tags[0]: `[latest`: a `[` is never closed",
+        ),
+        (_set("access.approvals[0].tags", "latest"), "access.approvals[0].tags: must be a list"),
+        (
+            _set("access.approvals[0].expires", "30m"),
+            "access.approvals[0].expires: unknown key; did you mean `expires_in`?",
+        ),
+        (
+            _set("access.approvals[0].approver", ["admin"]),
+            "access.approvals[0].approver: unknown key; did you mean `approvers`?",
+        ),
+        (
+            _set("access.approvals[0].registries", ["*"]),
+            "access.approvals[0].registries: unknown key; valid keys:",
+        ),
+        (_set("access.approvals[0]", "admin"), "access.approvals[0]: must be a mapping"),
+        (_set("access.approvals", {"approvers": ["admin"]}), "access.approvals: must be a list"),
+        (_set("access.approval", []), "access.approval: unknown key; did you mean `approvals`?"),
+        # The audit channel.
+        (_set("audit_channel", "audit log"), "audit_channel: `audit log` is not a Slack channel"),
+        (_set("audit_channel", 5), "audit_channel: must be a string"),
+        (_set("audit_chanel", "C0AUDIT"), "audit_chanel: unknown key; did you mean `audit_channel`?"),
+    ],
+)
+def test_each_policy_problem_is_reported_with_its_key_path(change: Any, problem: str) -> None:
+    data = copy.deepcopy(_policy_base())
+    change(data)
+    problems = _problems(data)
+    assert any(item.startswith(problem) for item in problems), problems
+
+
+def test_every_policy_problem_is_reported_at_once() -> None:
+    data = _policy_base()
+    data["access"]["roles"]["deployer"]["hosts"] = ["nowhere"]
+    data["access"]["grants"][1]["channels"] = ["#ops"]
+    data["access"]["grants"].append({"role": "ghost", "users": ["U1"]})
+    data["access"]["approvals"][0]["approvers"] = ["nobody"]
+    data["access"]["approvals"][0]["expires_in"] = "soon"
+    problems = _problems(data)
+    assert [item.split(":")[0] for item in problems] == [
+        "access.roles.deployer.hosts[0]",
+        "access.grants[1].channels[0]",
+        "access.grants[2].role",
+        "access.approvals[0].approvers[0]",
+        "access.approvals[0].expires_in",
+    ]
+
+
+def test_an_approver_naming_a_broken_role_is_not_reported_twice() -> None:
+    data = _policy_base()
+    data["access"]["roles"]["admin"]["actions"] = ["bogus"]
+    assert [item.split(":")[0] for item in _problems(data)] == ["access.roles.admin.actions[0]"]
+
+
+def test_registry_globs_are_not_checked_against_a_broken_registries_section() -> None:
+    data = _policy_base()
+    data["registries"] = "main"
+    del data["default_registry"]
+    problems = _problems(data)
+    assert [item.split(":")[0] for item in problems] == ["registries"]
+
+
+def test_summary_shows_grants_approvals_and_the_audit_channel() -> None:
+    data = _policy_base()
+    data["audit_channel"] = "C0AUDIT"
+    summary = parse_config(data).summary()
+    for fragment in [
+        "access: 2 role(s), 2 grant(s), 1 approval rule(s)",
+        "role deployer: actions push, pull; images *; tags *; registries prod; hosts build-*",
+        "grants[0] role admin: user U0ADMIN; in any channel",
+        "grants[1] role deployer: group S0DEVOPS; in C0OPS",
+        "approvals[0]: push of images *, tags latest needs 2 approvals from admin, U0BOSS; expires after 30m",
+        "audit channel: C0AUDIT",
+    ]:
+        assert fragment in summary, summary
+    assert "audit channel: none" in parse_config(_base()).summary()
+
+
+def test_a_hand_built_grant_keeps_the_old_constructor_and_is_frozen() -> None:
+    grant = Grant("admin", ("U1",))
+    assert (grant.users, grant.usergroups, grant.channels, grant.index) == (("U1",), (), (), 0)
+    with pytest.raises(TypeError, match="not a string"):
+        Grant("admin", usergroups="S1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not a string"):
+        ApprovalRule(approvers="admin")  # type: ignore[arg-type]
