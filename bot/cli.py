@@ -1,9 +1,10 @@
-"""The ``regops`` command: serve, worker, shell, check-config. Reads the environment once, here."""
+"""The ``regops`` command: serve, worker, shell, check-config, audit. Reads the environment once, here."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -50,7 +51,25 @@ def _parser() -> argparse.ArgumentParser:
                        help="where the worker started alongside writes its log")
 
     sub.add_parser("check-config", parents=[common], help="validate the config and print a summary")
+
+    audit = sub.add_parser("audit", parents=[common],
+                           help="print the audit trail, oldest first (needs only REDIS_URL)",
+                           description="Print the audit trail, oldest first. Standard output carries only "
+                                       "entries; diagnostics go to standard error.")
+    audit.add_argument("--since", type=_duration, metavar="DURATION",
+                       help="only entries of the last DURATION, e.g. 90s, 30m, 2h, 7d")
+    audit.add_argument("--user", metavar="ID", help="only entries of this Slack user ID")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
+
+
+def _duration(text: str) -> float:
+    from bot.audit import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -68,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "worker":
         return _run_worker(args)
+    if args.command == "audit":
+        return _audit(args, settings)
     try:
         config = _load(args)
     except ConfigError as exc:
@@ -114,6 +135,39 @@ def _serve(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     serve(settings, config, ServeOptions(host=args.bind, port=args.port, workers=args.workers,
                                          threads=args.threads, access_log=args.access_log,
                                          log_level=(getattr(args, "log_level", None) or "info").lower()))
+    return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    # The trail must stay readable when the config is broken or absent: Redis is all it needs.
+    import time
+
+    import redis
+
+    from bot.audit import AuditLog, format_line
+
+    connection = redis.Redis.from_url(settings.redis_url.reveal(), decode_responses=True,
+                                      socket_timeout=10, socket_connect_timeout=5)
+    since = time.time() - args.since if args.since is not None else None
+    printed = 0
+    try:
+        for entry in AuditLog(connection).entries(since=since, user=args.user):
+            line = json.dumps(entry.to_json(), sort_keys=True) if args.json else format_line(entry)
+            sys.stdout.write(line + "\n")
+            printed += 1
+        sys.stdout.flush()
+    except redis.RedisError as exc:
+        print(f"regops audit: cannot read the audit trail from Redis at {settings.redis_url_masked} "
+              f"({type(exc).__name__}). Start Redis or set REDIS_URL.", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) has gone: stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        connection.close()
+    if printed == 0:
+        print("regops audit: no entries" + (" match" if since is not None or args.user else ""), file=sys.stderr)
     return 0
 
 

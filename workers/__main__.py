@@ -2,15 +2,24 @@
 
 Reads the environment once (REDIS_URL, DOCKER_HOST, REGOPS_CONFIG), builds the
 Redis and Docker clients and the credential store, installs the task context and
-runs the safe rq worker on the Docker host's queue.
+runs the safe rq worker on the Docker host's queue.  Logging is set up here too,
+with every registry password and the Redis password masked in every log record of
+the process, whichever logger (ours, rq, docker, urllib3) made it.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import docker
 import docker.errors
@@ -19,8 +28,8 @@ import requests
 
 from workers import tasks
 from workers.contracts import queue_name
-from workers.credentials import load_credentials
-from workers.errors import WorkerError
+from workers.credentials import CredentialStore, load_credentials
+from workers.errors import ConfigError, WorkerError
 from workers.worker import SafeSimpleWorker, SafeWorker, make_worker
 
 log = logging.getLogger(__name__)
@@ -28,6 +37,121 @@ log = logging.getLogger(__name__)
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MASK = "********"
+MASK_REFRESH_SECONDS = 30.0
+"""How soon a rotated password (read from its file or variable at job time) is masked too."""
+
+
+def secret_forms(secret: str) -> set[str]:
+    """Every form in which ``secret`` could reach a log line.
+
+    Besides the value itself: JSON-escaped and URL-encoded, and base64 (standard and
+    URL-safe alphabets) — docker sends credentials as base64 JSON in X-Registry-Auth,
+    so for each of the three byte alignments the run of base64 characters that
+    depends on the secret alone is masked too.
+    """
+    if len(secret) < 4:
+        return set()  # masking a two-letter "password" would mask half the log
+    escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+    forms = {secret, escaped, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
+    for text in {secret, escaped, json.dumps(secret)[1:-1]}:
+        data = text.encode()
+        for offset in range(3):
+            for encode in (base64.b64encode, base64.urlsafe_b64encode):
+                encoded = encode(b"\0" * offset + data).decode()
+                start, end = -(-8 * offset // 6), 8 * (offset + len(data)) // 6
+                if end - start >= 6:
+                    forms.add(encoded[start:end])
+    return forms
+
+
+class SecretMask:
+    """Masks secrets in every log record as it is made (a log-record factory), at every level.
+
+    A handler filter sees only the records that reach that handler; rq and others may
+    add handlers of their own.  The record factory runs for every record of every
+    logger, so nothing reaches any handler unmasked.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._sources: list[Callable[[], Iterable[str]]] = []
+        self._clock = clock
+        self._pattern: re.Pattern[str] | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def add_source(self, source: Callable[[], Iterable[str]]) -> None:
+        """``source`` returns the current secret values; it is asked again every MASK_REFRESH_SECONDS."""
+        with self._lock:
+            self._sources.append(source)
+            self._expires = 0.0
+
+    def mask(self, text: str) -> str:
+        pattern = self._current()
+        return pattern.sub(MASK, text) if pattern is not None else text
+
+    def _current(self) -> re.Pattern[str] | None:
+        now = self._clock()
+        with self._lock:
+            if now >= self._expires:
+                forms: set[str] = set()
+                for source in self._sources:
+                    for value in source():
+                        forms |= secret_forms(value)
+                # Longest first, so a secret is masked whole rather than around a shorter one inside it.
+                ordered = sorted(forms, key=len, reverse=True)
+                self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+                self._expires = now + MASK_REFRESH_SECONDS
+            return self._pattern
+
+    def scrub(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - logging would print the raw arguments in its error report
+            message = f"{record.msg} (unformattable arguments {record.args!r})"
+        # Formatted now, once: the arguments must not reach a handler unmasked.
+        record.msg, record.args = self.mask(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask(record.stack_info)
+
+    def install(self) -> None:
+        """Make every log record of this process (and of forked work horses) go through :meth:`scrub`."""
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            self.scrub(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password (and the URL-decoded one) carried by a URL such as REDIS_URL."""
+    password = urllib.parse.urlsplit(url).password
+    return [password, urllib.parse.unquote(password)] if password else []
+
+
+def registry_passwords(credentials: CredentialStore) -> list[str]:
+    """The current password of every configured registry this worker can read."""
+    values = []
+    for name in credentials.names():
+        try:
+            values.append(credentials.get(name).password.reveal())
+        except ConfigError:
+            continue
+    return values
+
+
+def configure_logging(level: int, mask: SecretMask) -> None:
+    mask.install()
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    # Warnings (urllib3's among them) become log records, so they are masked too.
+    logging.captureWarnings(True)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -94,13 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(level, int):
         print(f"unknown log level {args.log_level!r}")
         return 2
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    mask = SecretMask()
+    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    mask.add_source(lambda: url_secrets(redis_url))
+    configure_logging(level, mask)
 
     try:
         context = build_context(args.config, os.environ, docker_timeout=args.docker_timeout)
     except WorkerError as exc:
         log.error("cannot start: %s", exc.user_message)
         return 2
+    credentials = context.credentials
+    mask.add_source(lambda: registry_passwords(credentials))
     try:
         context.redis.ping()
     except redis.RedisError as exc:

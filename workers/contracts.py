@@ -2,7 +2,8 @@
 
 This module is the only part of ``workers`` that ``bot`` may import.  It names the
 Redis keys both sides agree on, the rq task entry points, the job payload a worker
-receives, the job record both sides update, and the events a worker emits.
+receives, the job record both sides update, the events a worker emits, and the
+audit entries both sides append.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -262,3 +264,88 @@ def state_update(event: JobEvent) -> dict[str, str]:
     if event.type == EventType.SUCCEEDED.value:
         fields["progress"] = "100"
     return fields
+
+
+AUDIT_STREAM = f"{KEY_PREFIX}:audit"
+"""Redis stream of :class:`AuditEntry` s. Append-only: nothing in regops trims or deletes it."""
+
+
+class AuditKind(str, Enum):
+    COMMAND = "command"
+    APPROVAL = "approval"
+    JOB = "job"
+
+
+AUDIT_DECISIONS: Mapping[str, frozenset[str]] = {
+    AuditKind.COMMAND.value: frozenset(
+        {"allowed", "queued", "denied", "invalid", "refused", "needs_approval", "answered"}
+    ),
+    AuditKind.APPROVAL.value: frozenset({"requested", "approved", "rejected", "expired", "refused"}),
+    AuditKind.JOB.value: frozenset({EventType.SUCCEEDED.value, EventType.FAILED.value}),
+}
+"""The decisions each kind of audit entry may record."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit trail: who asked for what, where, what was decided and why.
+
+    ``command`` is the command text with secrets already removed ("" for job
+    outcomes); ``rule`` names what decided (e.g. ``grants[1] role deployer``,
+    ``approvals[0]``, ``no grant matches``); ``outcome`` is a job's digest or
+    failure, or the reason text of a decision.  No field ever holds a secret.
+    """
+
+    at: float
+    user: str
+    channel: str
+    kind: str
+    command: str
+    decision: str
+    rule: str = ""
+    job_id: str = ""
+    outcome: str = ""
+    version: int = SCHEMA_VERSION
+
+    def validate(self) -> None:
+        """Raise ValueError unless ``kind`` and ``decision`` are ones the trail knows."""
+        allowed = AUDIT_DECISIONS.get(self.kind)
+        if allowed is None:
+            raise ValueError(f"unknown audit entry kind {self.kind!r}")
+        if self.decision not in allowed:
+            raise ValueError(f"decision {self.decision!r} is not one of {sorted(allowed)} for a {self.kind} entry")
+
+    def to_fields(self) -> dict[str, str]:
+        """Flat string fields for XADD; every field is written, empty ones as ""."""
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> AuditEntry:
+        """The entry from its stream fields; lenient, so that no entry ever becomes unreadable."""
+
+        def text(name: str) -> str:
+            return str(fields.get(name, ""))
+
+        try:
+            at = float(fields.get("at", "0"))
+        except ValueError:
+            at = 0.0
+        try:
+            version = int(fields.get("version", SCHEMA_VERSION))
+        except ValueError:
+            version = SCHEMA_VERSION
+        return cls(at=at, user=text("user"), channel=text("channel"), kind=text("kind"),
+                   command=text("command"), decision=text("decision"), rule=text("rule"),
+                   job_id=text("job_id"), outcome=text("outcome"), version=version)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: every field, plus ``time`` as ISO 8601 UTC for people reading it."""
+        data: dict[str, Any] = asdict(self)
+        data["time"] = iso_time(self.at)
+        return data
+
+
+def iso_time(at: float) -> str:
+    """Unix time as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC)."""
+    moment = datetime.fromtimestamp(at, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,4 +1,8 @@
-"""Job events to Redis: each one updates the job record and is appended to the events stream, atomically."""
+"""Job events to Redis: each one updates the job record and is appended to the events stream, atomically.
+
+A terminal event (succeeded/failed) is also appended to the audit stream in the
+same transaction, so a job's outcome is never recorded without its audit entry.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,12 @@ from typing import Any
 import redis
 
 from workers.contracts import (
+    AUDIT_STREAM,
     EVENTS_STREAM,
     EVENTS_STREAM_MAXLEN,
+    TERMINAL_EVENTS,
+    AuditEntry,
+    AuditKind,
     EventType,
     FailureReason,
     JobEvent,
@@ -30,16 +38,38 @@ class EventWriter:
         self._clock = clock
 
     def emit(self, event: JobEvent) -> str:
-        """HSET the record and XADD the event in one MULTI/EXEC; returns the stream entry id."""
+        """HSET the record and XADD the event in one MULTI/EXEC; returns the stream entry id.
+
+        A terminal event's audit entry joins the same transaction.
+        """
         # redis-py's stubs want Mapping[bytes | str | ..., ...]; str keys and values are fine.
         record: dict[Any, Any] = state_update(event)
         fields: dict[Any, Any] = event.to_fields()
+        audit = self._audit_entry(event) if event.type in TERMINAL_EVENTS else None
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(job_key(event.job_id), mapping=record)
             pipe.xadd(EVENTS_STREAM, fields, maxlen=EVENTS_STREAM_MAXLEN, approximate=True)
-            _, entry_id = pipe.execute()
+            if audit is not None:
+                # No MAXLEN: the audit trail is never trimmed.
+                audit_fields: dict[Any, Any] = audit.to_fields()
+                pipe.xadd(AUDIT_STREAM, audit_fields)
+            entry_id = pipe.execute()[1]
         log.debug("job %s: %s event %s", event.job_id, event.type, entry_id)
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    def _audit_entry(self, event: JobEvent) -> AuditEntry:
+        # Read outside the transaction: MULTI cannot branch on a value it reads.
+        requester = self._redis.hget(job_key(event.job_id), "requester")
+        if isinstance(requester, bytes):
+            requester = requester.decode(errors="replace")
+        if event.type == EventType.SUCCEEDED.value:
+            outcome = event.digest or event.message or ""
+        else:
+            outcome = ": ".join(part for part in (event.reason, event.message) if part)
+        entry = AuditEntry(at=event.at, user=requester or "", channel="", kind=AuditKind.JOB.value,
+                           command="", decision=event.type, job_id=event.job_id, outcome=outcome)
+        entry.validate()
+        return entry
 
     def started(self, job_id: str) -> str:
         return self.emit(JobEvent(job_id, EventType.STARTED.value, self._clock()))

@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -179,33 +180,87 @@ class Service:
 
 
 class RedisServer(Service):
-    """``redis-server`` without persistence on a free loopback port."""
+    """``redis-server`` without persistence on a free loopback port.
+
+    By default anyone on loopback may connect.  ``password`` sets ``requirepass``;
+    ``acl_user`` (with ``password``) turns the default user off and allows only that
+    ACL user; ``tls`` serves TLS only, with a self-signed certificate made for the
+    run.  :attr:`url` is the REDIS_URL a client needs in each case.
+    """
 
     name = "redis"
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, password: str | None = None, acl_user: str | None = None,
+                 tls: bool = False) -> None:
         """``port`` 0 picks a free one at each start; a fixed port lets a test restart it in place."""
         super().__init__()
+        if acl_user is not None and not password:
+            raise ValueError("an ACL user needs a password")
+        for value in (password, acl_user):
+            # Both go into redis.conf unquoted.
+            if value is not None and (not value or any(c.isspace() or c in "\"'" for c in value)):
+                raise ValueError("the password and the ACL user name must be non-empty, without spaces or quotes")
         self.fixed_port = port
         self.port = port
+        self.password = password
+        self.acl_user = acl_user
+        self.tls = tls
+
+    @property
+    def ca_cert(self) -> Path:
+        """The certificate clients must trust (``tls=True`` only)."""
+        assert self.tls and self.directory is not None, "not a running TLS server"
+        return self.directory / "ca.crt"
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        auth = ""
+        if self.password:
+            user = urllib.parse.quote(self.acl_user or "", safe="")
+            auth = f"{user}:{urllib.parse.quote(self.password, safe='')}@"
+        query = f"?ssl_ca_certs={self.ca_cert}&ssl_cert_reqs=required" if self.tls else ""
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0{query}"
 
     def _prepare(self) -> list[str]:
         executable = _find_executable("redis-server")
         if executable is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        assert self.directory is not None
         self.port = self.fixed_port or free_port()
-        return [
-            executable,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.directory),
-        ]  # fmt: skip
+        lines = ["bind 127.0.0.1", "save \"\"", "appendonly no", f"dir {self.directory}"]
+        if self.tls:
+            self._make_certificate()
+            lines += ["port 0", f"tls-port {self.port}", f"tls-cert-file {self.directory / 'server.crt'}",
+                      f"tls-key-file {self.directory / 'server.key'}", f"tls-ca-cert-file {self.ca_cert}",
+                      "tls-auth-clients no"]
+        else:
+            lines.append(f"port {self.port}")
+        if self.acl_user:
+            lines += ["user default off", f"user {self.acl_user} on >{self.password} ~* &* +@all"]
+        elif self.password:
+            lines.append(f"requirepass {self.password}")
+        # A config file rather than arguments: passwords stay out of the process list.
+        config = self.directory / "redis.conf"
+        config.write_text("\n".join(lines) + "\n")
+        config.chmod(0o600)
+        return [executable, str(config)]
+
+    def _make_certificate(self) -> None:
+        openssl = _find_executable("openssl")
+        if openssl is None:
+            raise RuntimeError("openssl is not installed (apt-get install openssl)")
+        assert self.directory is not None
+        made = subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+             "-keyout", str(self.directory / "server.key"), "-out", str(self.directory / "server.crt")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if made.returncode != 0:
+            raise RuntimeError(f"openssl could not make a certificate: {made.stderr.strip()[-500:]}")
+        # Self-signed: the server's certificate is also the authority clients trust.
+        shutil.copyfile(self.directory / "server.crt", self.ca_cert)
 
     def _ready(self) -> bool:
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)

@@ -1,10 +1,15 @@
-"""EventWriter against a real Redis: the record and the stream change together."""
+"""EventWriter against a real Redis: the record and the stream change together, and outcomes are audited."""
 
 from __future__ import annotations
 
+import threading
+import uuid
+
+import pytest
 import redis
 
-from workers.contracts import EVENTS_STREAM, JobEvent, JobRecord, job_key
+from tests.support.services import RedisServer
+from workers.contracts import AUDIT_STREAM, EVENTS_STREAM, AuditEntry, JobEvent, JobRecord, job_key
 from workers.events import EventWriter
 
 
@@ -49,3 +54,91 @@ def test_failed_sets_reason_and_message(redis_client: redis.Redis) -> None:
     ((stream_id, raw),) = redis_client.xrange(EVENTS_STREAM)
     assert stream_id.decode() == entry_id
     assert fields(raw)["message"] == "registry r rejected the worker's credentials"
+
+
+def audit_entries(connection: redis.Redis) -> list[AuditEntry]:
+    return [AuditEntry.from_fields(fields(raw)) for _, raw in connection.xrange(AUDIT_STREAM)]
+
+
+def queued_record(connection: redis.Redis, job_id: str, requester: str = "U0DEV1") -> None:
+    connection.hset(job_key(job_id), mapping={"job_id": job_id, "action": "push", "registry": "main",
+                                              "host": "build-1", "requester": requester, "state": "queued"})
+
+
+def test_only_terminal_events_are_audited_with_the_requester_and_the_digest(redis_client: redis.Redis) -> None:
+    writer = EventWriter(redis_client, clock=iter([1.0, 2.0, 3.5]).__next__)
+    queued_record(redis_client, "j3", requester="U0DEV7")
+    writer.started("j3")
+    writer.progress("j3", 50)
+    assert audit_entries(redis_client) == []
+    writer.succeeded("j3", digest="sha256:" + "b" * 64, message="pushed x")
+
+    (entry,) = audit_entries(redis_client)
+    assert entry == AuditEntry(at=3.5, user="U0DEV7", channel="", kind="job", command="", decision="succeeded",
+                               rule="", job_id="j3", outcome="sha256:" + "b" * 64)
+
+
+def test_a_success_without_digest_audits_its_message(redis_client: redis.Redis) -> None:
+    queued_record(redis_client, "j4")
+    EventWriter(redis_client).succeeded("j4", message="logged in to 127.0.0.1:5000")
+    (entry,) = audit_entries(redis_client)
+    assert (entry.decision, entry.outcome, entry.user) == ("succeeded", "logged in to 127.0.0.1:5000", "U0DEV1")
+
+
+def test_a_failure_audits_reason_and_message_and_an_unknown_job_has_no_user(redis_client: redis.Redis) -> None:
+    EventWriter(redis_client).failed("j5", "auth_failed", "registry r rejected the worker's credentials")
+    (entry,) = audit_entries(redis_client)
+    assert (entry.kind, entry.decision, entry.job_id, entry.user, entry.channel) == ("job", "failed", "j5", "", "")
+    assert entry.outcome == "auth_failed: registry r rejected the worker's credentials"
+
+
+def test_the_audit_entry_is_written_in_the_events_transaction(redis_server: RedisServer,
+                                                              redis_client: redis.Redis) -> None:
+    # A user who may write the record and the events but not the audit stream: Redis rejects the
+    # audit XADD while queueing it, so EXEC must abort and leave the record and the events untouched.
+    name, password = f"noaudit-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    redis_client.execute_command("ACL", "SETUSER", name, "on", f">{password}", "~regops:job:*",
+                                 "~regops:events", "+@all")
+    limited = redis.Redis(host="127.0.0.1", port=redis_server.port, username=name, password=password)
+    try:
+        queued_record(redis_client, "j6")
+        writer = EventWriter(limited)
+        writer.started("j6")  # not terminal, no audit entry: goes through
+        with pytest.raises(redis.RedisError):
+            writer.succeeded("j6", digest="sha256:" + "c" * 64)
+        record = fields(redis_client.hgetall(job_key("j6")))
+        assert record["state"] == "running" and "digest" not in record
+        assert [fields(raw)["type"] for _, raw in redis_client.xrange(EVENTS_STREAM)] == ["started"]
+        assert redis_client.xlen(AUDIT_STREAM) == 0
+    finally:
+        limited.close()
+        redis_client.execute_command("ACL", "DELUSER", name)
+
+
+def test_the_audit_stream_is_appended_without_maxlen(redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    # The events stream is capped; the audit stream must never be: watch the commands Redis receives.
+    seen: list[str] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with redis_server.client().monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                seen.append(command["command"])
+                if "XADD regops:audit" in command["command"]:
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(5)
+    queued_record(redis_client, "j7")
+    for _ in range(50):  # MONITOR is registered asynchronously: write until it sees us
+        EventWriter(redis_client).succeeded("j7", digest="sha256:" + "d" * 64)
+        watcher.join(0.1)
+        if not watcher.is_alive():
+            break
+    assert not watcher.is_alive(), "MONITOR never saw the audit XADD"
+    audit_xadd = next(c for c in seen if "XADD regops:audit" in c)
+    events_xadd = next(c for c in seen if "XADD regops:events" in c)
+    assert "MAXLEN" not in audit_xadd.upper()
+    assert "MAXLEN" in events_xadd.upper()  # proves the watch shows a MAXLEN when there is one
