@@ -70,53 +70,68 @@ class SecretMask:
 
     A handler filter sees only the records that reach that handler; rq and others may
     add handlers of their own.  The record factory runs for every record of every
-    logger, so nothing reaches any handler unmasked.
+    logger, so nothing reaches any handler unmasked.  It takes no lock (rq forks work
+    horses while its other threads may be logging), and it never raises into the code
+    that logs: a record it cannot mask is replaced by a notice.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._sources: list[Callable[[], Iterable[str]]] = []
+        self._last_good: dict[int, set[str]] = {}
         self._clock = clock
         self._pattern: re.Pattern[str] | None = None
         self._expires = 0.0
-        self._lock = threading.Lock()
+        self._local = threading.local()
 
     def add_source(self, source: Callable[[], Iterable[str]]) -> None:
         """``source`` returns the current secret values; it is asked again every MASK_REFRESH_SECONDS."""
-        with self._lock:
-            self._sources.append(source)
-            self._expires = 0.0
+        self._sources.append(source)
+        self._expires = 0.0
 
     def mask(self, text: str) -> str:
         pattern = self._current()
         return pattern.sub(MASK, text) if pattern is not None else text
 
     def _current(self) -> re.Pattern[str] | None:
-        now = self._clock()
-        with self._lock:
-            if now >= self._expires:
-                forms: set[str] = set()
-                for source in self._sources:
-                    for value in source():
-                        forms |= secret_forms(value)
-                # Longest first, so a secret is masked whole rather than around a shorter one inside it.
-                ordered = sorted(forms, key=len, reverse=True)
-                self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-                self._expires = now + MASK_REFRESH_SECONDS
+        # Two threads refreshing at once compute the same thing; a source that logs while
+        # being asked gets the previous pattern instead of recursing.
+        if self._clock() < self._expires or getattr(self._local, "refreshing", False):
             return self._pattern
+        self._local.refreshing = True
+        try:
+            forms: set[str] = set()
+            for index, source in enumerate(list(self._sources)):
+                try:
+                    values = set().union(*(secret_forms(value) for value in source()))
+                    self._last_good[index] = values
+                except Exception:  # noqa: BLE001 - keep masking what this source gave last time
+                    values = self._last_good.get(index, set())
+                forms |= values
+            # Longest first, so a secret is masked whole rather than around a shorter one inside it.
+            ordered = sorted(forms, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+            self._expires = self._clock() + MASK_REFRESH_SECONDS
+            return self._pattern
+        finally:
+            self._local.refreshing = False
 
     def scrub(self, record: logging.LogRecord) -> None:
         try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - logging would print the raw arguments in its error report
-            message = f"{record.msg} (unformattable arguments {record.args!r})"
-        # Formatted now, once: the arguments must not reach a handler unmasked.
-        record.msg, record.args = self.mask(message), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.mask(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self.mask(record.stack_info)
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - logging would print the raw arguments in its error report
+                message = f"{record.msg} (unformattable arguments {record.args!r})"
+            # Formatted now, once: the arguments must not reach a handler unmasked.
+            record.msg, record.args = self.mask(message), None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self.mask(record.exc_text)
+            if record.stack_info:
+                record.stack_info = self.mask(record.stack_info)
+        except Exception:  # noqa: BLE001 - fail closed, and never break the code that logs
+            record.msg, record.args = "(log record withheld: it could not be checked for secrets)", None
+            record.exc_info = record.exc_text = record.stack_info = None
 
     def install(self) -> None:
         """Make every log record of this process (and of forked work horses) go through :meth:`scrub`."""

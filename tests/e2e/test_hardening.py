@@ -37,6 +37,7 @@ from workers.credentials import load_credentials
 ROOT = Path(__file__).resolve().parents[2]
 JOB_ID = re.compile(r"job `([0-9a-f]{12})`")
 NAMESPACE = "com.example.namespace"
+AUDIT_CHANNEL = "C0AUDIT"
 
 
 # ---- a small stack on a Redis of the test's choosing ----------------------------------------------
@@ -82,6 +83,7 @@ class Harness:
 
 def config_text(registry: Registry, hosts: list[str]) -> str:
     return textwrap.dedent(f"""\
+        audit_channel: {AUDIT_CHANNEL}
         registries:
           main:
             server: {registry.server}
@@ -349,6 +351,43 @@ def test_the_mask_follows_a_rotated_password(masked_logger: tuple[logging.Logger
     clock[0] += 3600
     logger.info("two second-Pa55word")
     assert "Pa55word" not in stream.getvalue()
+
+
+def test_a_failing_or_logging_source_never_breaks_logging(masked_logger: tuple[logging.Logger, io.StringIO,
+                                                                                 SecretMask]) -> None:
+    logger, stream, mask = masked_logger
+    clock = [0.0]
+    calls = [0]
+    mask = SecretMask(clock=lambda: clock[0])
+    mask.install()
+
+    def flaky() -> list[str]:
+        calls[0] += 1
+        logger.debug("asked for secrets (%d)", calls[0])  # must not recurse into the mask
+        if calls[0] > 1:
+            raise OSError("secret store unavailable")
+        return ["flaky-Pa55word"]
+
+    mask.add_source(flaky)
+    logger.info("one flaky-Pa55word")
+    clock[0] += 3600
+    logger.info("two flaky-Pa55word")  # the source fails now: what it gave before stays masked
+    assert calls[0] == 2
+    assert "flaky-Pa55word" not in stream.getvalue() and stream.getvalue().count(MASK) == 2
+
+
+def test_a_record_that_cannot_be_checked_is_withheld(masked_logger: tuple[logging.Logger, io.StringIO,
+                                                                          SecretMask]) -> None:
+    logger, stream, mask = masked_logger
+    mask.add_source(lambda: ["unseen-Pa55word"])
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise ValueError("no")
+
+    logger.warning(Unprintable())
+    logger.info("still logging after it")
+    assert "withheld" in stream.getvalue() and "still logging after it" in stream.getvalue()
 
 
 def test_url_secrets_are_the_password_raw_and_decoded() -> None:
