@@ -67,8 +67,13 @@ class AuditRelay:
         self._last_claim = float("-inf")
 
     def ensure_group(self) -> None:
+        """Create the consumer group once, at the end of the stream.
+
+        Turning ``audit_channel`` on for a trail that already holds months of entries
+        must not replay them all into the channel; they stay readable with ``regops audit``.
+        """
         try:
-            self._redis.xgroup_create(AUDIT_STREAM, GROUP, id="0", mkstream=True)
+            self._redis.xgroup_create(AUDIT_STREAM, GROUP, id="$", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

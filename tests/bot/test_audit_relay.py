@@ -95,8 +95,8 @@ def test_entries_delivered_again_after_they_were_posted_are_not_posted_twice(tex
 
 def test_an_entry_left_pending_by_a_dead_relay_is_reclaimed_and_posted_once(text_redis: redis.Redis,
                                                                           slack: SlackStandIn) -> None:
-    entry = record(text_redis, 1)
     make_relay(text_redis, slack)  # creates the group
+    entry = record(text_redis, 1)
     # A relay that read the entry and died before posting it.
     text_redis.xreadgroup(GROUP, "dead-relay", {AUDIT_STREAM: ">"}, count=10)
     survivor = make_relay(text_redis, slack, consumer="audit-2", claim_idle_ms=200)
@@ -113,10 +113,10 @@ def test_an_entry_left_pending_by_a_dead_relay_is_reclaimed_and_posted_once(text
 
 def test_a_relay_reclaiming_an_entry_that_is_still_being_posted_leaves_it_alone(text_redis: redis.Redis,
                                                                               slack: SlackStandIn) -> None:
-    entry = record(text_redis, 1)
-    slack.fail("chat.postMessage", "ratelimited", status=429, retry_after=2, times=1)
     slow = make_relay(text_redis, slack, consumer="slow")
     other = make_relay(text_redis, slack, consumer="other", claim_idle_ms=300)
+    entry = record(text_redis, 1)
+    slack.fail("chat.postMessage", "ratelimited", status=429, retry_after=2, times=1)
     worker = threading.Thread(target=slow.step)
     worker.start()
     slack.wait_for(lambda: slack.calls_to("chat.postMessage"), 5, "the first (rate-limited) post")
@@ -170,6 +170,18 @@ def test_a_permanent_slack_error_is_logged_and_not_retried_forever(text_redis: r
     assert relay.step() == 0
     assert len(slack.calls_to("chat.postMessage")) == 1
     assert pending(text_redis) == 0
+
+
+def test_entries_from_before_the_channel_was_configured_are_not_replayed(text_redis: redis.Redis,
+                                                                         slack: SlackStandIn) -> None:
+    old = [record(text_redis, n) for n in range(3)]
+    relay = make_relay(text_redis, slack)
+    new = record(text_redis, 3)
+    assert relay.step() == 1
+    assert posts(slack) == [format_line(new)]
+    # A second relay (another serve process) joins the same group: it does not start over either.
+    assert make_relay(text_redis, slack, consumer="audit-2").step() == 0
+    assert list(AuditLog(text_redis).entries()) == [*old, new]
 
 
 def test_posted_ids_are_remembered_only_for_a_while(text_redis: redis.Redis, slack: SlackStandIn) -> None:
