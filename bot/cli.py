@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The shell prints its own story on stdout; its log only needs to say what went wrong.
     default_level = "WARNING" if args.command == "shell" else "INFO"
     level = getattr(args, "log_level", None) or os.environ.get("REGOPS_LOG_LEVEL", default_level)
-    configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret, settings.redis_url])
+    configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret, settings.redis_url,
+                             settings.redis_password])
 
     if args.command == "worker":
         return _run_worker(args)
@@ -174,10 +175,8 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     import redis
 
-    from bot.access import Policy
-    from bot.queueing import JobQueue
+    from bot.core import build_core
     from bot.server import redis_client
-    from bot.service import Service
     from bot.shell import PROMPT, Shell
 
     connection = redis_client(settings)
@@ -187,7 +186,8 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
         print(f"regops shell: cannot reach Redis at {settings.redis_url_masked} ({type(exc).__name__}). "
               f"Start Redis or set REDIS_URL.", file=sys.stderr)
         return 1
-    service = Service(config, Policy(config.access), JobQueue(redis_client(settings, decode=False)))
+    # The console has no Slack to ask about user groups: their grants fail closed here.
+    service = build_core(config, connection, redis_client(settings, decode=False)).service
     interactive = sys.stdin.isatty()
     shell = Shell(service, connection, user=args.user, channel=args.channel, out=sys.stdout,
                   job_wait=lambda action: config.timeouts.for_action(action) + 60.0,

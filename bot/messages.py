@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.approvals import AWAITING, EXPIRED, REJECTED, ApprovalView
 from bot.service import Reply
 from workers.contracts import FAILURE_MESSAGES, RUNNING, EventType, JobRecord
+
+APPROVE_ACTION = "regops_approve"
+REJECT_ACTION = "regops_reject"
 
 SECTION_LIMIT = 3000
 """Slack's limit on a section block's text."""
@@ -22,6 +26,9 @@ _EMOJI = {
     RUNNING: ":arrows_counterclockwise:",
     EventType.SUCCEEDED.value: ":white_check_mark:",
     EventType.FAILED.value: ":x:",
+    AWAITING: ":lock:",
+    REJECTED: ":no_entry_sign:",
+    EXPIRED: ":hourglass:",
 }
 
 
@@ -69,7 +76,32 @@ def outcome_text(record: JobRecord) -> str:
     if record.state == RUNNING:
         progress = f" — {record.progress}%" if record.progress is not None else ""
         return f"running: {target}{progress}"
+    if record.state == AWAITING:
+        return f"needs approval: {target}"
+    if record.state == REJECTED:
+        return f"rejected: {target} — nothing was queued"
+    if record.state == EXPIRED:
+        return f"expired: {target} — no decision in time, nothing was queued"
     return f"queued: {target}"
+
+
+def _approvers(names: tuple[str, ...]) -> str:
+    return ", ".join(f"<@{n}>" if n[:1] in ("U", "W") and n.isupper() else f"`{n}`" for n in names)
+
+
+def _approval_lines(record: JobRecord, approval: ApprovalView | None) -> list[str]:
+    if approval is None:
+        approved = record.extra.get("approved_by")
+        return [f"approved by {_approvers(tuple(approved.split(',')))}"] if approved else []
+    lines = []
+    if approval.state == AWAITING:
+        lines.append(f"needs {approval.required} approval(s) from {_approvers(approval.approvers)} "
+                     f"({approval.rule}); expires <!date^{int(approval.expires_at)}^{{time}}|in time>")
+    if approval.approved_by:
+        lines.append(f"approved by {_approvers(approval.approved_by)}")
+    if approval.state == REJECTED and approval.rejected_by:
+        lines.append(f"rejected by <@{approval.rejected_by}>")
+    return lines
 
 
 def progress_bar(percent: int, width: int = 20) -> str:
@@ -89,15 +121,30 @@ def _context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text)}]}
 
 
-def job_message(record: JobRecord) -> tuple[str, Blocks]:
-    """The job's channel message: fallback text and blocks, for its current state."""
+def job_message(record: JobRecord, approval: ApprovalView | None = None) -> tuple[str, Blocks]:
+    """The job's channel message: fallback text and blocks, for its current state.
+
+    A job that needed approval keeps one message from the request to the outcome: the
+    buttons show only while the request is pending.
+    """
     line = outcome_text(record)
+    approval_lines = _approval_lines(record, approval)
     text = f"{line} (requested by <@{record.requester}>, job {record.job_id})"
+    if approval_lines:
+        text += " — " + "; ".join(approval_lines)
     emoji = _EMOJI.get(record.state, ":grey_question:")
     blocks: Blocks = [_section(f"{emoji} *{line.split(':', 1)[0]}*:{line.split(':', 1)[1]}")]
     if record.state == RUNNING and record.progress is not None:
         blocks.append(_section(f"`{progress_bar(record.progress)}` {record.progress}%"))
-    details = [f"requested by <@{record.requester}>", f"host `{record.host}`", f"job `{record.job_id}`"]
+    if approval is not None and approval.state == AWAITING and record.state == AWAITING:
+        blocks.append({"type": "actions", "block_id": f"approval:{record.job_id}", "elements": [
+            {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "value": record.job_id,
+             "text": {"type": "plain_text", "text": "Approve"}},
+            {"type": "button", "action_id": REJECT_ACTION, "style": "danger", "value": record.job_id,
+             "text": {"type": "plain_text", "text": "Reject"}},
+        ]})
+    details = [f"requested by <@{record.requester}>", *approval_lines, f"host `{record.host}`",
+               f"job `{record.job_id}`"]
     took = _duration(record.duration)
     if took and record.state in (EventType.SUCCEEDED.value, EventType.FAILED.value):
         details.append(f"took {took}")

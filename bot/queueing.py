@@ -81,11 +81,18 @@ class JobQueue:
             self._queues[host] = queue
         return queue
 
-    def enqueue(self, record: JobRecord, spec: JobSpec, origin: Origin, timeout: int) -> None:
-        now = record.queued_at if record.queued_at is not None else self._clock()
-        event = JobEvent(job_id=record.job_id, type=EventType.QUEUED.value, at=now)
+    def pipeline(self) -> redis.client.Pipeline:
+        """A transaction to put more writes (e.g. the audit entry) beside an enqueue."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.multi()  # explicit, so rq adds its commands to our transaction instead of starting one
+        return pipe
+
+    def enqueue(self, record: JobRecord, spec: JobSpec, origin: Origin, timeout: int,
+                pipeline: redis.client.Pipeline | None = None) -> None:
+        """Queue the job; with ``pipeline`` (already in MULTI) the caller executes it."""
+        now = record.queued_at if record.queued_at is not None else self._clock()
+        event = JobEvent(job_id=record.job_id, type=EventType.QUEUED.value, at=now)
+        pipe = pipeline if pipeline is not None else self.pipeline()
         pipe.hset(job_key(record.job_id), mapping=record.to_fields())
         pipe.expire(job_key(record.job_id), RECORD_TTL_SECONDS)
         pipe.hset(origin_key(record.job_id), mapping=origin.to_fields())
@@ -101,7 +108,8 @@ class JobQueue:
             description=f"regops {spec.action} {spec.reference or spec.server}",
             pipeline=pipe,
         )
-        pipe.execute()
+        if pipeline is None:
+            pipe.execute()
 
     def length(self, host: str) -> int:
         return self._queue(host).count

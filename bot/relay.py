@@ -22,6 +22,7 @@ import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.approvals import AWAITING, EXPIRED, NOTICE_EVENT, REJECTED, read_view
 from bot.messages import deployment_notification, job_message
 from bot.queueing import Origin, origin_key
 from workers.contracts import (
@@ -42,6 +43,8 @@ RESPONSE_URL_USES = 5
 FALLBACK_ERRORS = frozenset({"not_in_channel", "channel_not_found"})
 UPDATE_LOST_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 STATE_TTL_SECONDS = 7 * 24 * 3600
+TERMINAL_STATES = frozenset({*TERMINAL_EVENTS, REJECTED, EXPIRED})
+HOUSEKEEPING_SECONDS = 1.0
 
 
 def slack_key(job_id: str) -> str:
@@ -69,6 +72,7 @@ class Relay:
         throttle: float = THROTTLE_SECONDS,
         clock: Callable[[], float] = time.time,
         claim_idle_ms: int = 30_000,
+        housekeeping: Callable[[], object] | None = None,
     ) -> None:
         self._redis = connection
         self._client = client
@@ -79,6 +83,8 @@ class Relay:
         self._clock = clock
         self._claim_idle_ms = claim_idle_ms
         self._last_claim = 0.0
+        self._housekeeping = housekeeping
+        self._last_housekeeping = 0.0
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -108,8 +114,11 @@ class Relay:
 
     def step(self, block_ms: int = 0) -> int:
         """Handle due throttled updates, reclaimed events and new events; return how many."""
-        handled = self._run_due()
         now = self._clock()
+        if self._housekeeping is not None and now - self._last_housekeeping >= HOUSEKEEPING_SECONDS:
+            self._last_housekeeping = now
+            self._housekeeping()  # e.g. closing expired approval requests, which then emit events
+        handled = self._run_due()
         if now - self._last_claim >= self._claim_idle_ms / 1000 / 3:
             self._last_claim = now
             handled += self._reclaim()
@@ -147,7 +156,9 @@ class Relay:
     def _handle(self, event_id: str, fields: dict[str, str]) -> int:
         job_id = fields.get("job_id")
         try:
-            if job_id:
+            if fields.get("type") == NOTICE_EVENT:
+                self._notice(fields)
+            elif job_id:
                 self.sync(job_id, final_hint=fields.get("type") in TERMINAL_EVENTS)
         except TransientSlackError as exc:
             log.warning("relay: job %s not relayed yet (%s); will retry", job_id, exc)
@@ -179,9 +190,9 @@ class Relay:
             return
         record = JobRecord.from_fields(fields)
         state = self._redis.hgetall(slack_key(job_id))
-        text, blocks = job_message(record)
+        text, blocks = job_message(record, read_view(self._redis, job_id))
         rendered = hashlib.sha256(json.dumps([text, blocks], sort_keys=True).encode()).hexdigest()
-        terminal = record.state in TERMINAL_EVENTS
+        terminal = record.state in TERMINAL_STATES
         now = self._clock()
 
         if state.get("rendered") != rendered:
@@ -191,7 +202,8 @@ class Relay:
                 self._post(job_id, origin, text, blocks, rendered, now)
             else:
                 last = float(state.get("updated_at", "0"))
-                if not terminal and now - last < self._throttle:
+                # A job's edits are throttled; outcomes and approval steps show at once.
+                if not terminal and record.state != AWAITING and now - last < self._throttle:
                     self._redis.zadd(DUE_KEY, {job_id: last + self._throttle}, nx=True)
                     return
                 self._update(job_id, origin, state, text, blocks, rendered, now)
@@ -259,6 +271,15 @@ class Relay:
         except Exception as exc:
             raise TransientSlackError(f"response_url: {type(exc).__name__}") from exc
         self._save(job_id, mode="response_url", uses=str(uses + 1), rendered=rendered)
+
+    def _notice(self, fields: dict[str, str]) -> None:
+        """An ephemeral answer to one person (e.g. a click they were not allowed to make)."""
+        try:
+            self._call(self._client.chat_postEphemeral, channel=fields.get("channel", ""),
+                       user=fields.get("user", ""), text=fields.get("message", ""))
+        except SlackApiError as exc:
+            error = exc.response.get("error", "") if exc.response is not None else ""
+            self._slack_failed("chat.postEphemeral", fields.get("job_id", ""), error)
 
     def _notify(self, job_id: str, record: JobRecord) -> None:
         text, blocks = deployment_notification(record)

@@ -18,14 +18,14 @@ import redis
 from gunicorn.app.base import BaseApplication
 from slack_sdk.errors import SlackApiError
 
-from bot.access import Policy
+from bot.audit_relay import AuditRelay
 from bot.config import Config
-from bot.queueing import JobQueue
+from bot.core import build_core
 from bot.relay import Relay
-from bot.service import Service
 from bot.settings import Settings
 from bot.slack_app import build_app
 from bot.slack_client import build_web_client, post_response_url
+from bot.usergroups import UserGroupDirectory
 from bot.web import WebApp
 
 log = logging.getLogger(__name__)
@@ -49,30 +49,49 @@ def redis_client(settings: Settings, timeout: float = 5.0, *, decode: bool = Tru
 
 
 class BotProcess:
-    """Everything one serve worker process owns: clients, service, web app, relay thread."""
+    """Everything one serve worker process owns: clients, service, web app, relay threads."""
 
     def __init__(self, settings: Settings, config: Config) -> None:
         assert settings.slack_bot_token and settings.slack_signing_secret
         self.redis = redis_client(settings)
         self._health_redis = redis_client(settings, timeout=1.0)
         self.client = build_web_client(settings.slack_bot_token, settings.slack_api_url)
-        service = Service(config, Policy(config.access), JobQueue(redis_client(settings, decode=False)))
-        bolt = build_app(service, signing_secret=settings.slack_signing_secret,
+        self.directory = UserGroupDirectory(self.client, config.access.usergroups())
+        core = build_core(config, self.redis, redis_client(settings, decode=False), self.directory)
+        bolt = build_app(core.service, core.approvals, signing_secret=settings.slack_signing_secret,
                          bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
         self.web = WebApp(bolt, self.healthy)
-        self.relay = Relay(self.redis, self.client, consumer=f"{socket.gethostname()}-{os.getpid()}",
-                           respond=post_response_url, notify_channel=config.notify_channel)
+        consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self.relay = Relay(self.redis, self.client, consumer=consumer, respond=post_response_url,
+                           notify_channel=config.notify_channel, housekeeping=core.approvals.expire_due)
+        self.audit_relay = (AuditRelay(self.redis, self.client, config.audit_channel, consumer=consumer)
+                            if config.audit_channel else None)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run_relay, name="regops-relay", daemon=True)
+        self._threads = [
+            threading.Thread(target=self.directory.run, args=(self._stop,), name="regops-usergroups", daemon=True),
+            threading.Thread(target=self._run_relay, name="regops-relay", daemon=True),
+        ]
+        if self.audit_relay is not None:
+            self._threads.append(threading.Thread(target=self.audit_relay.run, args=(self._stop,),
+                                                  name="regops-audit-relay", daemon=True))
 
     def healthy(self) -> bool:
+        """Redis answers, and user-group memberships have had their first load."""
+        if not self.directory.ready.is_set():
+            return False
         try:
             return bool(self._health_redis.ping())
         except redis.RedisError:
             return False
 
     def start(self) -> None:
-        self._thread.start()
+        if self.audit_relay is not None:
+            try:  # before any request: entries written from now on reach the audit channel
+                self.audit_relay.ensure_group()
+            except redis.RedisError:
+                log.warning("audit relay: Redis unavailable at start-up; its thread will retry")
+        for thread in self._threads:
+            thread.start()
 
     def _run_relay(self) -> None:
         try:
@@ -86,8 +105,9 @@ class BotProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout)
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]

@@ -1,7 +1,8 @@
-"""The front-end-neutral command path: parse → resolve → authorize → enqueue → reply.
+"""The front-end-neutral command path: parse → resolve → authorize → enqueue (or ask) → audit → reply.
 
 No Slack and no Docker here: Slack and the console shell both call
-:meth:`Service.handle` and render the :class:`Reply` their own way.
+:meth:`Service.handle` and render the :class:`Reply` their own way.  Every command,
+whatever its fate, leaves one entry in the audit trail, with its text redacted.
 """
 
 from __future__ import annotations
@@ -9,19 +10,21 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
 import redis
 
-from bot import commands, references
-from bot.access import Policy
+from bot import commands, explain, references
+from bot.access import Decision, Policy
+from bot.approvals import Approvals
+from bot.audit import AuditLog
 from bot.commands import Command
 from bot.config import Config, RegistryConfig
 from bot.errors import CredentialsInChat, RegopsError, UsageError
 from bot.queueing import JobQueue, Origin
-from workers.contracts import JobRecord, JobSpec
+from workers.contracts import AuditEntry, JobRecord, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,9 @@ JOB_ACTIONS = ("push", "pull", "tag", "login")
 
 class ReplyKind(str, Enum):
     QUEUED = "queued"
+    APPROVAL = "approval"
     HELP = "help"
+    ANSWER = "answer"
     USAGE_ERROR = "usage_error"
     CREDENTIALS = "credentials"
     DENIED = "denied"
@@ -65,7 +70,7 @@ def new_job_id() -> str:
     return secrets.token_hex(6)
 
 
-def _names(names) -> str:
+def _names(names: Iterable[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
 
 
@@ -76,12 +81,16 @@ class Service:
         policy: Policy,
         queue: JobQueue,
         *,
+        audit: AuditLog,
+        approvals: Approvals,
         clock: Callable[[], float] = time.time,
         job_ids: Callable[[], str] = new_job_id,
     ) -> None:
         self._config = config
         self._policy = policy
         self._queue = queue
+        self._audit = audit
+        self._approvals = approvals
         self._clock = clock
         self._job_ids = job_ids
 
@@ -89,12 +98,14 @@ class Service:
         try:
             return self._handle(request)
         except CredentialsInChat as exc:
-            # The text is deliberately neither logged nor echoed.
+            # The text is neither logged nor echoed; the audit trail gets it redacted.
             log.warning("command refused: credentials in chat user=%s channel=%s", request.user_id,
                         request.channel_id)
+            self._record(request, "refused", "credentials in chat")
             return Reply(ReplyKind.CREDENTIALS, exc.user_message)
         except UsageError as exc:
             log.info("command invalid user=%s channel=%s", request.user_id, request.channel_id)
+            self._record(request, "invalid", "")
             return Reply(ReplyKind.USAGE_ERROR, exc.user_message)
         except redis.RedisError:
             ref = secrets.token_hex(4)
@@ -117,17 +128,41 @@ class Service:
         log.info("command received user=%s channel=%s action=%s text=%r", request.user_id,
                  request.channel_id, command.action, command.text)
         if command.action == "help":
-            return Reply(ReplyKind.HELP, commands.help_text(command.topic))
+            allowed = self._policy.permitted_actions(request.user_id, request.channel_id)
+            reply = Reply(ReplyKind.HELP, commands.help_text(command.topic, actions=allowed))
+            self._record(request, "answered", "help is open to everyone")
+            return reply
+        if command.action == "whoami":
+            identity = self._policy.whoami(request.user_id, request.channel_id)
+            self._record(request, "answered", "whoami is open to everyone")
+            return Reply(ReplyKind.ANSWER, explain.whoami_text(identity))
         registry = self._registry(command)
         host = self._host(command)
         reference = self._reference(command, registry)
+        if command.action == "can-i":
+            action = command.subject_action or ""
+            decision = self._decide(request, action, command, registry, host)
+            self._record(request, "answered", decision.rule)
+            return Reply(ReplyKind.ANSWER, explain.can_i_text(decision, action,
+                                                              reference or f"registry {registry.server}"))
 
-        decision = self._policy.decide(request.user_id, command.action, command.image, command.tag)
+        decision = self._decide(request, command.action, command, registry, host)
+        target = reference or registry.server
         if not decision.allowed:
-            log.info("command denied user=%s action=%s target=%s rule=%r", request.user_id,
-                     command.action, reference or registry.server, decision.rule)
+            log.info("command denied user=%s action=%s target=%s rule=%r code=%s unresolved=%s",
+                     request.user_id, command.action, target, decision.rule, decision.code.value,
+                     ",".join(decision.unresolved_groups) or "-")
+            self._record(request, "denied", decision.rule)
             return Reply(ReplyKind.DENIED, f":no_entry: {decision.reason}")
+        return self._submit(request, command, registry, host, reference, decision)
 
+    def _decide(self, request: Request, action: str, command: Command, registry: RegistryConfig,
+                host: str) -> Decision:
+        return self._policy.decide(request.user_id, action, command.image, command.tag,
+                                   channel=request.channel_id, registry=registry.name, host=host)
+
+    def _submit(self, request: Request, command: Command, registry: RegistryConfig, host: str,
+                reference: str | None, decision: Decision) -> Reply:
         job_id = self._job_ids()
         source = command.source
         if command.action == "push" and source is None:
@@ -140,16 +175,42 @@ class Service:
                            queued_at=self._clock(), extra={"server": registry.server})
         origin = Origin(frontend=request.frontend, user=request.user_id, channel=request.channel_id,
                         response_url=request.response_url)
-        self._queue.enqueue(record, spec, origin, timeout=self._config.timeouts.for_action(command.action))
+        timeout = self._config.timeouts.for_action(command.action)
+        what = f"{command.action} of " + (f"`{reference}`" if reference else f"registry `{registry.server}`")
+        pipe = self._queue.pipeline()
+        if decision.approval is not None:
+            self._approvals.request(record, spec, origin, decision.approval, timeout, pipeline=pipe)
+            self._record(request, "needs_approval", decision.rule, job_id, pipeline=pipe)
+            pipe.execute()
+            log.info("approval requested job=%s user=%s action=%s target=%s rule=%r", job_id,
+                     request.user_id, command.action, reference or registry.server, decision.rule)
+            return Reply(ReplyKind.APPROVAL,
+                         f":lock: The {what} needs approval ({decision.reason}). The request `{job_id}` "
+                         f"has been posted in this channel; the job is queued once it is approved.",
+                         job=record)
+        self._queue.enqueue(record, spec, origin, timeout, pipeline=pipe)
+        self._record(request, "queued", decision.rule, job_id, pipeline=pipe)
+        pipe.execute()
         log.info("job enqueued job=%s user=%s action=%s target=%s host=%s rule=%r", job_id,
                  request.user_id, command.action, reference or registry.server, host, decision.rule)
-        target = f"`{reference}`" if reference else f"registry `{registry.server}`"
         return Reply(
             ReplyKind.QUEUED,
-            f":inbox_tray: Queued {command.action} of {target} on host `{host}` as job `{job_id}`. "
+            f":inbox_tray: Queued {what} on host `{host}` as job `{job_id}`. "
             f"Its progress and result will follow here.",
             job=record,
         )
+
+    def _record(self, request: Request, decision: str, rule: str, job_id: str = "",
+                pipeline: redis.client.Pipeline | None = None) -> None:
+        entry = AuditEntry(at=self._clock(), user=request.user_id, channel=request.channel_id or "",
+                           kind="command", command=commands.redact(request.text), decision=decision,
+                           rule=rule, job_id=job_id, outcome="")
+        try:
+            self._audit.record(entry, pipeline=pipeline)
+        except redis.RedisError:
+            if pipeline is not None:
+                raise
+            log.exception("audit: could not record a %s command of user %s", decision, request.user_id)
 
     def _registry(self, command: Command) -> RegistryConfig:
         name = command.registry or self._config.default_registry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -41,6 +42,12 @@ class Settings:
             slack_api_url=api_url,
             redis_url=Secret(environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL),
         )
+
+    @property
+    def redis_password(self) -> Secret | None:
+        """The password inside REDIS_URL, if any, so logs can mask it on its own too."""
+        password = urllib.parse.urlsplit(self.redis_url.reveal()).password
+        return Secret(urllib.parse.unquote(password)) if password else None
 
     @property
     def redis_url_masked(self) -> str:

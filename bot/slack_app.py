@@ -1,8 +1,9 @@
-"""Thin Bolt listeners: turn a slash command into a service Request and its Reply into the ack.
+"""Thin Bolt listeners: slash commands to the service, approval buttons to the approvals.
 
 With ``process_before_response=True`` the listener's ``ack`` payload *is* the HTTP
-response, and Bolt does not poll for it; the listener must therefore stay fast: it
-only parses, authorizes and enqueues (Redis), never calls Slack or Docker.
+response, and Bolt does not poll for it; listeners therefore stay fast: they parse,
+authorize and write to Redis, never call Slack or Docker.  Anything to tell a person
+later (a refused click) goes through the relay as a notice.
 """
 
 from __future__ import annotations
@@ -12,19 +13,24 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from slack_bolt import Ack, App
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
-from bot.messages import reply_body
+from bot.approvals import Approvals, Outcome
+from bot.messages import APPROVE_ACTION, REJECT_ACTION, reply_body
 from bot.service import Request, Service
 from workers.contracts import Secret
 
 log = logging.getLogger(__name__)
 
+_QUIET_OUTCOMES = frozenset({Outcome.RECORDED, Outcome.APPROVED, Outcome.REJECTED})
 
-def build_app(service: Service, *, signing_secret: Secret, bot_token: Secret, api_url: str) -> App:
-    """The Bolt app: signature checks (Bolt's own), slash commands routed to ``service``.
+
+def build_app(service: Service, approvals: Approvals, *, signing_secret: Secret, bot_token: Secret,
+              api_url: str) -> App:
+    """The Bolt app: signature checks (Bolt's own), slash commands and approval clicks.
 
     Authorization hands Bolt the configured bot token directly: Bolt's single-team mode
     would call ``auth.test`` before the first ack, and a Slack hiccup there would fail
@@ -42,6 +48,8 @@ def build_app(service: Service, *, signing_secret: Secret, bot_token: Secret, ap
         logger=logging.getLogger("slack_bolt"),
     )
     app.command(re.compile(r"^/.+"))(_command_listener(service))
+    app.action(APPROVE_ACTION)(_decision_listener(approvals, approve=True))
+    app.action(REJECT_ACTION)(_decision_listener(approvals, approve=False))
     return app
 
 
@@ -57,3 +65,22 @@ def _command_listener(service: Service) -> Callable[..., None]:
         ack(**reply_body(service.handle(request)))
 
     return on_command
+
+
+def _decision_listener(approvals: Approvals, *, approve: bool) -> Callable[..., None]:
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        # Authorize on who clicked, never on whom the message was addressed to.
+        user = (body.get("user") or {}).get("id", "")
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
+        job_id = str(action.get("value", ""))
+        try:
+            result = approvals.approve(job_id, user, channel) if approve else approvals.reject(job_id, user, channel)
+            log.info("approval click job=%s user=%s approve=%s outcome=%s rule=%r", job_id, user, approve,
+                     result.outcome.value, result.rule)
+            if result.outcome not in _QUIET_OUTCOMES:
+                approvals.notice(job_id, user, channel, result.message)
+        except redis.RedisError:
+            log.exception("approval click job=%s user=%s: Redis unavailable; nothing changed", job_id, user)
+
+    return on_click

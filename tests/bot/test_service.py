@@ -11,9 +11,9 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from bot.access import Policy
 from bot.config import parse_config
-from bot.queueing import JobQueue, origin_key
+from bot.core import build_core
+from bot.queueing import origin_key
 from bot.service import ReplyKind, Request, Service
 from workers.contracts import EVENTS_STREAM, JobRecord, job_key, queue_name
 
@@ -36,7 +36,9 @@ CONFIG = {
 def service(text_redis: redis.Redis) -> Service:
     config = parse_config(CONFIG)
     ids = iter(f"{n:012x}" for n in range(1, 1000))
-    return Service(config, Policy(config.access), JobQueue(Redis_bytes(text_redis)), job_ids=lambda: next(ids))
+    core = build_core(config, text_redis, Redis_bytes(text_redis))
+    return Service(config, core.policy, core.queue, audit=core.audit, approvals=core.approvals,
+                   job_ids=lambda: next(ids))
 
 
 def _nothing_queued(connection: redis.Redis) -> None:
@@ -114,7 +116,7 @@ def test_help_is_open_to_everyone_and_queues_nothing(service: Service, text_redi
 def test_redis_down_is_answered_without_raw_exception_text(text_redis: redis.Redis) -> None:
     config = parse_config(CONFIG)
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
-    service = Service(config, Policy(config.access), JobQueue(dead))
+    service = build_core(config, dead, dead).service
     reply = service.handle(Request(user_id="U0ADMIN", text="push centos7 latest"))
     assert reply.kind is ReplyKind.ERROR
     assert "nothing was queued" in reply.text and "Connection" not in reply.text

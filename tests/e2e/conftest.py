@@ -3,6 +3,7 @@ with Slack replaced by the local stand-in."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import tempfile
@@ -10,7 +11,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import redis
 
 from tests.support.redis_scan import all_redis_values
 from tests.support.services import DockerEngine, RedisServer, Registry
-from tests.support.slack_standin import SlackStandIn, sign, slash_command_body
+from tests.support.slack_standin import SlackStandIn, block_actions_body, sign, slash_command_body
 from tests.support.stack import ServeProcess, WorkerProcess
 
 NAMESPACE = "com.example.namespace"
@@ -78,6 +79,33 @@ class Stack:
         except urllib.error.HTTPError as exc:
             return exc.code, {}
 
+    def post(self, body: str, secret: str | None = None) -> int:
+        """POST a signed form body to /slack/events; return the HTTP status."""
+        request = urllib.request.Request(f"{self.serve.url}/slack/events", data=body.encode(),
+                                         headers=sign(secret or self.signing_secret, body), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def click(self, job_id: str, user: str, *, approve: bool = True, channel: str = "C0OPS",
+              message_ts: str | None = None) -> int:
+        """A signed Approve/Reject click on the job's approval message."""
+        ts = message_ts or self.message_of(job_id, channel)[0]
+        body = block_actions_body(user_id=user, channel_id=channel, value=job_id, message_ts=ts,
+                                  action_id="regops_approve" if approve else "regops_reject")
+        return self.post(body)
+
+    def message_of(self, job_id: str, channel: str = "C0OPS") -> tuple[str, dict]:
+        """(ts, message) of the job's channel message, waiting for it to be posted."""
+        def find() -> tuple[str, dict] | None:
+            for (chan, ts), message in self.slack.messages.items():
+                if chan == channel and f"job {job_id}" in (message.get("text") or ""):
+                    return ts, message
+            return None
+        return self.slack.wait_for(find, 30, f"the message of job {job_id}")
+
     def final_message(self, job_id: str, channel: str = "C0OPS", timeout: float = 120.0) -> dict:
         """The job's channel message once it reads succeeded or failed."""
         def find() -> dict | None:
@@ -99,42 +127,61 @@ class Stack:
 
     def redis_dump(self) -> str:
         """Every key and value in the stack's database (rq's job data inflated), for secret scans."""
-        kwargs = self.redis.connection_pool.connection_kwargs
-        raw = redis.Redis(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
+        raw = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=self.redis.connection_pool.connection_class,
+            **{**self.redis.connection_pool.connection_kwargs, "decode_responses": False}))
         try:
             return all_redis_values(raw).decode(errors="replace")
         finally:
             raw.close()
 
 
-@pytest.fixture(scope="package")
-def stack(redis_server: RedisServer, docker_engine: DockerEngine, registry: Registry) -> Iterator[Stack]:
+@contextlib.contextmanager
+def running_stack(redis_server: RedisServer, docker_engine: DockerEngine, registry: Registry, *, db: int,
+                  config_text: str, hosts: Mapping[str, str] | None = None,
+                  usergroups: Mapping[str, list[str]] | None = None) -> Iterator[Stack]:
+    """serve + one worker per host (host name → the registry password that worker holds)."""
     signing_secret = secrets.token_hex(16)
     bot_token = "xoxb-test-" + secrets.token_hex(12)
     wrong_password = "wrong-" + secrets.token_hex(8)
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/3"
+    redis_url = f"redis://127.0.0.1:{redis_server.port}/{db}"
     connection = redis.Redis.from_url(redis_url, decode_responses=True)
     connection.flushdb()
     directory = Path(tempfile.mkdtemp(prefix="regops-e2e-"))
-    config = str(write_config(directory, registry))
+    config = directory / "regops.yaml"
+    config.write_text(config_text)
     with SlackStandIn(bot_token) as slack:
+        slack.usergroups.update(usergroups or {})
         common = {"REDIS_URL": redis_url, "SLACK_API_URL": slack.api_url, "SLACK_BOT_TOKEN": bot_token,
                   "SLACK_SIGNING_SECRET": signing_secret, "DOCKER_HOST": docker_engine.host}
-        serve = ServeProcess(common, config)  # the bot never holds the registry password
-        good = WorkerProcess({**common, "REGISTRY_PASSWORD": registry.password}, config, "build-1")
-        bad = WorkerProcess({**common, "REGISTRY_PASSWORD": wrong_password}, config, "build-bad")
-        started = []
+        serve = ServeProcess(common, str(config))  # the bot never holds the registry password
+        workers = [
+            WorkerProcess({**common, "REGISTRY_PASSWORD": wrong_password if password is None else password},
+                          str(config), host)
+            for host, password in (hosts or {"build-1": registry.password}).items()
+        ]
+        started: list[ServeProcess | WorkerProcess] = []
         try:
-            for process in (serve, good, bad):
+            for process in (serve, *workers):
                 try:
                     process.start()
                 except RuntimeError as exc:
                     pytest.fail(str(exc), pytrace=False)
                 started.append(process)
-            yield Stack(slack, serve, [good, bad], connection, registry, docker_engine, signing_secret,
+            yield Stack(slack, serve, workers, connection, registry, docker_engine, signing_secret,
                         bot_token, wrong_password)
         finally:
             for process in reversed(started):
                 process.stop()
             connection.flushdb()
             connection.close()
+
+
+@pytest.fixture(scope="package")
+def stack(redis_server: RedisServer, docker_engine: DockerEngine, registry: Registry) -> Iterator[Stack]:
+    directory = Path(tempfile.mkdtemp(prefix="regops-e2e-config-"))
+    config_text = write_config(directory, registry).read_text()
+    # build-bad's worker holds a wrong registry password (None → the stack's wrong password).
+    with running_stack(redis_server, docker_engine, registry, db=3, config_text=config_text,
+                       hosts={"build-1": registry.password, "build-bad": None}) as running:
+        yield running

@@ -47,6 +47,7 @@ class SlackStandIn:
         self._lock = threading.Condition()
         self._ts = itertools.count(1)
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> latest text/blocks
+        self.usergroups: dict[str, list[str]] = {}  # user-group ID -> member user IDs
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -133,6 +134,11 @@ class SlackStandIn:
                 return 200, {"ok": False, "error": "message_not_found"}, {}
             self.messages[key] = {**self.messages[key], "text": params.get("text"), "blocks": params.get("blocks")}
             return 200, {"ok": True, "channel": key[0], "ts": key[1], "text": params.get("text")}, {}
+        if method == "usergroups.users.list":
+            group = str(params.get("usergroup", ""))
+            if group not in self.usergroups:
+                return 200, {"ok": False, "error": "no_such_subteam"}, {}
+            return 200, {"ok": True, "users": list(self.usergroups[group])}, {}
         if method == "chat.postEphemeral":
             return 200, {"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"}, {}
         return 200, {"ok": False, "error": "unknown_method"}, {}
@@ -206,3 +212,23 @@ def slash_command_body(text: str, *, user_id: str, channel_id: str = "C0OPS", re
         "command": command, "text": text, "api_app_id": "A0REGOPS", "is_enterprise_install": "false",
         "response_url": response_url, "trigger_id": trigger_id or f"trig.{time.time_ns()}",
     })
+
+
+def block_actions_body(*, user_id: str, channel_id: str, action_id: str, value: str, message_ts: str,
+                       message: dict[str, Any] | None = None) -> str:
+    """A button click's form body: a ``payload`` field holding the block_actions JSON Slack sends."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": "T0TEAM"},
+        "api_app_id": "A0REGOPS",
+        "team": {"id": "T0TEAM", "domain": "regops-test"},
+        "channel": {"id": channel_id, "name": "ops"},
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel_id,
+                      "is_ephemeral": False},
+        "message": {"type": "message", "ts": message_ts, **(message or {})},
+        "response_url": f"https://hooks.slack.invalid/actions/{time.time_ns()}",
+        "trigger_id": f"trig.{time.time_ns()}",
+        "actions": [{"type": "button", "action_id": action_id, "block_id": f"approval:{value}", "value": value,
+                     "text": {"type": "plain_text", "text": action_id}, "action_ts": str(time.time())}],
+    }
+    return urllib.parse.urlencode({"payload": json.dumps(payload)})

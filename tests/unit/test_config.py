@@ -570,7 +570,11 @@ def test_the_policy_example_from_issue_3_loads(tmp_path: Path) -> None:
 def test_the_shipped_example_config_still_loads() -> None:
     config = load_config(Path(__file__).resolve().parents[2] / "deploy" / "regops.example.yaml")
     assert config.access.grants[0] == Grant("admin", ("U0ADMIN",))
-    assert (config.access.approvals, config.audit_channel) == ((), None)
+    assert config.access.grants[1].usergroups == ("S0DEVOPS",)
+    assert config.access.grants[1].channels == ("C0OPS", "C0DEPLOYS")
+    (rule,) = config.access.approvals
+    assert (rule.tags, rule.approvers, rule.required, rule.expires_in) == (("latest", "prod-*"), ("admin",), 1, 1800)
+    assert config.audit_channel == "C0AUDIT"
 
 
 def test_approvals_defaults() -> None:

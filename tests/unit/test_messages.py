@@ -14,9 +14,16 @@ DIGEST = "sha256:" + "ab" * 32
 
 def record(**changes: object) -> JobRecord:
     base: dict[str, object] = {
-        "job_id": "0123456789ab", "action": "push", "registry": "main", "host": "build-1", "requester": "U0DEV1",
-        "reference": REF, "source": "centos7-elasticsearch:latest", "queued_at": 100.0,
-        "extra": {"server": "dockerhub.example.com:5100"}}
+        "job_id": "0123456789ab",
+        "action": "push",
+        "registry": "main",
+        "host": "build-1",
+        "requester": "U0DEV1",
+        "reference": REF,
+        "source": "centos7-elasticsearch:latest",
+        "queued_at": 100.0,
+        "extra": {"server": "dockerhub.example.com:5100"},
+    }
     base.update(changes)
     return JobRecord(**base)  # type: ignore[arg-type]
 
@@ -26,20 +33,45 @@ def record(**changes: object) -> JobRecord:
     [
         ({}, "queued", [REF]),
         ({"state": "running", "started_at": 101.0, "progress": 45}, "running", [REF, "45%"]),
-        ({"state": "succeeded", "started_at": 101.0, "finished_at": 113.4, "digest": DIGEST}, "succeeded",
-         [REF, DIGEST, "12.4 s"]),
-        ({"state": "failed", "started_at": 101.0, "finished_at": 102.0, "reason": "image_not_found",
-          "message": "local image centos7-elasticsearch:latest not found"}, "failed",
-         [REF, "local image not found", "centos7-elasticsearch:latest"]),
+        (
+            {"state": "succeeded", "started_at": 101.0, "finished_at": 113.4, "digest": DIGEST},
+            "succeeded",
+            [REF, DIGEST, "12.4 s"],
+        ),
+        (
+            {
+                "state": "failed",
+                "started_at": 101.0,
+                "finished_at": 102.0,
+                "reason": "image_not_found",
+                "message": "local image centos7-elasticsearch:latest not found",
+            },
+            "failed",
+            [REF, "local image not found", "centos7-elasticsearch:latest"],
+        ),
         ({"state": "failed", "reason": "auth_failed"}, "failed", ["registry authentication failed"]),
         ({"state": "failed", "reason": "timed_out"}, "failed", ["timed out"]),
-        ({"action": "login", "reference": None, "source": None, "state": "succeeded",
-          "message": "logged in"}, "succeeded", ["dockerhub.example.com:5100", "logged in"]),
-        ({"action": "tag", "source": "4f2a9c1d7e3b", "state": "succeeded"}, "succeeded", ["4f2a9c1d7e3b", REF]),
+        (
+            {
+                "action": "login",
+                "reference": None,
+                "source": None,
+                "state": "succeeded",
+                "message": "logged in",
+            },
+            "succeeded",
+            ["dockerhub.example.com:5100", "logged in"],
+        ),
+        (
+            {"action": "tag", "source": "4f2a9c1d7e3b", "state": "succeeded"},
+            "succeeded",
+            ["4f2a9c1d7e3b", REF],
+        ),
     ],
 )
 def test_the_fallback_text_starts_with_the_state_and_carries_the_key_facts(
-        changes: dict, first_word: str, must_contain: list[str]) -> None:
+    changes: dict, first_word: str, must_contain: list[str]
+) -> None:
     text, blocks = job_message(record(**changes))
     assert text.split(":", 1)[0] == first_word
     assert outcome_text(record(**changes)).startswith(first_word)
