@@ -14,7 +14,6 @@ and the mark can still post an entry twice.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.audit import format_line
+from bot.consumer import StreamConsumer
 from workers.contracts import AUDIT_STREAM, KEY_PREFIX, AuditEntry
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,18 @@ MAX_TEXT = 2900
 """Slack caps a text object at 3000 characters."""
 
 
-class AuditRelay:
-    """Posts each audit entry to ``channel``; see the module docstring for the delivery promise."""
+class AuditRelay(StreamConsumer):
+    """Posts each audit entry to ``channel``; see the module docstring for the delivery promise.
+
+    Its group starts at the end of the stream: turning ``audit_channel`` on for a trail
+    that already holds months of entries must not replay them all into the channel;
+    they stay readable with ``regops audit``.
+    """
+
+    stream = AUDIT_STREAM
+    group = GROUP
+    start_id = "$"
+    label = "audit relay"
 
     def __init__(
         self,
@@ -57,7 +67,7 @@ class AuditRelay:
         post_lock_ms: int = POST_LOCK_MS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._redis = connection
+        super().__init__(connection)
         self._client = client
         self._channel = channel
         self._consumer = consumer
@@ -65,35 +75,6 @@ class AuditRelay:
         self._post_lock_ms = post_lock_ms
         self._clock = clock
         self._last_claim = float("-inf")
-
-    def ensure_group(self) -> None:
-        """Create the consumer group once, at the end of the stream.
-
-        Turning ``audit_channel`` on for a trail that already holds months of entries
-        must not replay them all into the channel; they stay readable with ``regops audit``.
-        """
-        try:
-            self._redis.xgroup_create(AUDIT_STREAM, GROUP, id="$", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def run(self, stop: threading.Event, block_ms: int = 500) -> None:
-        """Relay until ``stop`` is set; Redis and Slack outages are waited out, not fatal."""
-        group_ready = False
-        while not stop.is_set():
-            try:
-                if not group_ready:
-                    self.ensure_group()
-                    group_ready = True
-                self.step(block_ms)
-            except redis.RedisError as exc:
-                group_ready = False
-                log.warning("audit relay: Redis unavailable (%s); retrying", type(exc).__name__)
-                stop.wait(1.0)
-            except Exception:
-                log.exception("audit relay: unexpected error; continuing")
-                stop.wait(1.0)
 
     def step(self, block_ms: int = 0) -> int:
         """Post reclaimed and new entries; return how many were handled (posted or already posted)."""

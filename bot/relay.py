@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -23,6 +22,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.approvals import AWAITING, EXPIRED, NOTICE_EVENT, REJECTED, read_view
+from bot.consumer import StreamConsumer
 from bot.messages import deployment_notification, job_message
 from bot.queueing import Origin, origin_key
 from workers.contracts import (
@@ -60,7 +60,11 @@ class TransientSlackError(Exception):
     """Slack could not be reached or refused for now: leave the event for a retry."""
 
 
-class Relay:
+class Relay(StreamConsumer):
+    stream = EVENTS_STREAM
+    group = GROUP
+    label = "relay"
+
     def __init__(
         self,
         connection: redis.Redis,
@@ -74,7 +78,7 @@ class Relay:
         claim_idle_ms: int = 30_000,
         housekeeping: Callable[[], object] | None = None,
     ) -> None:
-        self._redis = connection
+        super().__init__(connection)
         self._client = client
         self._consumer = consumer
         self._respond = respond
@@ -87,30 +91,6 @@ class Relay:
         self._last_housekeeping = 0.0
 
     # ---- the loop -------------------------------------------------------------------------
-
-    def ensure_group(self) -> None:
-        try:
-            self._redis.xgroup_create(EVENTS_STREAM, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def run(self, stop: threading.Event, block_ms: int = 500) -> None:
-        """Relay until ``stop`` is set; Redis outages are waited out, not fatal."""
-        group_ready = False
-        while not stop.is_set():
-            try:
-                if not group_ready:
-                    self.ensure_group()
-                    group_ready = True
-                self.step(block_ms)
-            except redis.RedisError as exc:
-                group_ready = False
-                log.warning("relay: Redis unavailable (%s); retrying", type(exc).__name__)
-                stop.wait(1.0)
-            except Exception:
-                log.exception("relay: unexpected error; continuing")
-                stop.wait(1.0)
 
     def step(self, block_ms: int = 0) -> int:
         """Handle due throttled updates, reclaimed events and new events; return how many."""

@@ -26,27 +26,28 @@ from tests.support.stack import ServeProcess, WorkerProcess
 NAMESPACE = "com.example.namespace"
 
 
+def registries_yaml(registry: Registry) -> str:
+    """The `registries:` section for the test registry, the password read from REGISTRY_PASSWORD."""
+    return (f"registries:\n  main:\n    server: {registry.server}\n"
+            f"    services_hostname: namespace.example.com\n    username: {registry.username}\n"
+            f"    password_env: REGISTRY_PASSWORD\n")
+
+
 def write_config(directory: Path, registry: Registry) -> Path:
     path = directory / "regops.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        registries:
-          main:
-            server: {registry.server}
-            services_hostname: namespace.example.com
-            username: {registry.username}
-            password_env: REGISTRY_PASSWORD
+    path.write_text(registries_yaml(registry) + textwrap.dedent("""\
         default_registry: main
         hosts: [build-1, build-bad]
         default_host: build-1
         notify_channel: C0DEPLOYS
-        timeouts: {{push: 5m, pull: 5m, tag: 1m, login: 1m}}
+        timeouts: {push: 5m, pull: 5m, tag: 1m, login: 1m}
         access:
           roles:
-            admin: {{actions: ["*"]}}
-            deployer: {{actions: [push, pull, tag, login], images: ["centos7-*"], tags: ["*"]}}
+            admin: {actions: ["*"]}
+            deployer: {actions: [push, pull, tag, login], images: ["centos7-*"], tags: ["*"]}
           grants:
-            - {{role: admin, users: [U0ADMIN]}}
-            - {{role: deployer, users: [U0DEV1]}}
+            - {role: admin, users: [U0ADMIN]}
+            - {role: deployer, users: [U0DEV1]}
         """))
     return path
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from rq import Queue
 
-from tests.e2e.conftest import NAMESPACE, Stack, running_stack
+from tests.e2e.conftest import NAMESPACE, Stack, registries_yaml, running_stack
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image
 from workers.contracts import AUDIT_STREAM, queue_name
 
@@ -19,33 +19,27 @@ JOB_ID = re.compile(r"`([0-9a-f]{12})`")
 
 
 def policy_config(registry: Registry) -> str:
-    return textwrap.dedent(f"""\
-        registries:
-          main:
-            server: {registry.server}
-            services_hostname: namespace.example.com
-            username: {registry.username}
-            password_env: REGISTRY_PASSWORD
+    return registries_yaml(registry) + textwrap.dedent("""\
         hosts: [build-1]
         audit_channel: C0AUDIT
-        timeouts: {{push: 5m, pull: 5m, tag: 1m, login: 1m}}
+        timeouts: {push: 5m, pull: 5m, tag: 1m, login: 1m}
         access:
           roles:
-            admin:    {{actions: ["*"]}}
-            lead:     {{actions: [push, pull]}}
-            deployer: {{actions: [push, pull, tag, login, status, jobs, cancel], images: ["centos7-*", "web/*"],
-                       tags: ["*"], registries: ["*"], hosts: ["*"]}}
-            reader:   {{actions: [pull, status, jobs]}}
+            admin:    {actions: ["*"]}
+            lead:     {actions: [push, pull]}
+            deployer: {actions: [push, pull, tag, login, status, jobs, cancel], images: ["centos7-*", "web/*"],
+                       tags: ["*"], registries: ["*"], hosts: ["*"]}
+            reader:   {actions: [pull, status, jobs]}
           grants:
-            - {{role: admin, users: [U0ADMIN, U0ADMIN2]}}
-            - {{role: lead, users: [U0LEAD]}}
-            - {{role: deployer, usergroups: [S0DEVOPS], channels: [C0OPS, C0DEPLOYS]}}
-            - {{role: deployer, usergroups: [S0GONE]}}
-            - {{role: reader, users: ["*"]}}
+            - {role: admin, users: [U0ADMIN, U0ADMIN2]}
+            - {role: lead, users: [U0LEAD]}
+            - {role: deployer, usergroups: [S0DEVOPS], channels: [C0OPS, C0DEPLOYS]}
+            - {role: deployer, usergroups: [S0GONE]}
+            - {role: reader, users: ["*"]}
           approvals:
-            - {{images: ["*"], tags: ["exp-*"], approvers: [admin], required: 1, expires_in: 4s}}
-            - {{images: ["*"], tags: ["two-*"], approvers: [admin, U0LEAD], required: 2, expires_in: 30m}}
-            - {{images: ["*"], tags: ["latest", "prod-*"], approvers: [admin], required: 1, expires_in: 30m}}
+            - {images: ["*"], tags: ["exp-*"], approvers: [admin], required: 1, expires_in: 4s}
+            - {images: ["*"], tags: ["two-*"], approvers: [admin, U0LEAD], required: 2, expires_in: 30m}
+            - {images: ["*"], tags: ["latest", "prod-*"], approvers: [admin], required: 1, expires_in: 30m}
         """)
 
 

@@ -28,6 +28,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from bot.audit import format_line
+from tests.e2e.conftest import registries_yaml
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image
 from tests.support.slack_standin import SlackStandIn, sign, slash_command_body
 from tests.support.stack import RegopsProcess, ServeProcess
@@ -83,14 +84,8 @@ class Harness:
 
 
 def config_text(registry: Registry, hosts: list[str]) -> str:
-    return textwrap.dedent(f"""\
+    return registries_yaml(registry) + textwrap.dedent(f"""\
         audit_channel: {AUDIT_CHANNEL}
-        registries:
-          main:
-            server: {registry.server}
-            services_hostname: namespace.example.com
-            username: {registry.username}
-            password_env: REGISTRY_PASSWORD
         default_registry: main
         hosts: [{", ".join(hosts)}]
         default_host: {hosts[0]}
