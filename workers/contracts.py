@@ -45,6 +45,15 @@ def queue_name(host: str) -> str:
     return f"{KEY_PREFIX}.{host}"
 
 
+HEARTBEAT_TTL_SECONDS = 20
+"""A running job's heartbeat key lives this long; the worker renews it every few seconds."""
+
+
+def heartbeat_key(job_id: str) -> str:
+    """Redis string that exists while a worker is alive and running the job (value: worker name)."""
+    return f"{KEY_PREFIX}:heartbeat:{job_id}"
+
+
 def job_key(job_id: str) -> str:
     """Redis hash holding the job record (see :class:`JobRecord`)."""
     return f"{KEY_PREFIX}:job:{job_id}"
