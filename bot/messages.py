@@ -75,7 +75,9 @@ def outcome_text(record: JobRecord) -> str:
         return f"failed: {target} — {failure_text(record)}"
     if record.state == RUNNING:
         progress = f" — {record.progress}%" if record.progress is not None else ""
-        return f"running: {target}{progress}"
+        # While running, the worker's message says what it waits for (a lock, a retry's backoff).
+        note = f" — {record.message}" if record.message else ""
+        return f"running: {target}{progress}{note}"
     if record.state == AWAITING:
         return f"needs approval: {target}"
     if record.state == REJECTED:

@@ -107,3 +107,8 @@ def test_echoed_user_input_cannot_mention_or_link() -> None:
     body = reply_body(Reply(ReplyKind.USAGE_ERROR, "unknown command `<!channel>` & `<@U0ADMIN>`"))
     assert "<!channel>" not in body["text"] and "<@U0ADMIN>" not in body["text"]
     assert "&lt;!channel&gt;" in body["text"] and "&amp;" in body["blocks"][0]["text"]["text"]
+
+
+def test_a_running_job_shows_what_the_worker_waits_for() -> None:
+    text, _ = job_message(record(state="running", message="retrying in 4 s (attempt 2 of 3): registry unreachable"))
+    assert text.startswith("running") and "attempt 2 of 3" in text
