@@ -25,6 +25,7 @@ from bot.approvals import AWAITING, EXPIRED, NOTICE_EVENT, REJECTED, read_view
 from bot.consumer import StreamConsumer
 from bot.messages import deployment_notification, job_message
 from bot.queueing import Origin, origin_key
+from bot.watchdog import Watchdog
 from workers.contracts import (
     EVENTS_STREAM,
     KEY_PREFIX,
@@ -56,6 +57,26 @@ class ResponseUrlSender(Protocol):
     def __call__(self, url: str, body: dict[str, Any]) -> None: ...
 
 
+TRANSIENT_ERRORS = frozenset({"ratelimited", "service_unavailable", "internal_error", "fatal_error",
+                              "request_timeout"})
+
+
+def _status(exc: SlackApiError) -> int:
+    return int(getattr(exc.response, "status_code", 0) or 0)
+
+
+def _error(exc: SlackApiError) -> str:
+    try:
+        return str(exc.response.get("error") or "")
+    except (AttributeError, TypeError):  # a body that was not JSON (an HTML error page)
+        return ""
+
+
+def _transient(exc: SlackApiError) -> bool:
+    status = _status(exc)
+    return status == 429 or status >= 500 or _error(exc) in TRANSIENT_ERRORS or not _error(exc)
+
+
 class TransientSlackError(Exception):
     """Slack could not be reached or refused for now: leave the event for a retry."""
 
@@ -77,6 +98,7 @@ class Relay(StreamConsumer):
         clock: Callable[[], float] = time.time,
         claim_idle_ms: int = 30_000,
         housekeeping: Callable[[], object] | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         super().__init__(connection)
         self._client = client
@@ -88,6 +110,7 @@ class Relay(StreamConsumer):
         self._claim_idle_ms = claim_idle_ms
         self._last_claim = 0.0
         self._housekeeping = housekeeping
+        self._watchdog = watchdog
         self._last_housekeeping = 0.0
 
     # ---- the loop -------------------------------------------------------------------------
@@ -98,6 +121,8 @@ class Relay(StreamConsumer):
         if self._housekeeping is not None and now - self._last_housekeeping >= HOUSEKEEPING_SECONDS:
             self._last_housekeeping = now
             self._housekeeping()  # e.g. closing expired approval requests, which then emit events
+        if self._watchdog is not None:
+            self._watchdog.sweep()
         handled = self._run_due()
         if now - self._last_claim >= self._claim_idle_ms / 1000 / 3:
             self._last_claim = now
@@ -135,6 +160,8 @@ class Relay(StreamConsumer):
 
     def _handle(self, event_id: str, fields: dict[str, str]) -> int:
         job_id = fields.get("job_id")
+        if self._watchdog is not None and job_id:
+            self._watchdog.observe(fields.get("type", ""), job_id)
         try:
             if fields.get("type") == NOTICE_EVENT:
                 self._notice(fields)
@@ -199,11 +226,14 @@ class Relay(StreamConsumer):
         pipe.execute()
 
     def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+        """Call Slack; what may heal by waiting (429, 5xx, timeouts, no answer) becomes TransientSlackError."""
         try:
             return method(**kwargs)
-        except SlackApiError:
+        except SlackApiError as exc:
+            if _transient(exc):
+                raise TransientSlackError(f"Slack answered {_status(exc)} {_error(exc) or ''}".strip()) from exc
             raise
-        except Exception as exc:  # connection errors after the client's own retries
+        except Exception as exc:  # connection errors and timeouts after the client's own retries
             raise TransientSlackError(type(exc).__name__) from exc
 
     def _post(self, job_id: str, origin: Origin, text: str, blocks: list, rendered: str, now: float) -> None:
@@ -274,7 +304,7 @@ class Relay(StreamConsumer):
 
     @staticmethod
     def _slack_failed(method: str, job_id: str, error: str) -> None:
-        if error in ("ratelimited", "service_unavailable", "internal_error", "fatal_error", "request_timeout"):
-            raise TransientSlackError(f"{method}: {error}")
+        if error in TRANSIENT_ERRORS or not error:
+            raise TransientSlackError(f"{method}: {error or 'no error code'}")
         # Errors such as is_archived or invalid_auth do not heal by retrying the same event.
         log.error("relay: job %s: %s failed with %s; giving up on this message", job_id, method, error)

@@ -54,6 +54,19 @@ def heartbeat_key(job_id: str) -> str:
     return f"{KEY_PREFIX}:heartbeat:{job_id}"
 
 
+HEARTBEAT_INTERVAL_SECONDS = 5.0
+"""How often a worker renews a running job's heartbeat key and reference lock."""
+
+
+def reference_lock_key(reference: str) -> str:
+    """Redis string held (value: job id) by the one job working on a full reference right now.
+
+    Its TTL is :data:`HEARTBEAT_TTL_SECONDS`, renewed with the job's heartbeat, so the lock of a
+    worker that died expires with its heartbeat.
+    """
+    return f"{KEY_PREFIX}:reflock:{reference}"
+
+
 def job_key(job_id: str) -> str:
     """Redis hash holding the job record (see :class:`JobRecord`)."""
     return f"{KEY_PREFIX}:job:{job_id}"
@@ -144,6 +157,7 @@ class FailureReason(str, Enum):
     INVALID_REFERENCE = "invalid_reference"
     REGISTRY_ERROR = "registry_error"
     INTERNAL = "internal"
+    WORKER_LOST = "worker_lost"
 
 
 FAILURE_MESSAGES: Mapping[str, str] = {
@@ -156,6 +170,7 @@ FAILURE_MESSAGES: Mapping[str, str] = {
     FailureReason.INVALID_REFERENCE.value: "invalid image reference",
     FailureReason.REGISTRY_ERROR.value: "the registry reported an error",
     FailureReason.INTERNAL.value: "internal error on the worker",
+    FailureReason.WORKER_LOST.value: "the worker running it stopped (killed or crashed) before it finished",
 }
 
 

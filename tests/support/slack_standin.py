@@ -48,6 +48,9 @@ class SlackStandIn:
         self._ts = itertools.count(1)
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> latest text/blocks
         self.usergroups: dict[str, list[str]] = {}  # user-group ID -> member user IDs
+        self.outage: Callable[[str], tuple[str, float] | None] | None = None
+        """method → None (answer normally), ("429", retry_after), ("5xx", status) or ("hang", seconds)."""
+        self.failed_calls: list[Call] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -175,6 +178,21 @@ class SlackStandIn:
                     for key in ("blocks",):
                         if isinstance(params.get(key), str):
                             params[key] = json.loads(params[key])
+                outage = standin.outage(method) if standin.outage else None
+                if outage is not None:
+                    # Slack having a bad time: recorded, but answered with the outage's failure.
+                    kind, value = outage
+                    with standin._lock:
+                        standin.failed_calls.append(Call(method, params, self.headers.get("Authorization", ""), raw))
+                    if kind == "hang":
+                        time.sleep(value)
+                        self._send(503, b"", "text/plain")
+                    elif kind == "429":
+                        self._send(429, json.dumps({"ok": False, "error": "ratelimited"}).encode(),
+                                   "application/json", {"Retry-After": str(int(value))})
+                    else:
+                        self._send(int(value), b"<html>upstream error</html>", "text/html")
+                    return
                 with standin._lock:
                     status, body, headers = standin._answer(method, params,
                                                             self.headers.get("Authorization", ""))

@@ -29,6 +29,15 @@ class RegopsProcess(Service):
     def _ready(self) -> bool:
         return True
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as an OOM kill or a crashed host would; keeps the log."""
+        import os
+        import signal
+
+        if self._process is not None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=10)
+
     def log_text(self) -> str:
         path = self._log_path
         return Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
