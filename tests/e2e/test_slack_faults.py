@@ -107,12 +107,12 @@ def test_a_serve_killed_between_start_and_end_of_a_job_still_delivers_its_result
     job_id = _job_id(body)
     _wait(lambda: _state(stack, job_id) in ("running", "succeeded"), 60, "the job to start")
     worker = stack.workers[0]
-    os.killpg(worker._process.pid, signal.SIGSTOP)  # hold the job mid-run while serve dies
+    worker.signal_all(signal.SIGSTOP)  # hold the job mid-run while serve dies
     try:
         assert _state(stack, job_id) == "running"
         stack.serve.kill()
     finally:
-        os.killpg(worker._process.pid, signal.SIGCONT)
+        worker.signal_all(signal.SIGCONT)
     _wait(lambda: _state(stack, job_id) == "succeeded", 120, "the job to finish with no serve running")
     env = dict(stack.serve._env)
     config = stack.serve._args[1]
@@ -208,3 +208,27 @@ def test_jobs_queued_before_a_redis_crash_run_after_it_restarts_with_aof(
                     assert len(_posts_for(stack, job_id)) == 1
     finally:
         aof.stop()
+
+
+def test_a_worker_killed_mid_push_gets_its_job_reported_failed_within_a_minute(fault_stack: Stack) -> None:
+    stack = fault_stack
+    build_image(stack.engine.host, "centos7-oom", "1", layers=4, layer_size=16 * 1024 * 1024, seed="sigkill")
+    _, body = stack.command("push centos7-oom 1", user="U0ADMIN")
+    job_id = _job_id(body)
+    _wait(lambda: _state(stack, job_id) in ("running", "succeeded"), 60, "the job to start")
+    worker = stack.workers[0]
+    worker.signal_all(signal.SIGSTOP)  # freeze it mid-push, then kill it as the OOM killer would
+    assert _state(stack, job_id) == "running"
+    killed_at = time.monotonic()
+    worker.kill()
+    message = stack.slack.wait_for(
+        lambda: next((m for (chan, _ts), m in stack.slack.messages.items()
+                      if chan == "C0OPS" and f"job {job_id}" in (m.get("text") or "")
+                      and (m.get("text") or "").startswith("failed")), None), 70, "the failure report")
+    assert time.monotonic() - killed_at <= 60
+    assert "worker running it stopped" in message["text"]
+    assert len(_posts_for(stack, job_id)) == 1
+    # A worker started on the same host right after takes work at once.
+    with WorkerProcess(dict(worker._env), stack.serve._args[1], "build-1"):
+        _, body = stack.command("login", user="U0ADMIN")
+        assert stack.final_message(_job_id(body), timeout=30)["text"].startswith("succeeded")

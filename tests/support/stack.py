@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -29,13 +31,40 @@ class RegopsProcess(Service):
     def _ready(self) -> bool:
         return True
 
-    def kill(self) -> None:
-        """SIGKILL the whole process group, as an OOM kill or a crashed host would; keeps the log."""
-        import os
-        import signal
+    def descendants(self) -> list[int]:
+        """Pids of every process below this one (rq's work horse runs in a process group of its own)."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry.name))
+        found: list[int] = []
+        stack = [self._process.pid] if self._process is not None else []
+        while stack:
+            for child in children.get(stack.pop(), []):
+                found.append(child)
+                stack.append(child)
+        return found
 
+    def signal_all(self, signum: int) -> None:
+        """Signal the process group and every descendant, as systemd's control-group kill does."""
+        if self._process is None:
+            return
+        pids = self.descendants()
+        os.killpg(self._process.pid, signum)
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL the process and everything below it, as an OOM kill or a lost host would; keeps the log."""
         if self._process is not None:
-            os.killpg(self._process.pid, signal.SIGKILL)
+            self.signal_all(signal.SIGKILL)
             self._process.wait(timeout=10)
 
     def log_text(self) -> str:
