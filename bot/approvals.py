@@ -22,7 +22,7 @@ import redis
 
 from bot.access import Decision, Policy
 from bot.config import ApprovalRule
-from bot.queueing import RECORD_TTL_SECONDS, JobQueue, Origin, origin_key
+from bot.queueing import RECORD_TTL_SECONDS, JobQueue, Origin, origin_key, remember
 from workers.contracts import (
     AUDIT_STREAM,
     EVENTS_STREAM,
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 AWAITING = "awaiting_approval"
 REJECTED = "rejected"
 EXPIRED = "expired"
+CANCELLED = "cancelled"
+"""Terminal state of a job (or approval request) stopped by a person; see :mod:`bot.jobs`."""
 PENDING_KEY = f"{KEY_PREFIX}:approvals:pending"
 APPROVAL_EVENT = "approval"
 NOTICE_EVENT = "notice"
@@ -148,6 +150,7 @@ class Approvals:
         })
         pipeline.expire(approval_key(record.job_id), RECORD_TTL_SECONDS)
         pipeline.zadd(PENDING_KEY, {record.job_id: expires_at})
+        remember(pipeline, record.job_id, record.queued_at if record.queued_at is not None else now)
         self._event(pipeline, record.job_id, now)
         return expires_at
 

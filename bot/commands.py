@@ -24,8 +24,19 @@ from bot.references import check_image_name, check_source, check_tag
 
 SLASH_COMMAND = "/registry"
 
-ACTIONS: tuple[str, ...] = ("push", "pull", "tag", "login", "whoami", "can-i", "help")
-"""Every command of the grammar, in the order help lists them."""
+ACTIONS: tuple[str, ...] = (
+    "push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel", "hosts",
+)
+"""Every command of the grammar, in the order help lists them (the job commands came later: last)."""
+
+JOB_COMMANDS: tuple[str, ...] = ("status", "jobs", "cancel")
+"""Commands about jobs: everyone may run them on their own jobs, so help always lists them."""
+
+JOBS_DEFAULT_LIMIT = 10
+JOBS_MAX_LIMIT = 50
+
+JOB_ID_PATTERN = re.compile(r"[0-9a-f]{6,32}")
+"""What a job id looks like (regops makes 12 hex digits; a little slack for ids from elsewhere)."""
 
 SELF_SERVICE: tuple[str, ...] = ("whoami", "can-i", "help")
 """Commands that only describe the bot and the user's own rights: open to every user."""
@@ -51,6 +62,12 @@ class Command:
     text: str = ""
     subject_action: str | None = None
     """For ``can-i``: the action asked about (``image``/``tag`` are its target)."""
+    job_id: str | None = None
+    """For ``status`` and ``cancel``: the job asked about."""
+    mine: bool = False
+    """For ``jobs``: only the user's own jobs."""
+    limit: int | None = None
+    """For ``jobs``: how many jobs at most."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +84,18 @@ class _Spec:
     examples: tuple[str, ...]
 
 
-_OPTION_VALUES: Mapping[str, str] = {"source": "REF", "registry": "NAME", "host": "NAME"}
+_OPTION_VALUES: Mapping[str, str] = {"source": "REF", "registry": "NAME", "host": "NAME", "mine": "",
+                                      "image": "NAME", "limit": "N"}
+"""Each option's value placeholder; "" marks a flag, which takes no value."""
 
 _OPTION_HELP: Mapping[str, str] = {
     "source": "the local image to use instead of IMAGE:TAG: a reference like `centos7-elasticsearch:dev` "
     "or an image ID like `0123456789ab`",
     "registry": "a registry from the config (default: the configured default registry)",
     "host": "the Docker host that runs the job (default: the configured default host)",
+    "mine": "only the jobs you asked for",
+    "image": "only jobs of this image name, e.g. `centos7-elasticsearch`",
+    "limit": f"how many jobs to show (default {JOBS_DEFAULT_LIMIT}, at most {JOBS_MAX_LIMIT})",
 }
 
 _ARGUMENT_HELP: Mapping[str, str] = {
@@ -82,6 +104,7 @@ _ARGUMENT_HELP: Mapping[str, str] = {
     "SOURCE": "the local image: a reference like `centos7-elasticsearch:latest` or an image ID",
     "COMMAND": "a command to explain",
     "ACTION": "the action to check: `push`, `pull`, `tag` or `login`",
+    "JOB": "a job id such as `0123456789ab`, as the acknowledgement and the job's message show it",
 }
 
 _SPECS: Mapping[str, _Spec] = {
@@ -183,6 +206,64 @@ _SPECS: Mapping[str, _Spec] = {
         "list the commands, or explain one",
         ("Without COMMAND, lists the commands; with one, shows its usage, options and examples.",),
         ("/registry help", "/registry help push"),
+    ),
+    "status": _Spec(
+        "status",
+        ("JOB",),
+        (),
+        (),
+        "show one job: state, who asked, reference, host, timings, progress and outcome",
+        (
+            (
+                "Shows the job's state, requester, full reference, Docker host, when it was queued, "
+                "started and finished, its progress or outcome, and any approval. Only you see the answer. "
+                "You may see your own jobs, and others' where your role allows `status` on the image."
+            ),
+        ),
+        ("/registry status 0123456789ab",),
+    ),
+    "jobs": _Spec(
+        "jobs",
+        (),
+        (),
+        ("mine", "image", "limit"),
+        "list recent jobs, newest first",
+        (
+            (
+                "Lists recent jobs with their state, newest first: your own, and others' where your role "
+                "allows `jobs` on the image. Only you see the answer."
+            ),
+        ),
+        ("/registry jobs", "/registry jobs --mine", "/registry jobs --image centos7-elasticsearch --limit 20"),
+    ),
+    "cancel": _Spec(
+        "cancel",
+        ("JOB",),
+        (),
+        (),
+        "cancel a job that is queued, running or awaiting approval",
+        (
+            (
+                "A queued job is taken off its queue; a running one is stopped on its Docker host; a request "
+                "awaiting approval is closed. A job that has already ended cannot be cancelled. You may cancel "
+                "your own jobs, and others' where your role allows `cancel` on the image."
+            ),
+        ),
+        ("/registry cancel 0123456789ab",),
+    ),
+    "hosts": _Spec(
+        "hosts",
+        (),
+        (),
+        (),
+        "list the Docker hosts with their live workers, queue length and running job",
+        (
+            (
+                "For each configured Docker host: how many workers are live (by their recent heartbeat), "
+                "how many jobs wait in its queue, and which job runs there now."
+            ),
+        ),
+        ("/registry hosts",),
     ),
 }
 
@@ -375,8 +456,13 @@ def _did_you_mean(word: str, candidates: Iterable[str], prefix: str = "") -> str
     return f" Did you mean `{prefix}{match[0]}`?" if match else ""
 
 
+def _option_usage(name: str) -> str:
+    value = _OPTION_VALUES[name]
+    return f"--{name} {value}" if value else f"--{name}"
+
+
 def _options_usage(spec: _Spec) -> str:
-    return " ".join(f"[--{name} {_OPTION_VALUES[name]}]" for name in spec.options)
+    return " ".join(f"[{_option_usage(name)}]" for name in spec.options)
 
 
 def _usage_line(spec: _Spec) -> str:
@@ -406,13 +492,14 @@ def usage(action: str) -> str:
 def help_text(topic: str | None = None, actions: Iterable[str] | None = None) -> str:
     """The overall help (only ``actions`` when given) or one command's help.
 
-    The self-service commands (``whoami``, ``can-i``, ``help``) are always listed: every
-    user may run them.  ``actions`` filters the overview only: explaining a named command
+    The self-service commands (``whoami``, ``can-i``, ``help``) and the job commands
+    (``status``, ``jobs``, ``cancel``: everyone may use them on their own jobs) are always
+    listed.  ``actions`` filters the overview only: explaining a named command
     is never refused here.
     """
     if topic is not None:
         return _command_help(_spec(topic.lower()))
-    shown = set(ACTIONS if actions is None else actions) | set(SELF_SERVICE)
+    shown = set(ACTIONS if actions is None else actions) | set(SELF_SERVICE) | set(JOB_COMMANDS)
     lines = ["*regops* drives the Docker registry from Slack. Commands:"]
     for spec in _SPECS.values():
         if spec.action in shown:
@@ -436,7 +523,7 @@ def _command_help(spec: _Spec) -> str:
         lines.extend(f"• `{name}`: {_ARGUMENT_HELP[name]}" for name in names)
     if spec.options:
         lines.append("Options:")
-        lines.extend(f"• `--{name} {_OPTION_VALUES[name]}`: {_OPTION_HELP[name]}" for name in spec.options)
+        lines.extend(f"• `{_option_usage(name)}`: {_OPTION_HELP[name]}" for name in spec.options)
     lines.append("Examples:")
     lines.extend(f"• `{example}`" for example in spec.examples)
     return "\n".join(lines)
@@ -464,7 +551,7 @@ def _split_options(spec: _Spec, tokens: list[str]) -> tuple[list[str], dict[str,
     """Positional arguments and ``{option: value}``; options may come anywhere."""
     positionals: list[str] = []
     options: dict[str, str] = {}
-    taken = ", ".join(f"`--{name} {_OPTION_VALUES[name]}`" for name in spec.options) or "no options"
+    taken = ", ".join(f"`{_option_usage(name)}`" for name in spec.options) or "no options"
     index = 0
     while index < len(tokens):
         token = tokens[index]
@@ -489,6 +576,13 @@ def _split_options(spec: _Spec, tokens: list[str]) -> tuple[list[str], dict[str,
                 problem = f"unknown option {_code('--' + name)} for `{spec.action}`"
                 hint = _did_you_mean(name, spec.options, prefix="--")
             raise UsageError(f"{problem}.{hint} `{spec.action}` takes {taken}. Usage: {_usage_line(spec)}")
+        if not _OPTION_VALUES[name]:
+            if equals:
+                raise UsageError(f"`--{name}` takes no value. Usage: {_usage_line(spec)}")
+            if name in options:
+                raise UsageError(f"option `--{name}` is given twice: give it once. Usage: {_usage_line(spec)}")
+            options[name] = ""
+            continue
         # Values never start with "-", so "--host --registry x" is a missing value, not host "--registry".
         if not equals and index < len(tokens) and not tokens[index].startswith("-"):
             value = tokens[index]
@@ -580,10 +674,46 @@ def _check_name(option: str, value: str) -> str:
 
 def _canonical_text(action: str, positionals: list[str], options: Mapping[str, str]) -> str:
     words = [action, *positionals]
-    for name in ("source", "registry", "host"):
+    for name in _OPTION_VALUES:
         if name in options:
-            words += [f"--{name}", options[name]]
+            words += [f"--{name}", options[name]] if _OPTION_VALUES[name] else [f"--{name}"]
     return shlex.join(words)
+
+
+def check_job_id(word: str, usage_line: str) -> str:
+    """A job id as typed (backticks from a copied message are fine), or UsageError."""
+    job_id = word.strip("`").lower()
+    if not JOB_ID_PATTERN.fullmatch(job_id):
+        raise UsageError(
+            f"{_code(word)} is not a job id: a job id is hex digits such as `0123456789ab`, as the "
+            f"acknowledgement and the job's message show it. Usage: {usage_line}"
+        )
+    return job_id
+
+
+def _check_limit(value: str, usage_line: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= JOBS_MAX_LIMIT:
+        raise UsageError(
+            f"`--limit` {_code(value)} is not a number from 1 to {JOBS_MAX_LIMIT}. Usage: {usage_line}"
+        )
+    return int(value)
+
+
+def _parse_jobs_command(spec: _Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
+    usage_line = _usage_line(spec)
+    _check_arity(spec, positionals)
+    text = _canonical_text(spec.action, positionals, options)
+    if spec.action in ("status", "cancel"):
+        return Command(action=spec.action, job_id=check_job_id(positionals[0], usage_line), text=text)
+    if spec.action == "jobs":
+        return Command(
+            action="jobs",
+            image=check_image_name(options["image"]) if "image" in options else None,
+            mine="mine" in options,
+            limit=_check_limit(options["limit"], usage_line) if "limit" in options else JOBS_DEFAULT_LIMIT,
+            text=text,
+        )
+    return Command(action=spec.action, text=text)
 
 
 def parse(text: str) -> Command:
@@ -609,6 +739,8 @@ def parse(text: str) -> Command:
     positionals, options = _split_options(spec, rest)
     if action == "can-i":
         return _parse_can_i(spec, positionals, options)
+    if action in (*JOB_COMMANDS, "hosts"):
+        return _parse_jobs_command(spec, positionals, options)
     _check_arity(spec, positionals)
 
     if action == "help":

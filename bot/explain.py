@@ -1,4 +1,4 @@
-"""User-facing self-service answers: ``whoami`` and ``can-i`` as Slack mrkdwn.
+"""User-facing answers as Slack mrkdwn: ``whoami``, ``can-i``, and ``status``, ``jobs``, ``hosts``.
 
 Only rendering: the policy decides, this module says it in words.  The texts name
 roles, grants, channels, groups and approvals rules, never a secret (there is none in
@@ -7,11 +7,15 @@ an :class:`~bot.access.Identity` or a :class:`~bot.access.Decision`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from bot.access import OPEN_ACTIONS, Decision, DecisionCode, GrantMatch, Identity, describe_approvers
+from bot.approvals import CANCELLED, ApprovalView
 from bot.commands import ACTIONS
 from bot.config import EVERYONE, ApprovalRule, Role, format_duration
+from bot.jobs import HostView
+from bot.messages import duration_text, failure_text, outcome_text
+from workers.contracts import RUNNING, EventType, JobRecord, iso_time
 
 
 def _code(value: str) -> str:
@@ -116,3 +120,80 @@ def can_i_text(decision: Decision, action: str, target: str) -> str:
         f"Yes, with approval: you may {action} {shown} (deciding rule: {_code(decision.rule)}), "
         f"but it runs only after {_approval_terms(approval)}. You cannot approve your own request."
     )
+
+
+# ---- jobs and hosts ------------------------------------------------------------------------
+
+
+def _when(at: float | None) -> str:
+    return iso_time(at) if at is not None else "—"
+
+
+def status_text(record: JobRecord, approval: ApprovalView | None, now: float) -> str:
+    """``status JOB``: state, requester, reference, host, timings, progress, outcome and approval."""
+    lines = [f"*Job `{record.job_id}`* — {outcome_text(record)}"]
+    lines.append(f"• requested by <@{record.requester}> · host `{record.host}` · registry `{record.registry}`")
+    if record.reference:
+        lines.append(f"• reference `{record.reference}`" + (f" from `{record.source}`" if record.source else ""))
+    timings = [f"queued {_when(record.queued_at)}"]
+    if record.started_at is not None:
+        timings.append(f"started {_when(record.started_at)}")
+    if record.finished_at is not None:
+        timings.append(f"finished {_when(record.finished_at)}")
+    if record.duration is not None:
+        timings.append(f"took {duration_text(record.duration)}")
+    elif record.started_at is not None and record.finished_at is None:
+        timings.append(f"running for {duration_text(now - record.started_at)}")
+    elif record.queued_at is not None and record.finished_at is None:
+        timings.append(f"waiting for {duration_text(now - record.queued_at)}")
+    lines.append("• " + ", ".join(timings))
+    if record.progress is not None and record.state == RUNNING:
+        lines.append(f"• progress {record.progress}%")
+    if record.state == EventType.SUCCEEDED.value:
+        lines.append("• outcome: succeeded" + (f", digest `{record.digest}`" if record.digest else ""))
+    elif record.state == EventType.FAILED.value:
+        lines.append(f"• outcome: failed — {failure_text(record)}")
+    elif record.state == CANCELLED:
+        by = record.extra.get("cancelled_by")
+        lines.append("• outcome: cancelled" + (f" by <@{by}>" if by else ""))
+    if approval is not None:
+        parts = [f"approval {approval.state} ({approval.rule}, {approval.required} needed)"]
+        if approval.approved_by:
+            parts.append(f"approved by {', '.join(f'<@{u}>' for u in approval.approved_by)}")
+        if approval.rejected_by:
+            parts.append(f"rejected by <@{approval.rejected_by}>")
+        lines.append("• " + "; ".join(parts))
+    elif record.extra.get("approved_by"):
+        lines.append(f"• approved by {', '.join(f'<@{u}>' for u in record.extra['approved_by'].split(','))}")
+    return "\n".join(lines)
+
+
+def jobs_text(records: Sequence[JobRecord], *, mine: bool, image: str | None, limit: int) -> str:
+    """``jobs``: one line a job, newest first."""
+    scope = "your" if mine else "recent"
+    about = f" of `{image}`" if image else ""
+    if not records:
+        return f"No {scope} jobs{about} to show."
+    lines = [f"*{len(records)} {scope} job(s){about}*, newest first (at most {limit}):"]
+    for record in records:
+        lines.append(f"• `{record.job_id}` {outcome_text(record)} — <@{record.requester}>, host `{record.host}`, "
+                     f"queued {_when(record.queued_at)}")
+    return "\n".join(lines)
+
+
+def hosts_text(hosts: Sequence[HostView]) -> str:
+    """``hosts``: each Docker host with its live workers, queue length and running job."""
+    if not hosts:
+        return "No Docker host you may see is configured."
+    lines = ["*Docker hosts*"]
+    for host in hosts:
+        workers = (f"{len(host.live_workers)} live worker(s) ({_codes(host.live_workers)})" if host.live_workers
+                   else "no live worker")
+        running = ("running " + ", ".join(f"`{r.job_id}` ({_target_of(r)})" for r in host.running)
+                   if host.running else "nothing running")
+        lines.append(f"• `{host.name}`: {workers}; {host.queued} job(s) queued; {running}")
+    return "\n".join(lines)
+
+
+def _target_of(record: JobRecord) -> str:
+    return f"{record.action} of `{record.reference}`" if record.reference else record.action

@@ -7,14 +7,20 @@ show only that.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.approvals import AWAITING, EXPIRED, REJECTED, ApprovalView
-from bot.service import Reply
+from bot.approvals import AWAITING, CANCELLED, EXPIRED, REJECTED, ApprovalView
 from workers.contracts import FAILURE_MESSAGES, RUNNING, EventType, JobRecord
+
+if TYPE_CHECKING:  # the service renders job lines with this module: no import cycle at run time
+    from bot.service import Reply
 
 APPROVE_ACTION = "regops_approve"
 REJECT_ACTION = "regops_reject"
+CANCEL_ACTION = "regops_cancel"
+
+CANCELLABLE_STATES = frozenset({EventType.QUEUED.value, RUNNING})
+"""States in which the job's message offers a Cancel button."""
 
 SECTION_LIMIT = 3000
 """Slack's limit on a section block's text."""
@@ -29,6 +35,7 @@ _EMOJI = {
     AWAITING: ":lock:",
     REJECTED: ":no_entry_sign:",
     EXPIRED: ":hourglass:",
+    CANCELLED: ":heavy_multiplication_x:",
 }
 
 
@@ -41,7 +48,7 @@ def _target(record: JobRecord) -> str:
     return f"{record.action} of `{record.reference}`"
 
 
-def _duration(seconds: float | None) -> str:
+def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return ""
     if seconds < 60:
@@ -67,7 +74,7 @@ def outcome_text(record: JobRecord) -> str:
             parts.append(f"digest `{record.digest}`")
         elif record.message:
             parts.append(record.message)
-        took = _duration(record.duration)
+        took = duration_text(record.duration)
         if took:
             parts.append(f"took {took}")
         return " — ".join(parts)
@@ -84,7 +91,12 @@ def outcome_text(record: JobRecord) -> str:
         return f"rejected: {target} — nothing was queued"
     if record.state == EXPIRED:
         return f"expired: {target} — no decision in time, nothing was queued"
-    return f"queued: {target}"
+    if record.state == CANCELLED:
+        by = record.extra.get("cancelled_by")
+        return f"cancelled: {target}" + (f" — by <@{by}>" if by else "")
+    if record.state == EventType.QUEUED.value:
+        return f"queued: {target}"
+    return f"{record.state}: {target}"
 
 
 def _approvers(names: tuple[str, ...]) -> str:
@@ -145,10 +157,19 @@ def job_message(record: JobRecord, approval: ApprovalView | None = None) -> tupl
             {"type": "button", "action_id": REJECT_ACTION, "style": "danger", "value": record.job_id,
              "text": {"type": "plain_text", "text": "Reject"}},
         ]})
+    if record.state in CANCELLABLE_STATES:
+        blocks.append({"type": "actions", "block_id": f"job:{record.job_id}", "elements": [
+            {"type": "button", "action_id": CANCEL_ACTION, "value": record.job_id,
+             "text": {"type": "plain_text", "text": "Cancel"},
+             "confirm": {"title": {"type": "plain_text", "text": "Cancel this job?"},
+                         "text": {"type": "plain_text", "text": f"Job {record.job_id} will be stopped."},
+                         "confirm": {"type": "plain_text", "text": "Cancel the job"},
+                         "deny": {"type": "plain_text", "text": "Keep it"}}},
+        ]})
     details = [f"requested by <@{record.requester}>", *approval_lines, f"host `{record.host}`",
                f"job `{record.job_id}`"]
-    took = _duration(record.duration)
-    if took and record.state in (EventType.SUCCEEDED.value, EventType.FAILED.value):
+    took = duration_text(record.duration)
+    if took and record.state in (EventType.SUCCEEDED.value, EventType.FAILED.value, CANCELLED):
         details.append(f"took {took}")
     blocks.append(_context(" · ".join(details)))
     return text, blocks

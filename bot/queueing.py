@@ -31,6 +31,15 @@ from workers.contracts import (
 RECORD_TTL_SECONDS = 7 * 24 * 3600
 """How long a job record and its origin stay in Redis after being queued."""
 
+RECENT_KEY = f"{KEY_PREFIX}:jobs:recent"
+"""Redis sorted set: every job id (queued or awaiting approval), scored by when it was first asked for."""
+
+
+def remember(pipe: redis.client.Pipeline, job_id: str, at: float) -> None:
+    """Add the job to :data:`RECENT_KEY` (keeping its first time) and drop ids whose records have expired."""
+    pipe.zadd(RECENT_KEY, {job_id: at}, nx=True)
+    pipe.zremrangebyscore(RECENT_KEY, "-inf", at - RECORD_TTL_SECONDS)
+
 
 def origin_key(job_id: str) -> str:
     """Redis hash: which front end asked for the job and where its messages go."""
@@ -98,6 +107,7 @@ class JobQueue:
         pipe.hset(origin_key(record.job_id), mapping=origin.to_fields())
         pipe.expire(origin_key(record.job_id), RECORD_TTL_SECONDS)
         pipe.xadd(EVENTS_STREAM, event.to_fields(), maxlen=EVENTS_STREAM_MAXLEN, approximate=True)
+        remember(pipe, record.job_id, now)
         self._queue(record.host).enqueue_call(
             func=TASKS[spec.action],
             kwargs={"spec": spec.to_dict()},
@@ -113,3 +123,12 @@ class JobQueue:
 
     def length(self, host: str) -> int:
         return self._queue(host).count
+
+    def queue(self, host: str) -> Queue:
+        """The rq queue of Docker host ``host`` (JSON serializer, bytes connection)."""
+        return self._queue(host)
+
+    @property
+    def connection(self) -> redis.Redis:
+        """The bytes-mode connection the queues use."""
+        return self._redis

@@ -44,7 +44,7 @@ RESPONSE_URL_USES = 5
 FALLBACK_ERRORS = frozenset({"not_in_channel", "channel_not_found"})
 UPDATE_LOST_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 STATE_TTL_SECONDS = 7 * 24 * 3600
-TERMINAL_STATES = frozenset({*TERMINAL_EVENTS, REJECTED, EXPIRED})
+TERMINAL_STATES = frozenset({*TERMINAL_EVENTS, REJECTED, EXPIRED, "cancelled"})  # "cancelled": bot.jobs
 HOUSEKEEPING_SECONDS = 1.0
 
 

@@ -23,12 +23,21 @@ from bot.audit import AuditLog
 from bot.commands import Command
 from bot.config import Config, RegistryConfig
 from bot.errors import CredentialsInChat, RegopsError, UsageError
+from bot.jobs import CancelOutcome, Jobs, is_live, workers_key
 from bot.queueing import JobQueue, Origin
-from workers.contracts import AuditEntry, JobRecord, JobSpec
+from workers.contracts import KEY_PREFIX, AuditEntry, JobRecord, JobSpec
 
 log = logging.getLogger(__name__)
 
 JOB_ACTIONS = ("push", "pull", "tag", "login")
+
+IDEMPOTENCY_TTL_SECONDS = 3600
+"""How long a request's idempotency key (Slack's ``trigger_id``) maps to the job it made."""
+
+
+def idempotency_key(key: str) -> str:
+    """Redis string: the job id the first delivery of a request made (Slack retries reuse ``trigger_id``)."""
+    return f"{KEY_PREFIX}:request:{key}"
 
 
 class ReplyKind(str, Enum):
@@ -36,6 +45,7 @@ class ReplyKind(str, Enum):
     APPROVAL = "approval"
     HELP = "help"
     ANSWER = "answer"
+    DUPLICATE = "duplicate"
     USAGE_ERROR = "usage_error"
     CREDENTIALS = "credentials"
     DENIED = "denied"
@@ -51,6 +61,8 @@ class Request:
     channel_id: str | None = None
     frontend: str = "slack"
     response_url: str | None = None
+    idempotency_key: str | None = None
+    """Identifies one request across redeliveries (Slack's ``trigger_id``): a repeat makes no second job."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,12 @@ def new_job_id() -> str:
     return secrets.token_hex(6)
 
 
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _names(names: Iterable[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
 
@@ -85,6 +103,7 @@ class Service:
         approvals: Approvals,
         clock: Callable[[], float] = time.time,
         job_ids: Callable[[], str] = new_job_id,
+        jobs: Jobs | None = None,
     ) -> None:
         self._config = config
         self._policy = policy
@@ -93,6 +112,7 @@ class Service:
         self._approvals = approvals
         self._clock = clock
         self._job_ids = job_ids
+        self.jobs = jobs if jobs is not None else Jobs(queue.connection, queue, policy, config, clock=clock)
 
     def handle(self, request: Request) -> Reply:
         try:
@@ -136,6 +156,8 @@ class Service:
             identity = self._policy.whoami(request.user_id, request.channel_id)
             self._record(request, "answered", "whoami is open to everyone")
             return Reply(ReplyKind.ANSWER, explain.whoami_text(identity))
+        if command.action in ("status", "jobs", "cancel", "hosts"):
+            return self._about_jobs(request, command)
         registry = self._registry(command)
         host = self._host(command)
         reference = self._reference(command, registry)
@@ -156,6 +178,44 @@ class Service:
             return Reply(ReplyKind.DENIED, f":no_entry: {decision.reason}")
         return self._submit(request, command, registry, host, reference, decision)
 
+    def _about_jobs(self, request: Request, command: Command) -> Reply:
+        user, channel = request.user_id, request.channel_id
+        if command.action == "jobs":
+            limit = command.limit or commands.JOBS_DEFAULT_LIMIT
+            records = self.jobs.recent(user, channel, limit=limit, mine=command.mine, image=command.image)
+            self._record(request, "answered", "jobs: own jobs and jobs the roles allow")
+            return Reply(ReplyKind.ANSWER, explain.jobs_text(records, mine=command.mine, image=command.image,
+                                                             limit=limit))
+        if command.action == "hosts":
+            decisions = {host: self._policy.decide(user, "hosts", channel=channel, host=host)
+                         for host in self._config.hosts}
+            shown = [host for host, decision in decisions.items() if decision.allowed]
+            if not shown:
+                decision = decisions[self._config.default_host]
+                self._record(request, "denied", decision.rule)
+                return Reply(ReplyKind.DENIED, f":no_entry: {decision.reason}")
+            self._record(request, "answered", decisions[shown[0]].rule)
+            return Reply(ReplyKind.ANSWER, explain.hosts_text(self.jobs.hosts(shown)))
+        job_id = command.job_id or ""
+        if command.action == "cancel":
+            result = self.jobs.cancel(job_id, user, channel)
+            if result.outcome is CancelOutcome.REFUSED:
+                self._record(request, "denied", result.rule, job_id)
+                return Reply(ReplyKind.DENIED, f":no_entry: {result.message}")
+            decided = "allowed" if result.outcome is CancelOutcome.CANCELLED else "answered"
+            self._record(request, decided, result.rule or result.outcome.value, job_id)
+            return Reply(ReplyKind.ANSWER, result.message)
+        record = self.jobs.get(job_id)
+        if record is None:
+            self._record(request, "answered", "no such job", job_id)
+            return Reply(ReplyKind.ANSWER, f"There is no job `{job_id}` (or it is too old to show).")
+        decision = self.jobs.decide(user, "status", record, channel)
+        if not decision.allowed:
+            self._record(request, "denied", decision.rule, job_id)
+            return Reply(ReplyKind.DENIED, f":no_entry: {decision.reason}")
+        self._record(request, "answered", decision.rule, job_id)
+        return Reply(ReplyKind.ANSWER, explain.status_text(record, self.jobs.approval(job_id), self._clock()))
+
     def _decide(self, request: Request, action: str, command: Command, registry: RegistryConfig,
                 host: str) -> Decision:
         return self._policy.decide(request.user_id, action, command.image, command.tag,
@@ -170,35 +230,85 @@ class Service:
         spec = JobSpec(job_id=job_id, action=command.action, registry=registry.name,
                        server=registry.server, reference=reference, source=source,
                        requester=request.user_id)
+        extra = {"server": registry.server}
+        if command.image and command.tag:
+            extra.update(image=command.image, tag=command.tag)  # what permissions on the job are decided on
         record = JobRecord(job_id=job_id, action=command.action, registry=registry.name, host=host,
                            requester=request.user_id, reference=reference, source=source,
-                           queued_at=self._clock(), extra={"server": registry.server})
+                           queued_at=self._clock(), extra=extra)
         origin = Origin(frontend=request.frontend, user=request.user_id, channel=request.channel_id,
                         response_url=request.response_url)
         timeout = self._config.timeouts.for_action(command.action)
         what = f"{command.action} of " + (f"`{reference}`" if reference else f"registry `{registry.server}`")
+        # One round trip before the transaction: claim the request's idempotency key and read
+        # which workers the host has, whose heartbeats then ride along in the transaction.
+        first = self._queue.connection.pipeline(transaction=False)
+        key = idempotency_key(request.idempotency_key) if request.idempotency_key else None
+        if key is not None:
+            first.set(key, job_id, nx=True, ex=IDEMPOTENCY_TTL_SECONDS)
+            first.get(key)
+        first.smembers(workers_key(host))
+        answers = first.execute()
+        if key is not None and not answers[0]:
+            return self._duplicate(request, _text(answers[1]))
+        workers = sorted(_text(member) for member in answers[-1])
+        try:
+            return self._write(request, command, record, spec, origin, timeout, decision, what, workers)
+        except Exception:
+            if key is not None:
+                self._forget(key)  # nothing was queued: a retry of this request must be free to queue it
+            raise
+
+    def _write(self, request: Request, command: Command, record: JobRecord, spec: JobSpec, origin: Origin,
+               timeout: int, decision: Decision, what: str, workers: list[str]) -> Reply:
+        job_id, host, reference = record.job_id, record.host, record.reference
         pipe = self._queue.pipeline()
         if decision.approval is not None:
             self._approvals.request(record, spec, origin, decision.approval, timeout, pipeline=pipe)
             self._record(request, "needs_approval", decision.rule, job_id, pipeline=pipe)
             pipe.execute()
             log.info("approval requested job=%s user=%s action=%s target=%s rule=%r", job_id,
-                     request.user_id, command.action, reference or registry.server, decision.rule)
+                     request.user_id, command.action, reference or spec.server, decision.rule)
             return Reply(ReplyKind.APPROVAL,
                          f":lock: The {what} needs approval ({decision.reason}). The request `{job_id}` "
                          f"has been posted in this channel; the job is queued once it is approved.",
                          job=record)
         self._queue.enqueue(record, spec, origin, timeout, pipeline=pipe)
         self._record(request, "queued", decision.rule, job_id, pipeline=pipe)
-        pipe.execute()
-        log.info("job enqueued job=%s user=%s action=%s target=%s host=%s rule=%r", job_id,
-                 request.user_id, command.action, reference or registry.server, host, decision.rule)
-        return Reply(
-            ReplyKind.QUEUED,
-            f":inbox_tray: Queued {what} on host `{host}` as job `{job_id}`. "
-            f"Its progress and result will follow here.",
-            job=record,
-        )
+        pipe.llen(self._queue.queue(host).key)
+        for worker in workers:
+            pipe.hmget(worker, ["last_heartbeat", "death"])
+        results = pipe.execute()
+        beats = results[len(results) - len(workers):]
+        position = results[len(results) - len(workers) - 1]
+        now = self._clock()
+        live = sum(1 for heartbeat, death in beats if not death and is_live(_text(heartbeat), now))
+        log.info("job enqueued job=%s user=%s action=%s target=%s host=%s position=%s live_workers=%d rule=%r",
+                 job_id, request.user_id, command.action, reference or spec.server, host, position, live,
+                 decision.rule)
+        text = (f":inbox_tray: Queued {what} on host `{host}` as job `{job_id}`, position {position} in the "
+                f"queue for {host}.")
+        if not live:
+            text += (f" :warning: No worker is live for host {host} right now: the job waits in the queue "
+                     f"until one starts.")
+        text += f" Its progress and result will follow here; job {job_id} can be cancelled with " \
+                f"`/registry cancel {job_id}`."
+        return Reply(ReplyKind.QUEUED, text, job=record)
+
+    def _duplicate(self, request: Request, job_id: str) -> Reply:
+        log.info("command repeated user=%s job=%s: same request delivered again, nothing queued",
+                 request.user_id, job_id)
+        self._record(request, "answered", "repeated request", job_id)
+        return Reply(ReplyKind.DUPLICATE,
+                     f":repeat: This request was already received: already queued as job {job_id} "
+                     f"(`{job_id}`). Nothing new was queued.")
+
+    def _forget(self, key: str) -> None:
+        try:
+            self._queue.connection.delete(key)
+        except redis.RedisError:
+            log.warning("could not release idempotency key %s; a retry of that request within %d s is refused",
+                        key, IDEMPOTENCY_TTL_SECONDS)
 
     def _record(self, request: Request, decision: str, rule: str, job_id: str = "",
                 pipeline: redis.client.Pipeline | None = None) -> None:

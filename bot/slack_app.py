@@ -1,4 +1,4 @@
-"""Thin Bolt listeners: slash commands to the service, approval buttons to the approvals.
+"""Thin Bolt listeners: slash commands to the service, approval and cancel buttons to their deciders.
 
 With ``process_before_response=True`` the listener's ``ack`` payload *is* the HTTP
 response, and Bolt does not poll for it; listeners therefore stay fast: they parse,
@@ -19,7 +19,8 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
 from bot.approvals import Approvals, Outcome
-from bot.messages import APPROVE_ACTION, REJECT_ACTION, reply_body
+from bot.jobs import CancelOutcome, Jobs
+from bot.messages import APPROVE_ACTION, CANCEL_ACTION, REJECT_ACTION, reply_body
 from bot.service import Request, Service
 from workers.contracts import Secret
 
@@ -50,6 +51,7 @@ def build_app(service: Service, approvals: Approvals, *, signing_secret: Secret,
     app.command(re.compile(r"^/.+"))(_command_listener(service))
     app.action(APPROVE_ACTION)(_decision_listener(approvals, approve=True))
     app.action(REJECT_ACTION)(_decision_listener(approvals, approve=False))
+    app.action(CANCEL_ACTION)(_cancel_listener(service.jobs, approvals))
     return app
 
 
@@ -61,6 +63,8 @@ def _command_listener(service: Service) -> Callable[..., None]:
             channel_id=command.get("channel_id"),
             frontend="slack",
             response_url=command.get("response_url"),
+            # Slack's retries and a replayed request carry the same trigger_id: one job for all of them.
+            idempotency_key=command.get("trigger_id") or None,
         )
         ack(**reply_body(service.handle(request)))
 
@@ -82,5 +86,24 @@ def _decision_listener(approvals: Approvals, *, approve: bool) -> Callable[..., 
                 approvals.notice(job_id, user, channel, result.message)
         except redis.RedisError:
             log.exception("approval click job=%s user=%s: Redis unavailable; nothing changed", job_id, user)
+
+    return on_click
+
+
+def _cancel_listener(jobs: Jobs, approvals: Approvals) -> Callable[..., None]:
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        user = (body.get("user") or {}).get("id", "")
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
+        job_id = str(action.get("value", ""))
+        try:
+            result = jobs.cancel(job_id, user, channel)
+            log.info("cancel click job=%s user=%s outcome=%s rule=%r", job_id, user, result.outcome.value,
+                     result.rule)
+            # A cancellation shows in the job's own message; anything else is told to the clicker alone.
+            if result.outcome is not CancelOutcome.CANCELLED:
+                approvals.notice(job_id, user, channel, result.message)
+        except redis.RedisError:
+            log.exception("cancel click job=%s user=%s: Redis unavailable; nothing changed", job_id, user)
 
     return on_click

@@ -485,7 +485,8 @@ def test_the_overview_lists_self_service_commands_in_order() -> None:
     text = help_text()
     positions = [text.index(usage(action)) for action in ACTIONS]
     assert positions == sorted(positions)
-    assert ACTIONS == ("push", "pull", "tag", "login", "whoami", "can-i", "help")
+    assert ACTIONS == ("push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel",
+                       "hosts")
 
 
 # --- redact -------------------------------------------------------------------------------------

@@ -71,9 +71,10 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
             [
                 "(<@U0ADMIN> here)",
                 "*admin* from grants[0], given to you by user ID, valid in every channel: actions `*`",
-                "You may run here: `push`, `pull`, `tag`, `login`, and `whoami`, `can-i`, `help`",
+                ("You may run here: `push`, `pull`, `tag`, `login`, `status`, `jobs`, `cancel`, `hosts`, and "
+                "`whoami`, `can-i`, `help`"),
             ],
-            ["actions `*`; images", "`status`"],
+            ["actions `*`; images"],
         ),
     ],
 )

@@ -78,8 +78,10 @@ def test_the_fallback_text_starts_with_the_state_and_carries_the_key_facts(
     for fact in must_contain:
         assert fact in text
     assert "job 0123456789ab" in text and "<@U0DEV1>" in text
-    assert blocks and all(b["type"] in ("section", "context") for b in blocks)
+    assert blocks and all(b["type"] in ("section", "context", "actions") for b in blocks)
     assert first_word in blocks[0]["text"]["text"]
+    buttons = [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert buttons == (["regops_cancel"] if first_word in ("queued", "running") else [])
 
 
 def test_running_jobs_show_a_progress_bar() -> None:
