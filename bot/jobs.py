@@ -33,8 +33,10 @@ from bot.approvals import AWAITING, CANCELLED, EXPIRED, REJECTED, ApprovalView, 
 from bot.config import Config
 from bot.queueing import RECENT_KEY, JobQueue
 from workers.contracts import (
+    AUDIT_STREAM,
     EVENTS_STREAM,
     EVENTS_STREAM_MAXLEN,
+    AuditEntry,
     EventType,
     JobEvent,
     JobRecord,
@@ -346,6 +348,10 @@ class Jobs:
                                                    "extra": json.dumps(extra, sort_keys=True)})
         event = JobEvent(job_id=record.job_id, type=CANCELLED_EVENT, at=now, message=f"cancelled by {user}")
         pipe.xadd(EVENTS_STREAM, event.to_fields(), maxlen=EVENTS_STREAM_MAXLEN, approximate=True)
+        # A cancellation is the job's outcome: the audit trail has it beside succeeded and failed.
+        entry = AuditEntry(at=now, user=user, channel="", kind="job", command="", decision="cancelled",
+                           rule="", job_id=record.job_id, outcome=f"cancelled by {user} (was {record.state})")
+        pipe.xadd(AUDIT_STREAM, entry.to_fields())
 
     @staticmethod
     def _ended(record: JobRecord, rule: str) -> CancelResult:

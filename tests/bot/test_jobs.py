@@ -19,7 +19,7 @@ from bot.core import build_core
 from bot.jobs import CancelOutcome, Jobs, image_and_tag
 from bot.queueing import RECENT_KEY
 from bot.service import ReplyKind, Request, Service
-from workers.contracts import EVENTS_STREAM, JobRecord, job_key, queue_name
+from workers.contracts import AUDIT_STREAM, EVENTS_STREAM, JobRecord, job_key, queue_name
 
 CONFIG = {
     "registries": {"main": {"server": "dockerhub.example.com:5100", "services_hostname": "namespace.example.com",
@@ -180,6 +180,8 @@ def test_cancel_of_a_queued_job_takes_it_off_the_queue(service: Service, text_re
     assert [f["type"] for _id, f in text_redis.xrange(EVENTS_STREAM) if f["job_id"] == job_id] == \
         ["queued", "cancelled"]
     assert stops.sent == []
+    outcomes = [f for _id, f in text_redis.xrange(AUDIT_STREAM) if f["kind"] == "job" and f["job_id"] == job_id]
+    assert [(f["decision"], f["user"]) for f in outcomes] == [("cancelled", "U0DEV1")]
     kind, text = run(service, "U0DEV1", f"cancel {job_id}")
     assert "already ended (cancelled)" in text
 
