@@ -305,7 +305,7 @@ AUDIT_DECISIONS: Mapping[str, frozenset[str]] = {
         {"allowed", "queued", "denied", "invalid", "refused", "needs_approval", "answered"}
     ),
     AuditKind.APPROVAL.value: frozenset({"requested", "approved", "rejected", "expired", "refused"}),
-    AuditKind.JOB.value: frozenset({EventType.SUCCEEDED.value, EventType.FAILED.value}),
+    AuditKind.JOB.value: frozenset({EventType.SUCCEEDED.value, EventType.FAILED.value, "cancelled"}),
 }
 """The decisions each kind of audit entry may record."""
 
