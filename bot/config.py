@@ -1,4 +1,4 @@
-"""The YAML configuration model: registries, Docker hosts, access, approvals, timeouts.
+"""The YAML configuration model: registries, Docker hosts, access, approvals, timeouts, retries.
 
 The whole file is validated up front and every problem is reported at once, each as
 ``key.path: what is wrong; what would be valid``.  Unknown keys are errors, because a
@@ -199,6 +199,16 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Retries:
+    """How a worker retries a transient failure: ``attempts`` runs in all (the first included);
+    the n-th retry waits ``backoff * 2**(n-1)`` seconds, at most ``max_backoff``."""
+
+    attempts: int = 3
+    backoff: int = 2
+    max_backoff: int = 30
+
+
+@dataclass(frozen=True)
 class Config:
     registries: Mapping[str, RegistryConfig]
     default_registry: str
@@ -208,6 +218,7 @@ class Config:
     access: AccessConfig
     timeouts: Timeouts
     audit_channel: str | None = None
+    retries: Retries = field(default_factory=Retries)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registries", _frozen_mapping(self.registries))
@@ -239,6 +250,11 @@ class Config:
                 f"{action} {format_duration(timeouts.for_action(action))}"
                 for action in ("push", "pull", "tag", "login")
             )
+        )
+        retries = self.retries
+        lines.append(
+            f"retries: {retries.attempts} attempt(s), backoff {format_duration(retries.backoff)} "
+            f"doubling up to {format_duration(retries.max_backoff)}"
         )
         access = self.access
         lines.append(
@@ -555,6 +571,34 @@ def _parse_timeouts(problems: _Problems, value: object) -> Timeouts:
     return Timeouts(**{key: seconds for key, seconds in values.items() if seconds is not None})
 
 
+def _parse_retries(problems: _Problems, value: object) -> Retries:
+    keys = ("attempts", "backoff", "max_backoff")
+    data = problems.mapping(value, "retries", required=(), optional=keys)
+    if data is None:
+        return Retries()
+    values: dict[str, int] = {}
+    if "attempts" in data:
+        attempts = data["attempts"]
+        if isinstance(attempts, bool) or not isinstance(attempts, int):
+            problems.add("retries.attempts", f"must be a whole number of runs, at least 1; got {_kind(attempts)}")
+        elif attempts < 1:
+            problems.add("retries.attempts", f"must be at least 1 (1 means no retry); got {attempts}")
+        else:
+            values["attempts"] = attempts
+    for key in ("backoff", "max_backoff"):
+        if key in data:
+            seconds = _parse_duration(problems, data[key], f"retries.{key}")
+            if seconds is not None:
+                values[key] = seconds
+    retries = Retries(**values)
+    if retries.max_backoff < retries.backoff:
+        problems.add(
+            "retries.max_backoff",
+            f"must not be shorter than retries.backoff ({format_duration(retries.backoff)})",
+        )
+    return retries
+
+
 def _check_action_patterns(
     problems: _Problems, patterns: Sequence[str], path: str, actions: Sequence[str] = ROLE_ACTIONS
 ) -> None:
@@ -868,6 +912,7 @@ _TOP_LEVEL_OPTIONAL = (
     "notify_channel",
     "audit_channel",
     "timeouts",
+    "retries",
     "access",
 )
 
@@ -909,6 +954,7 @@ def parse_config(data: object) -> Config:
     audit_channel = _parse_channel(problems, top, "audit_channel", "C0AUDIT")
 
     timeouts = _parse_timeouts(problems, top["timeouts"]) if top.get("timeouts") is not None else Timeouts()
+    retries = _parse_retries(problems, top["retries"]) if top.get("retries") is not None else Retries()
     # Broken registries and hosts still count as defined, so one mistake is not reported twice.
     names = _Names(
         registries=registry_names,
@@ -927,6 +973,7 @@ def parse_config(data: object) -> Config:
         access=access,
         timeouts=timeouts,
         audit_channel=audit_channel,
+        retries=retries,
     )
 
 

@@ -1,7 +1,8 @@
-"""Composition root of a worker: ``python -m workers --host NAME [--config PATH] [--burst]``.
+"""Composition root of a worker: ``python -m workers --host NAME [--config PATH] [--burst] [--grace S]``.
 
 Reads the environment once (REDIS_URL, DOCKER_HOST, REGOPS_CONFIG), builds the
-Redis and Docker clients and the credential store, installs the task context and
+Redis and Docker clients, the credential store and the retry policy (the config's
+``registries:`` and ``retries:`` sections), installs the task context and
 runs the safe rq worker on the Docker host's queue.  Logging is set up here too,
 with every registry password and the Redis password masked in every log record of
 the process, whichever logger (ours, rq, docker, urllib3) made it.
@@ -28,9 +29,10 @@ import requests
 
 from workers import tasks
 from workers.contracts import queue_name
-from workers.credentials import CredentialStore, load_credentials
+from workers.credentials import CredentialStore, parse_registries, read_config
 from workers.errors import ConfigError, WorkerError
-from workers.worker import SafeSimpleWorker, SafeWorker, make_worker
+from workers.retries import parse_retries
+from workers.worker import DEFAULT_GRACE_SECONDS, SafeSimpleWorker, SafeWorker, make_worker
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +188,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=600,
         help="seconds a Docker API read may stall before the engine counts as unreachable (default 600)",
     )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE_SECONDS,
+        help="on SIGTERM, seconds the current job may still run before it is handed back to the queue "
+        f"(default {DEFAULT_GRACE_SECONDS:g})",
+    )
     return parser.parse_args(argv)
 
 
@@ -197,7 +206,9 @@ def build_context(
     progress_interval: float = 1.0,
 ) -> tasks.TaskContext:
     """Clients and credentials from the environment; raises WorkerError on a bad config."""
-    credentials = load_credentials(config, environ)
+    data, source = read_config(config, environ)
+    credentials = CredentialStore(parse_registries(data, source), environ)
+    retries = parse_retries(data, source)
     for problem in credentials.missing_passwords():
         # Not fatal: jobs for the other registries can still run; this one's jobs fail clearly.
         log.warning("%s", problem)
@@ -212,6 +223,7 @@ def build_context(
         docker_api=docker_api,
         credentials=credentials,
         progress_interval=progress_interval,
+        retries=retries,
     )
 
 
@@ -254,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     _check_engine(context)
     tasks.install(context)
     worker_class = SafeSimpleWorker if args.no_fork else SafeWorker
-    worker = make_worker(args.host, context.redis, worker_class=worker_class)
+    worker = make_worker(args.host, context.redis, worker_class=worker_class, grace=args.grace)
     log.info(
         "worker %s listening on %s (registries: %s, burst: %s)",
         worker.name,

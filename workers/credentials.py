@@ -160,10 +160,10 @@ def parse_registries(data: Any, source: str = "config") -> dict[str, RegistryEnt
     return entries
 
 
-def load_credentials(
+def read_config(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
-) -> CredentialStore:
-    """Read the config file (see :func:`resolve_config_path`) and return its registry credentials."""
+) -> tuple[Any, str]:
+    """The loaded YAML document of the config file (see :func:`resolve_config_path`) and its path."""
     config_path = resolve_config_path(path, environ)
     try:
         text = config_path.read_text(encoding="utf-8")
@@ -175,4 +175,12 @@ def load_credentials(
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{config_path}: not valid YAML{where}") from None
-    return CredentialStore(parse_registries(data, str(config_path)), environ)
+    return data, str(config_path)
+
+
+def load_credentials(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> CredentialStore:
+    """Read the config file (see :func:`resolve_config_path`) and return its registry credentials."""
+    data, source = read_config(path, environ)
+    return CredentialStore(parse_registries(data, source), environ)

@@ -9,6 +9,7 @@ X-Registry-Auth header, not in URLs) and replaced by user-safe sentences.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -36,7 +37,14 @@ _UNREACHABLE = (
     "no route to host",
     "tls handshake timeout",
     "server misbehaving",
+    "broken pipe",
+    "deadline exceeded",
+    "timeout exceeded",
+    ": eof",
 )
+# The registry answered 5xx (overloaded, restarting, a proxy in front of it failing):
+# the same request may well succeed a little later.
+_SERVER_ERROR = re.compile(r"\b50[0-4]\b|internal server error|bad gateway|service unavailable|gateway timeout")
 _UNAUTHORIZED = ("unauthorized", "authentication required", "no basic auth credentials", "incorrect username")
 _NOT_FOUND = ("manifest unknown", "not found")
 
@@ -59,6 +67,14 @@ def registry_of(reference: str) -> str | None:
     if sep and ("." in first or ":" in first or first == "localhost"):
         return first
     return None
+
+
+def connect(factory: Callable[[], docker.APIClient]) -> docker.APIClient:
+    """A client from ``factory``; docker-py asks the engine its API version right away,
+    so an engine that is down or restarting fails here, as ENGINE_UNREACHABLE."""
+    with _engine_call("connect", "the Docker engine"):
+        api = factory()
+    return api
 
 
 def tag(api: docker.APIClient, source: str, reference: str) -> None:
@@ -150,6 +166,12 @@ def classify(message: str, action: str, subject: str, server: str | None = None)
         return WorkerError(FailureReason.DENIED, f"{where} denied the {action} of {subject}")
     if action == "pull" and any(s in text for s in _NOT_FOUND):
         return WorkerError(FailureReason.IMAGE_NOT_FOUND, f"image {subject} not found in the registry")
+    if _SERVER_ERROR.search(text):
+        return WorkerError(
+            FailureReason.REGISTRY_ERROR,
+            f"{where} reported a server error during the {action} of {subject}",
+            retryable=True,
+        )
     return WorkerError(
         FailureReason.REGISTRY_ERROR, f"{where} reported an error during the {action} of {subject}"
     )

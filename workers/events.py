@@ -2,6 +2,9 @@
 
 A terminal event (succeeded/failed) is also appended to the audit stream in the
 same transaction, so a job's outcome is never recorded without its audit entry.
+The job's heartbeat key is set by the ``started`` event and deleted by a terminal or
+hand-back event in the same transaction too: a record that says running always has
+a heartbeat until the worker dies.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from workers.contracts import (
     AUDIT_STREAM,
     EVENTS_STREAM,
     EVENTS_STREAM_MAXLEN,
+    HEARTBEAT_TTL_SECONDS,
     TERMINAL_EVENTS,
     AuditEntry,
     AuditKind,
     EventType,
     FailureReason,
     JobEvent,
+    heartbeat_key,
     job_key,
     state_update,
 )
@@ -37,10 +42,11 @@ class EventWriter:
         self._redis = connection
         self._clock = clock
 
-    def emit(self, event: JobEvent) -> str:
+    def emit(self, event: JobEvent, *, worker: str | None = None) -> str:
         """HSET the record and XADD the event in one MULTI/EXEC; returns the stream entry id.
 
-        A terminal event's audit entry joins the same transaction.
+        A terminal event's audit entry joins the same transaction.  With ``worker`` (its
+        name) the job's heartbeat key is set too; a terminal or queued event deletes it.
         """
         # redis-py's stubs want Mapping[bytes | str | ..., ...]; str keys and values are fine.
         record: dict[Any, Any] = state_update(event)
@@ -53,6 +59,10 @@ class EventWriter:
                 # No MAXLEN: the audit trail is never trimmed.
                 audit_fields: dict[Any, Any] = audit.to_fields()
                 pipe.xadd(AUDIT_STREAM, audit_fields)
+            if worker is not None:
+                pipe.set(heartbeat_key(event.job_id), worker, ex=HEARTBEAT_TTL_SECONDS)
+            elif event.type in TERMINAL_EVENTS or event.type == EventType.QUEUED.value:
+                pipe.delete(heartbeat_key(event.job_id))
             entry_id = pipe.execute()[1]
         log.debug("job %s: %s event %s", event.job_id, event.type, entry_id)
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
@@ -71,11 +81,19 @@ class EventWriter:
         entry.validate()
         return entry
 
-    def started(self, job_id: str) -> str:
-        return self.emit(JobEvent(job_id, EventType.STARTED.value, self._clock()))
+    def started(self, job_id: str, worker: str | None = None) -> str:
+        """The job runs; with ``worker`` its heartbeat key exists from this event on."""
+        return self.emit(JobEvent(job_id, EventType.STARTED.value, self._clock()), worker=worker)
 
-    def progress(self, job_id: str, percent: int) -> str:
-        return self.emit(JobEvent(job_id, EventType.PROGRESS.value, self._clock(), progress=percent))
+    def progress(self, job_id: str, percent: int | None = None, *, message: str | None = None) -> str:
+        """A new percentage, or a note shown while the job runs (``message=""`` clears it)."""
+        return self.emit(
+            JobEvent(job_id, EventType.PROGRESS.value, self._clock(), progress=percent, message=message)
+        )
+
+    def handed_back(self, job_id: str, message: str) -> str:
+        """The job is queued again (its worker stopped before it finished); its heartbeat goes."""
+        return self.emit(JobEvent(job_id, EventType.QUEUED.value, self._clock(), progress=0, message=message))
 
     def succeeded(self, job_id: str, *, digest: str | None = None, message: str | None = None) -> str:
         return self.emit(

@@ -5,14 +5,22 @@ return a small JSON-able dict.  What they need from the process (Redis, a Docker
 client, the registry credentials) comes from the :class:`TaskContext` the composition
 root installs with :func:`install` before the worker starts; nothing here connects
 at import time.
+
+Around the work itself: the job's heartbeat runs from its ``started`` event to its
+outcome; a push, pull or tag first takes the lock on its full reference (waiting,
+visibly, for the job holding it); transient failures are retried with backoff,
+each retry announced in the job's message.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import docker
@@ -20,11 +28,13 @@ import redis
 from rq.timeouts import JobTimeoutException
 
 from workers import docker_ops
-from workers.contracts import Action, FailureReason, JobSpec
+from workers.contracts import FAILURE_MESSAGES, HEARTBEAT_INTERVAL_SECONDS, Action, FailureReason, JobSpec
 from workers.credentials import CredentialStore, RegistryCredentials
 from workers.errors import ConfigError, WorkerError
 from workers.events import EventWriter
+from workers.liveness import Heartbeat, ReferenceLock
 from workers.progress import Progress
+from workers.retries import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +51,8 @@ class TaskContext:
     docker_api: Callable[[], docker.APIClient]
     credentials: CredentialStore
     progress_interval: float = 1.0
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    heartbeat_interval: float = HEARTBEAT_INTERVAL_SECONDS
 
 
 _context: TaskContext | None = None
@@ -70,6 +82,13 @@ class Outcome:
 
 
 Work = Callable[[JobSpec, TaskContext, docker.APIClient, EventWriter], Outcome]
+
+_LOCKED_ACTIONS = frozenset({Action.PUSH.value, Action.PULL.value, Action.TAG.value})
+
+
+def worker_name() -> str:
+    """The rq worker's name (rq exports it to its work horse), else host:pid."""
+    return os.environ.get("RQ_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
 
 
 def push(spec: dict[str, Any]) -> dict[str, Any]:
@@ -138,11 +157,17 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
     log.info(
         "job %s: %s %s started (requested by %s)", spec.job_id, action.value, _subject(spec), spec.requester
     )
-    events.started(spec.job_id)
-    api: docker.APIClient | None = None
+    heartbeat = Heartbeat(context.redis, spec.job_id, worker_name(), context.heartbeat_interval)
+    lock = (
+        ReferenceLock(context.redis, spec.reference, spec.job_id) if _locks(spec) and spec.reference else None
+    )
+    events.started(spec.job_id, worker=heartbeat.worker)
+    heartbeat.start()
     try:
-        api = context.docker_api()
-        outcome = work(spec, context, api, events)
+        if lock is not None:
+            heartbeat.keep(lock)
+            _acquire(lock, spec, events)
+        outcome = _attempts(spec, context, events, work)
     except WorkerError as exc:
         log.warning(
             "job %s: %s failed: %s: %s (retryable: %s)",
@@ -152,6 +177,7 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
             exc.user_message,
             exc.retryable,
         )
+        heartbeat.stop()
         events.failed(spec.job_id, exc.reason, exc.user_message)
         return {
             "job_id": spec.job_id,
@@ -162,6 +188,7 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
         }
     except JobTimeoutException:
         log.warning("job %s: %s of %s timed out", spec.job_id, action.value, _subject(spec))
+        heartbeat.stop()
         events.failed(
             spec.job_id, FailureReason.TIMED_OUT, f"the {action.value} of {_subject(spec)} timed out"
         )
@@ -170,6 +197,7 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
         ref = secrets.token_hex(4)
         log.exception("job %s: %s crashed (ref %s)", spec.job_id, action.value, ref)
         message = f"internal error on the worker (ref {ref})"
+        heartbeat.stop()
         events.failed(spec.job_id, FailureReason.INTERNAL, message)
         return {
             "job_id": spec.job_id,
@@ -177,16 +205,81 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
             "reason": FailureReason.INTERNAL.value,
             "message": message,
         }
+    else:
+        # Stopped before the outcome is written, so no renewal can bring the key back after it.
+        heartbeat.stop()
+        events.succeeded(spec.job_id, digest=outcome.digest, message=outcome.message)
     finally:
-        if api is not None:
-            api.close()
+        heartbeat.stop()
+        if lock is not None:
+            lock.release()
 
-    events.succeeded(spec.job_id, digest=outcome.digest, message=outcome.message)
     log.info("job %s: %s succeeded: %s", spec.job_id, action.value, outcome.message)
     result: dict[str, Any] = {"job_id": spec.job_id, "ok": True, "message": outcome.message}
     if outcome.digest:
         result["digest"] = outcome.digest
     return result
+
+
+def _locks(spec: JobSpec) -> bool:
+    return spec.action in _LOCKED_ACTIONS
+
+
+def _acquire(lock: ReferenceLock, spec: JobSpec, events: EventWriter) -> None:
+    """Wait for the reference lock; the wait shows in the job's message and counts against its timeout."""
+
+    def waiting(holder: str) -> None:
+        events.progress(spec.job_id, message=f"waiting for job {holder} (same reference)")
+
+    def clear() -> None:
+        events.progress(spec.job_id, message="")
+
+    lock.acquire(on_wait=waiting, on_acquired_after_wait=clear)
+
+
+def _attempts(spec: JobSpec, context: TaskContext, events: EventWriter, work: Work) -> Outcome:
+    """Run ``work`` until it succeeds, fails for good, or the policy's attempts are used up.
+
+    Every action is safe to repeat: a push uploads only the layers the registry lacks,
+    a pull only those the engine lacks, and tag and login are idempotent.
+    """
+    policy = context.retries
+    attempt = 1
+    while True:
+        # A fresh client per attempt: the engine may have restarted in between.
+        api: docker.APIClient | None = None
+        try:
+            api = docker_ops.connect(context.docker_api)
+            return work(spec, context, api, events)
+        except WorkerError as exc:
+            if not exc.retryable:
+                raise
+            if attempt >= policy.attempts:
+                if policy.attempts > 1:
+                    raise WorkerError(
+                        exc.reason, f"{exc.user_message} (gave up after {attempt} attempts)", retryable=True
+                    ) from exc
+                raise
+            delay = policy.delay(attempt)
+            attempt += 1
+            log.warning(
+                "job %s: %s; retry %d of %d in %g s",
+                spec.job_id,
+                exc.user_message,
+                attempt - 1,
+                policy.attempts - 1,
+                delay,
+            )
+            events.progress(
+                spec.job_id,
+                message=f"retrying in {delay:g} s (attempt {attempt} of {policy.attempts}): "
+                f"{FAILURE_MESSAGES[exc.reason]}",
+            )
+        finally:
+            if api is not None:
+                api.close()
+        time.sleep(delay)
+        events.progress(spec.job_id, message=f"attempt {attempt} of {policy.attempts}")
 
 
 def _reject_payload(action: Action, data: Mapping[str, Any], events: EventWriter, why: str) -> dict[str, Any]:

@@ -4,30 +4,45 @@ Anyone who can write to Redis can enqueue a job naming any importable function;
 the JSON serializer stops pickle payloads, and this worker stops foreign functions
 (and callbacks, which rq would import too).  The check happens in the worker
 process, before rq forks the work horse that would import the function.
+
+The forking worker also stops the way systemd stops it: SIGTERM reaches every
+process of the unit, work horse included.  The horse ignores it and finishes its
+job; the worker exits after it, or, once a grace period has passed (or at a second
+signal), kills the horse and hands the job back to the queue for another worker.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import time
 from collections.abc import Iterable
+from datetime import timedelta
+from types import FrameType
 
 import redis
 from rq import Queue
 from rq.exceptions import DeserializationError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker
 
-from workers.contracts import TASKS, FailureReason, job_key, queue_name
+from workers.contracts import TASKS, TERMINAL_EVENTS, FailureReason, job_key, queue_name
 from workers.events import EventWriter
+from workers.liveness import release_lock
 
 log = logging.getLogger(__name__)
 
 ALLOWED_FUNCTIONS = frozenset(TASKS.values())
 REFUSED_MESSAGE = "refused: not a regops task"
 _CALLBACK_FIELDS = ("success_callback_name", "failure_callback_name", "stopped_callback_name")
+DEFAULT_GRACE_SECONDS = 60.0
+"""How long a stopping worker lets its current job run before handing it back to the queue."""
+MONITOR_INTERVAL_SECONDS = 5
+"""How often the worker looks at its work horse (and, when stopping, at the grace period)."""
 
 
 def refusal(job: Job, connection: redis.Redis) -> str | None:
@@ -76,7 +91,89 @@ class _Refusing:
 
 
 class SafeWorker(_Refusing, Worker):
-    """rq's forking :class:`~rq.worker.Worker`, restricted to :data:`~workers.contracts.TASKS`."""
+    """rq's forking :class:`~rq.worker.Worker`, restricted to :data:`~workers.contracts.TASKS`,
+    that finishes or hands back its job when stopped (see the module docstring)."""
+
+    grace: float = DEFAULT_GRACE_SECONDS
+    _hand_back_at: float | None = None
+    _handing_back: str | None = None
+
+    def setup_work_horse_signals(self) -> None:
+        # rq restores SIGTERM's default action in the horse, so a SIGTERM sent to the whole
+        # unit would kill the job half-way; the worker process decides the job's fate instead.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        super().request_stop(signum, frame)  # raises StopRequested when no job is running
+        self._hand_back_at = time.monotonic() + self.grace
+        self.job_monitoring_interval = 1
+        log.warning(
+            "worker %s: stopping; the current job may run %g s more before it is handed back",
+            self.name,
+            self.grace,
+        )
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        requested = self._shutdown_requested_date
+        # rq's own rule: a duplicate of the first signal (within a second) is not a second request.
+        if requested is not None and now() - requested < timedelta(seconds=1):
+            return
+        if self.horse_pid:
+            log.warning("worker %s: second stop signal; handing the current job back now", self.name)
+            self._begin_hand_back()
+            return
+        super().request_force_stop(signum, frame)
+
+    def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
+        super().maintain_heartbeats(job, execution)
+        if self._hand_back_at is not None and time.monotonic() >= self._hand_back_at:
+            log.warning("worker %s: grace period over; handing job %s back", self.name, job.id)
+            self._begin_hand_back()
+
+    def _begin_hand_back(self) -> None:
+        job_id = self.get_current_job_id()
+        self._hand_back_at = None
+        if job_id is None or not self.horse_pid:
+            return
+        self._handing_back = job_id
+        # The monitor loop then sees the horse die and calls handle_job_failure.
+        self.kill_horse()
+
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: object = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        super().handle_job_failure(
+            job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
+        )
+        if self._handing_back == job.id:
+            self._handing_back = None
+            hand_back(self, job)
+
+
+def hand_back(worker: Worker, job: Job) -> None:
+    """Put a job whose horse this worker killed back at the front of its queue, and tell the bot."""
+    connection = worker.connection
+    state = connection.hget(job_key(job.id), "state")
+    if isinstance(state, bytes) and state.decode() in TERMINAL_EVENTS:
+        # It finished just before the horse died: nothing to hand back.
+        return
+    job.requeue(at_front=True)
+    spec = job.kwargs.get("spec") if isinstance(job.kwargs, dict) else None
+    reference = spec.get("reference") if isinstance(spec, dict) else None
+    if isinstance(reference, str) and reference:
+        # The horse died holding the lock; the job keeps its id, so a re-run would take it anyway.
+        release_lock(connection, reference, job.id)
+    if connection.exists(job_key(job.id)):
+        EventWriter(connection).handed_back(
+            job.id, f"handed back to the queue: worker {worker.name} stopped before the job finished"
+        )
+    log.warning("worker %s: job %s handed back to %s", worker.name, job.id, job.origin)
 
 
 class SafeSimpleWorker(_Refusing, SimpleWorker):
@@ -89,8 +186,21 @@ def make_worker(
     *,
     worker_class: type[SafeWorker | SafeSimpleWorker] = SafeWorker,
     name: str | None = None,
+    grace: float = DEFAULT_GRACE_SECONDS,
 ) -> SafeWorker | SafeSimpleWorker:
-    """A safe worker listening on the queue of each Docker host in ``hosts``, JSON serializer."""
+    """A safe worker listening on the queue of each Docker host in ``hosts``, JSON serializer.
+
+    ``grace`` is how long a stopping (forking) worker lets its job run before handing it back.
+    """
     names = [hosts] if isinstance(hosts, str) else list(hosts)
     queues = [Queue(queue_name(host), connection=connection, serializer=JSONSerializer) for host in names]
-    return worker_class(queues, connection=connection, serializer=JSONSerializer, name=name)
+    worker = worker_class(
+        queues,
+        connection=connection,
+        serializer=JSONSerializer,
+        name=name,
+        job_monitoring_interval=MONITOR_INTERVAL_SECONDS,
+    )
+    if isinstance(worker, SafeWorker):
+        worker.grace = grace
+    return worker

@@ -282,6 +282,7 @@ class DockerEngine(Service):
     name = "dockerd"
     start_timeout = 60.0
 
+
     @property
     def socket_path(self) -> str:
         assert self.directory is not None, "dockerd is not running"
@@ -328,6 +329,51 @@ class DockerEngine(Service):
 
     def api(self, timeout: int = 60) -> docker.APIClient:
         return docker.APIClient(base_url=self.host, timeout=timeout)
+
+    def stop_daemon(self, *, crash: bool = False) -> None:
+        """Stop dockerd, keeping its socket path and data root: SIGTERM (``systemctl stop docker``,
+        which lets running API calls such as a push finish first), or with ``crash`` SIGKILL to
+        dockerd and its containerd at once, mid-call."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if crash:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=10)
+            # A killed containerd leaves its socket and pid file; the next one must not trip on them.
+            assert self.directory is not None
+            shutil.rmtree(self.directory / "exec" / "containerd", ignore_errors=True)
+        else:
+            self._terminate(process)
+
+    def start_daemon(self, attempts: int = 3) -> None:
+        """Start dockerd again after :meth:`stop_daemon`: same socket, same images.
+
+        dockerd gives its containerd a fixed time to come up; on a loaded machine that can
+        run out, so a failed start is tried again."""
+        assert self.directory is not None and self._log_path is not None, "dockerd was never started"
+        for attempt in range(1, attempts + 1):
+            if self.running:
+                return
+            with open(self._log_path, "ab") as log:
+                self._process = subprocess.Popen(
+                    self._prepare(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.directory,
+                    start_new_session=True,
+                )
+            try:
+                self._wait_ready()
+                return
+            except RuntimeError as exc:
+                self.stop_daemon(crash=True)
+                if attempt == attempts:
+                    raise RuntimeError(self._failure_message(exc)) from None
 
 
 class Registry(Service):

@@ -14,6 +14,7 @@ from bot.config import (
     Config,
     Grant,
     RegistryConfig,
+    Retries,
     Role,
     Timeouts,
     load_config,
@@ -841,3 +842,41 @@ def test_a_hand_built_grant_keeps_the_old_constructor_and_is_frozen() -> None:
         Grant("admin", usergroups="S1")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="not a string"):
         ApprovalRule(approvers="admin")  # type: ignore[arg-type]
+
+
+def test_retries_default_when_absent() -> None:
+    assert parse_config(_base()).retries == Retries(attempts=3, backoff=2, max_backoff=30)
+
+
+def test_retries_take_attempts_and_durations() -> None:
+    data = _base()
+    data["retries"] = {"attempts": 5, "backoff": "1s", "max_backoff": "1m"}
+    config = parse_config(data)
+    assert config.retries == Retries(attempts=5, backoff=1, max_backoff=60)
+    assert "retries: 5 attempt(s), backoff 1s doubling up to 1m" in config.summary()
+
+
+@pytest.mark.parametrize(
+    ("retries", "problem"),
+    [
+        ({"attempts": 0}, "retries.attempts: must be at least 1 (1 means no retry); got 0"),
+        ({"attempts": "3"}, "retries.attempts: must be a whole number of runs, at least 1; got a string"),
+        ({"attempts": True}, "retries.attempts: must be a whole number of runs"),
+        ({"backoff": "2x"}, "retries.backoff: `2x` is not a duration"),
+        ({"max_backoff": 0}, "retries.max_backoff: must be positive"),
+        ({"backoff": "1m", "max_backoff": "30s"}, "retries.max_backoff: must not be shorter than retries.backoff"),
+        ({"atempts": 3}, "retries.atempts: unknown key; did you mean `attempts`?"),
+        ("3", "retries: must be a mapping with keys `attempts`, `backoff`, `max_backoff`"),
+    ],
+)
+def test_retries_problems_name_their_key(retries: object, problem: str) -> None:
+    data = _base()
+    data["retries"] = retries
+    assert any(item.startswith(problem) for item in _problems(data)), _problems(data)
+
+
+def test_every_retries_problem_is_reported_at_once() -> None:
+    data = _base()
+    data["retries"] = {"attempts": 0, "backoff": "x", "extra": 1}
+    keys = sorted(item.split(":")[0] for item in _problems(data))
+    assert keys == ["retries.attempts", "retries.backoff", "retries.extra"]

@@ -17,11 +17,14 @@ from tests.support.services import DockerEngine, Registry, build_image
 from workers import tasks
 from workers.contracts import EVENTS_STREAM, JobEvent, JobRecord, JobSpec, job_key
 from workers.credentials import CredentialStore, load_credentials
+from workers.retries import RetryPolicy
 
 NAMESPACE = "com.example.namespace"
 WRONG_PASSWORD = "Wr0ng-" + uuid.uuid4().hex
 PASSWORD_ENV = "REGOPS_TEST_REGISTRY_PASSWORD"
 WRONG_PASSWORD_ENV = "REGOPS_TEST_WRONG_PASSWORD"
+
+FAST_RETRIES = RetryPolicy(attempts=3, backoff=0.1, max_backoff=0.2)
 
 _names = itertools.count()
 
@@ -88,12 +91,14 @@ def api(docker_engine: DockerEngine) -> Iterator[docker.APIClient]:
 def context(
     redis_client: redis.Redis, docker_engine: DockerEngine, setup: WorkerSetup
 ) -> Iterator[tasks.TaskContext]:
-    """The task context installed as ``python -m workers`` installs it (progress not throttled)."""
+    """The task context installed as ``python -m workers`` installs it (progress not throttled,
+    retries quick)."""
     ctx = tasks.TaskContext(
         redis=redis_client,
         docker_api=lambda: docker.APIClient(base_url=docker_engine.host, timeout=60),
         credentials=setup.credentials(),
         progress_interval=0.0,
+        retries=FAST_RETRIES,
     )
     tasks.install(ctx)
     yield ctx

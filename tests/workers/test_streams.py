@@ -180,7 +180,12 @@ def test_error_lines_in_recorded_streams(name: str, reason: FailureReason, fragm
         ("no basic auth credentials", "push", "auth_failed", False),
         ("denied: requested access to the resource is denied", "push", "denied", False),
         ("manifest for r:5000/ns/x:1 not found: manifest unknown: manifest unknown", "pull", "image_not_found", False),
-        ("received unexpected HTTP status: 500 Internal Server Error", "push", "registry_error", False),
+        ("received unexpected HTTP status: 500 Internal Server Error", "push", "registry_error", True),
+        ("received unexpected HTTP status: 503 Service Unavailable", "pull", "registry_error", True),
+        ("received unexpected HTTP status: 502 Bad Gateway", "push", "registry_error", True),
+        ('Patch "http://r:5000/v2/ns/x/blobs/uploads/abc": EOF', "push", "registry_unreachable", True),
+        ("write tcp 127.0.0.1:1->127.0.0.1:5000: write: broken pipe", "push", "registry_unreachable", True),
+        ("blob upload invalid: digest invalid", "push", "registry_error", False),
     ],
 )  # fmt: skip
 def test_classify(message: str, action: str, reason: str, retryable: bool) -> None:
