@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", parents=[common], help="run the job worker of one Docker host")
     worker.add_argument("--host", required=True, help="the configured Docker host this worker serves")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--grace", type=float, default=None,
+                        help="on SIGTERM, seconds the current job may still run before it goes back to the queue")
 
     shell = sub.add_parser("shell", parents=[common], help="the console front end (no Slack needed)")
     shell.add_argument("--user", default=os.environ.get("REGOPS_USER", "U0CONSOLE"),
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _worker_argv(args: argparse.Namespace, host: str, burst: bool = False) -> list[str]:
     argv = [sys.executable, "-m", "workers", "--host", host]
+    if getattr(args, "grace", None) is not None:
+        argv += ["--grace", str(args.grace)]
     if getattr(args, "config", None):
         argv += ["--config", args.config]
     if getattr(args, "log_level", None):

@@ -142,6 +142,9 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             "proc_name": "regops-serve",
             "worker_exit": self._worker_exit,
         }
+        if "control_socket_disable" in self.cfg.settings:
+            # Newer gunicorn opens a control socket under $HOME, which a locked-down service may not write.
+            values["control_socket_disable"] = True
         for key, value in values.items():
             self.cfg.set(key, value)
 
