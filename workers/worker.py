@@ -30,7 +30,15 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker
 
-from workers.contracts import TASKS, TERMINAL_EVENTS, FailureReason, job_key, queue_name
+from workers.contracts import (
+    RUNNING,
+    TASKS,
+    TERMINAL_EVENTS,
+    FailureReason,
+    heartbeat_key,
+    job_key,
+    queue_name,
+)
 from workers.events import EventWriter
 from workers.liveness import release_lock
 
@@ -148,12 +156,40 @@ class SafeWorker(_Refusing, Worker):
         exc_string: str = "",
         execution: Execution | None = None,
     ) -> None:
+        stopped = self._stopped_job_id == job.id  # cancelled: rq's stop command killed the horse
         super().handle_job_failure(
             job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
         )
         if self._handing_back == job.id:
             self._handing_back = None
             hand_back(self, job)
+        elif not self.is_horse:
+            # Only the worker process gets here for a horse that died (OOM, SIGKILL, a stop
+            # command): the task's own cleanup never ran.
+            settle_dead_horse(self, job, report=not stopped)
+
+
+def _reference(job: Job) -> str | None:
+    spec = job.kwargs.get("spec") if isinstance(job.kwargs, dict) else None
+    reference = spec.get("reference") if isinstance(spec, dict) else None
+    return reference if isinstance(reference, str) and reference else None
+
+
+def settle_dead_horse(worker: Worker, job: Job, *, report: bool) -> None:
+    """Free what a killed horse held (its reference lock); with ``report``, fail a job still running.
+
+    Not reported: a job cancelled by the bot, which writes its outcome itself once the horse is gone.
+    """
+    connection = worker.connection
+    reference = _reference(job)
+    if reference is not None:
+        release_lock(connection, reference, job.id)
+    state = connection.hget(job_key(job.id), "state")
+    if report and isinstance(state, bytes) and state.decode() == RUNNING:
+        log.warning("worker %s: job %s lost its work horse; reporting it failed", worker.name, job.id)
+        EventWriter(connection).failed(job.id, FailureReason.INTERNAL, "the worker running it stopped")
+    elif not report:
+        connection.delete(heartbeat_key(job.id))
 
 
 def hand_back(worker: Worker, job: Job) -> None:
@@ -164,9 +200,8 @@ def hand_back(worker: Worker, job: Job) -> None:
         # It finished just before the horse died: nothing to hand back.
         return
     job.requeue(at_front=True)
-    spec = job.kwargs.get("spec") if isinstance(job.kwargs, dict) else None
-    reference = spec.get("reference") if isinstance(spec, dict) else None
-    if isinstance(reference, str) and reference:
+    reference = _reference(job)
+    if reference is not None:
         # The horse died holding the lock; the job keeps its id, so a re-run would take it anyway.
         release_lock(connection, reference, job.id)
     if connection.exists(job_key(job.id)):

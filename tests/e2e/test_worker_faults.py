@@ -308,3 +308,34 @@ def test_dockerd_restarted_within_the_retries_lets_the_push_succeed(
     notes = [e.message or "" for e in events_of(db, spec.job_id) if e.type == "progress"]
     assert any(note.startswith("retrying in 2 s (attempt 2 of 8): ") for note in notes), notes
     assert registry.manifest_digest(repository_of(spec), "1.0") == record.digest
+
+
+def test_a_work_horse_killed_alone_fails_its_job_at_once_and_the_worker_goes_on(
+    tmp_path: Path, redis_server: RedisServer, engine: DockerEngine, registry: Registry, db: redis.Redis,
+    units: list[WorkerUnit],
+) -> None:
+    host = unique_name("host")
+    spec, job = enqueue_push(db, registry, host, big_image(engine))
+    assert spec.reference is not None
+    unit = WorkerUnit(tmp_path, redis_server, engine, registry, host)
+    units.append(unit)
+    wait_for(lambda: pushing(db, spec), 60, "the push to start")
+
+    # The OOM killer picks the process doing the work: the horse, not the worker.
+    for pid in descendants(unit.process.pid):
+        os.kill(pid, signal.SIGKILL)
+
+    record = wait_for(lambda: (r := record_of(db, spec.job_id)).state == "failed" and r, 15,
+                      "the job to be reported failed", unit)
+    assert (record.reason, record.message) == ("internal", "the worker running it stopped")
+    assert not db.exists(heartbeat_key(spec.job_id))
+    assert not db.exists(reference_lock_key(spec.reference))
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert registry.manifest_digest(repository_of(spec), "1.0") is None
+
+    # The same worker goes on with the next job.
+    retry, _ = enqueue_push(db, registry, host, big_image(engine))
+    retry_record = wait_for(lambda: (r := record_of(db, retry.job_id)).state == "succeeded" and r, 60,
+                            "the next job to succeed", unit)
+    assert registry.manifest_digest(repository_of(retry), "1.0") == retry_record.digest
+    assert unit.process.poll() is None
