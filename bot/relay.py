@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError
 from bot.approvals import AWAITING, EXPIRED, NOTICE_EVENT, REJECTED, read_view
 from bot.consumer import StreamConsumer
 from bot.messages import deployment_notification, job_message
+from bot.metrics import Metrics
 from bot.queueing import Origin, origin_key
 from bot.watchdog import Watchdog
 from workers.contracts import (
@@ -99,6 +100,7 @@ class Relay(StreamConsumer):
         claim_idle_ms: int = 30_000,
         housekeeping: Callable[[], object] | None = None,
         watchdog: Watchdog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(connection)
         self._client = client
@@ -111,6 +113,7 @@ class Relay(StreamConsumer):
         self._last_claim = 0.0
         self._housekeeping = housekeeping
         self._watchdog = watchdog
+        self._metrics = metrics
         self._last_housekeeping = 0.0
 
     # ---- the loop -------------------------------------------------------------------------
@@ -162,6 +165,8 @@ class Relay(StreamConsumer):
         job_id = fields.get("job_id")
         if self._watchdog is not None and job_id:
             self._watchdog.observe(fields.get("type", ""), job_id)
+        if self._metrics is not None and job_id:
+            self._observe(fields, job_id)
         try:
             if fields.get("type") == NOTICE_EVENT:
                 self._notice(fields)
@@ -225,16 +230,30 @@ class Relay(StreamConsumer):
         pipe.expire(slack_key(job_id), STATE_TTL_SECONDS)
         pipe.execute()
 
+    def _observe(self, fields: dict[str, str], job_id: str) -> None:
+        assert self._metrics is not None
+        if fields.get("at"):
+            self._metrics.relay_lag(float(fields["at"]))
+        if fields.get("type") in TERMINAL_STATES:
+            self._metrics.job_ended(job_id)
+
     def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
         """Call Slack; what may heal by waiting (429, 5xx, timeouts, no answer) becomes TransientSlackError."""
         try:
             return method(**kwargs)
         except SlackApiError as exc:
+            self._count_error(method)
             if _transient(exc):
                 raise TransientSlackError(f"Slack answered {_status(exc)} {_error(exc) or ''}".strip()) from exc
             raise
         except Exception as exc:  # connection errors and timeouts after the client's own retries
+            self._count_error(method)
             raise TransientSlackError(type(exc).__name__) from exc
+
+    def _count_error(self, method: Callable[..., Any]) -> None:
+        if self._metrics is not None:
+            # chat_postMessage → chat.postMessage, the Web API method's own name
+            self._metrics.slack_error(getattr(method, "__name__", "unknown").replace("_", ".", 1))
 
     def _post(self, job_id: str, origin: Origin, text: str, blocks: list, rendered: str, now: float) -> None:
         try:

@@ -24,6 +24,7 @@ from bot.commands import Command
 from bot.config import Config, RegistryConfig
 from bot.errors import CredentialsInChat, RegopsError, UsageError
 from bot.jobs import CancelOutcome, Jobs, is_live, workers_key
+from bot.metrics import Metrics
 from bot.queueing import JobQueue, Origin
 from workers.contracts import KEY_PREFIX, AuditEntry, JobRecord, JobSpec
 
@@ -78,6 +79,15 @@ class Reply:
         return self.kind is ReplyKind.QUEUED
 
 
+def _action_word(text: str) -> str:
+    """The command's action for metrics, or "unknown" (bad input must not mint new label values)."""
+    words = commands.normalize(text).split()
+    if words and words[0].lower() == commands.SLASH_COMMAND:
+        words = words[1:]
+    word = words[0].lower() if words else ""
+    return word if word in commands.ACTIONS else "unknown"
+
+
 def new_job_id() -> str:
     return secrets.token_hex(6)
 
@@ -104,6 +114,7 @@ class Service:
         clock: Callable[[], float] = time.time,
         job_ids: Callable[[], str] = new_job_id,
         jobs: Jobs | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._config = config
         self._policy = policy
@@ -112,6 +123,7 @@ class Service:
         self._approvals = approvals
         self._clock = clock
         self._job_ids = job_ids
+        self._metrics = metrics
         self.jobs = jobs if jobs is not None else Jobs(queue.connection, queue, policy, config, clock=clock)
 
     def handle(self, request: Request) -> Reply:
@@ -317,6 +329,8 @@ class Service:
                            rule=rule, job_id=job_id, outcome="")
         try:
             self._audit.record(entry, pipeline=pipeline)
+            if self._metrics is not None:
+                self._metrics.command(_action_word(request.text), decision, pipeline=pipeline)
         except redis.RedisError:
             if pipeline is not None:
                 raise

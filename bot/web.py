@@ -1,10 +1,11 @@
-"""The bot's WSGI application: Slack requests to Bolt, plus the health endpoint."""
+"""The bot's WSGI application: Slack requests to Bolt, plus the health and metrics endpoints."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
 
+import redis
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
@@ -14,9 +15,10 @@ SLACK_PATH = "/slack/events"
 class WebApp:
     """Routes ``POST /slack/events`` to Bolt and answers ``GET /healthz`` itself."""
 
-    def __init__(self, bolt_app: App, healthy: Callable[[], bool]) -> None:
+    def __init__(self, bolt_app: App, healthy: Callable[[], bool], metrics: Callable[[], str] | None = None) -> None:
         self._slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
         self._healthy = healthy
+        self._metrics = metrics
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -26,6 +28,16 @@ class WebApp:
             if self._healthy():
                 return _respond(start_response, "200 OK", {"status": "ok"})
             return _respond(start_response, "503 Service Unavailable", {"status": "redis unreachable"})
+        if path == "/metrics" and self._metrics is not None:
+            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+                return _respond(start_response, "405 Method Not Allowed", {"error": "use GET"})
+            try:
+                payload = self._metrics().encode()
+            except redis.RedisError:
+                return _respond(start_response, "503 Service Unavailable", {"status": "redis unreachable"})
+            start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                                      ("Content-Length", str(len(payload)))])
+            return [payload]
         return self._slack(environ, start_response)
 
 

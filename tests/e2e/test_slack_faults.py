@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import textwrap
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,12 +99,16 @@ def test_a_slack_outage_429_then_5xx_then_a_hang_loses_no_result(fault_stack: St
     time.sleep(3)
     assert len(_posts_for(stack, job_id)) == 1
     assert _final_deliveries(stack, job_id) == 1
+    with urllib.request.urlopen(f"{stack.serve.url}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    errors = re.search(r'regops_slack_api_errors_total\{method="chat.postMessage"\} (\d+)', metrics)
+    assert errors and int(errors.group(1)) >= 1, metrics
 
 
 def test_a_serve_killed_between_start_and_end_of_a_job_still_delivers_its_result(fault_stack: Stack) -> None:
     stack = fault_stack
     build_image(stack.engine.host, "centos7-crash", "1", layers=4, layer_size=16 * 1024 * 1024, seed="serve-kill")
-    status, body = stack.command("push centos7-crash 1", user="U0ADMIN")
+    _, body = stack.command("push centos7-crash 1", user="U0ADMIN")
     job_id = _job_id(body)
     _wait(lambda: _state(stack, job_id) in ("running", "succeeded"), 60, "the job to start")
     worker = stack.workers[0]
