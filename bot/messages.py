@@ -95,7 +95,8 @@ def outcome_text(record: JobRecord) -> str:
         by = record.extra.get("cancelled_by")
         return f"cancelled: {target}" + (f" — by <@{by}>" if by else "")
     if record.state == EventType.QUEUED.value:
-        return f"queued: {target}"
+        note = f" — {record.message}" if record.message else ""  # e.g. handed back by a stopping worker
+        return f"queued: {target}{note}"
     return f"{record.state}: {target}"
 
 

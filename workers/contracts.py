@@ -287,6 +287,8 @@ def state_update(event: JobEvent) -> dict[str, str]:
             fields[name] = str(value)
     if event.type == EventType.SUCCEEDED.value:
         fields["progress"] = "100"
+    if event.type == EventType.STARTED.value and event.message is None:
+        fields["message"] = ""  # a note from an earlier run (e.g. "handed back to the queue") is over
     return fields
 
 

@@ -202,6 +202,10 @@ def test_jobs_queued_before_a_redis_crash_run_after_it_restarts_with_aof(
             for _ in range(3):  # build-2 has no worker yet: the jobs wait in its queue
                 _, body = stack.command("login --host build-2", user="U0ADMIN")
                 jobs.append(_job_id(body))
+            # Let the relay post and record each job's message first: a crash between Slack's answer
+            # and Redis storing its ts is the one window that can post twice (see the README).
+            _wait(lambda: all(stack.redis.hget(f"regops:slack:{job}", "ts") for job in jobs), 30,
+                  "the queued messages to be posted and recorded")
             aof.kill()
             aof.start()
             assert redis.Redis(port=aof.port).llen("rq:queue:regops.build-2") == 3

@@ -114,3 +114,13 @@ def test_echoed_user_input_cannot_mention_or_link() -> None:
 def test_a_running_job_shows_what_the_worker_waits_for() -> None:
     text, _ = job_message(record(state="running", message="retrying in 4 s (attempt 2 of 3): registry unreachable"))
     assert text.startswith("running") and "attempt 2 of 3" in text
+
+
+def test_a_job_handed_back_to_the_queue_says_so_until_it_starts_again() -> None:
+    from workers.contracts import EventType, JobEvent, state_update
+
+    note = "handed back to the queue: worker w1 stopped before the job finished"
+    text, _ = job_message(record(state="queued", message=note))
+    assert text.startswith("queued") and "handed back" in text
+    fields = state_update(JobEvent(job_id="0123456789ab", type=EventType.STARTED.value, at=1.0))
+    assert fields["message"] == "" and fields["state"] == "running"
