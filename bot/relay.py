@@ -118,6 +118,23 @@ class Relay(StreamConsumer):
 
     # ---- the loop -------------------------------------------------------------------------
 
+    def drain(self, timeout: float = 5.0) -> int:
+        """On shutdown: relay what is waiting now, without blocking, until nothing is left or time is up.
+
+        Whatever is still left stays pending in Redis for another relay (or the next start).
+        """
+        deadline = time.monotonic() + timeout
+        total = 0
+        while time.monotonic() < deadline:
+            try:
+                handled = self.step(0)
+            except (redis.RedisError, TransientSlackError):
+                break
+            total += handled
+            if handled == 0:
+                break
+        return total
+
     def step(self, block_ms: int = 0) -> int:
         """Handle due throttled updates, reclaimed events and new events; return how many."""
         now = self._clock()

@@ -171,3 +171,15 @@ def test_console_jobs_are_not_sent_to_slack(text_redis: redis.Redis, slack: Slac
     relay.step()
     assert slack.calls_to("chat.postMessage") == []
     assert text_redis.xpending(EVENTS_STREAM, GROUP)["pending"] == 0
+
+
+def test_drain_relays_what_is_waiting_and_returns_when_nothing_is_left(text_redis: redis.Redis,
+                                                                      slack: SlackStandIn) -> None:
+    relay = make_relay(text_redis, slack, Clock())
+    for index in range(3):
+        queue_job(text_redis, f"drain0000{index:03d}")
+    started = time.monotonic()
+    assert relay.drain(timeout=10) == 3
+    assert time.monotonic() - started < 5
+    assert len(slack.calls_to("chat.postMessage")) == 3
+    assert relay.drain(timeout=10) == 0
