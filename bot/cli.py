@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Slack chat-ops for a private Docker registry.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", parents=[common], help="run the Slack bot (HTTP) and the job relay")
+    serve = sub.add_parser("serve", parents=[common],
+                           help="run the Slack bot (HTTP, or Socket Mode with SLACK_APP_TOKEN) and the job relay")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
     serve.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
@@ -85,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The shell prints its own story on stdout; its log only needs to say what went wrong.
     default_level = "WARNING" if args.command == "shell" else "INFO"
     level = getattr(args, "log_level", None) or os.environ.get("REGOPS_LOG_LEVEL", default_level)
-    configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret, settings.redis_url,
-                             settings.redis_password])
+    configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token,
+                              settings.redis_url, settings.redis_password])
 
     if args.command == "worker":
         return _run_worker(args)
@@ -131,9 +132,10 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings, config: Config) -> int:
-    missing = settings.missing_for_slack()
-    if missing:
-        print(f"regops serve: set {' and '.join(missing)} (see README: Configuration)", file=sys.stderr)
+    problems = settings.slack_problems()
+    if problems:
+        for problem in problems:
+            print(f"regops serve: {problem}", file=sys.stderr)
         return 2
     from bot.server import ServeOptions, serve
 

@@ -1,14 +1,17 @@
 """`regops serve`: the bot's composition root under gunicorn (threads per worker process).
 
 Each gunicorn worker process builds its own clients after the fork (nothing connects
-before), serves Slack's HTTP requests, and runs one relay thread; relays of all
-workers and of all ``serve`` processes share the work through a Redis consumer group.
+before), serves Slack's HTTP requests (or, with ``SLACK_APP_TOKEN``, opens its own Socket
+Mode connection; Slack hands each envelope to one of an app's connections), and runs one
+relay thread; relays of all workers and of all ``serve`` processes share the work through
+a Redis consumer group.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 from dataclasses import dataclass
@@ -21,13 +24,16 @@ from slack_sdk.errors import SlackApiError
 from bot.audit_relay import AuditRelay
 from bot.config import Config
 from bot.core import build_core
+from bot.metrics import Metrics
 from bot.relay import Relay
 from bot.settings import Settings
 from bot.slack_app import build_app
 from bot.slack_client import build_web_client, post_response_url
+from bot.socket_mode import SocketModeConnection
 from bot.usergroups import UserGroupDirectory
 from bot.watchdog import Watchdog
 from bot.web import WebApp
+from workers.contracts import Secret
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +63,25 @@ class BotProcess:
     """Everything one serve worker process owns: clients, service, web app, relay threads."""
 
     def __init__(self, settings: Settings, config: Config) -> None:
-        assert settings.slack_bot_token and settings.slack_signing_secret
+        assert settings.slack_bot_token and (settings.slack_signing_secret or settings.slack_app_token)
         self.redis = redis_client(settings)
         self._health_redis = redis_client(settings, timeout=1.0)
         self.client = build_web_client(settings.slack_bot_token, settings.slack_api_url)
         self.directory = UserGroupDirectory(self.client, config.access.usergroups())
-        core = build_core(config, self.redis, redis_client(settings, decode=False), self.directory)
-        bolt = build_app(core.service, core.approvals, signing_secret=settings.slack_signing_secret,
+        self.metrics = Metrics(self.redis)
+        core = build_core(config, self.redis, redis_client(settings, decode=False), self.directory, self.metrics)
+        # Socket Mode needs no signing secret; without one, a secret nobody knows makes Bolt refuse
+        # every POST /slack/events (an empty one would let anyone sign requests).
+        signing_secret = settings.slack_signing_secret or Secret(secrets.token_hex(32))
+        bolt = build_app(core.service, core.approvals, signing_secret=signing_secret,
                          bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
-        self.web = WebApp(bolt, self.healthy)
+        self.socket = (SocketModeConnection(bolt, settings.slack_app_token, settings.slack_api_url)
+                       if settings.slack_app_token else None)
+        self.web = WebApp(bolt, self.healthy, lambda: self.metrics.render(config.hosts))
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.relay = Relay(self.redis, self.client, consumer=consumer, respond=post_response_url,
                            notify_channel=config.notify_channel, housekeeping=core.approvals.expire_due,
-                           watchdog=Watchdog(self.redis), claim_idle_ms=CLAIM_IDLE_MS)
+                           watchdog=Watchdog(self.redis), claim_idle_ms=CLAIM_IDLE_MS, metrics=self.metrics)
         self.audit_relay = (AuditRelay(self.redis, self.client, config.audit_channel, consumer=consumer)
                             if config.audit_channel else None)
         self._stop = threading.Event()
@@ -80,10 +92,15 @@ class BotProcess:
         if self.audit_relay is not None:
             self._threads.append(threading.Thread(target=self.audit_relay.run, args=(self._stop,),
                                                   name="regops-audit-relay", daemon=True))
+        if self.socket is not None:
+            self._threads.append(threading.Thread(target=self.socket.run, args=(self._stop,),
+                                                  name="regops-socket-mode", daemon=True))
 
     def healthy(self) -> bool:
-        """Redis answers, and user-group memberships have had their first load."""
+        """Redis answers, user-group memberships have had their first load, and Socket Mode (if on) is connected."""
         if not self.directory.ready.is_set():
+            return False
+        if self.socket is not None and not self.socket.connected():
             return False
         try:
             return bool(self._health_redis.ping())

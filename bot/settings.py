@@ -26,6 +26,8 @@ class Settings:
     slack_signing_secret: Secret | None
     slack_api_url: str
     redis_url: Secret
+    slack_app_token: Secret | None = None
+    """An ``xapp-`` app-level token: when set, `regops serve` talks to Slack over Socket Mode."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -41,6 +43,7 @@ class Settings:
             slack_signing_secret=secret("SLACK_SIGNING_SECRET"),
             slack_api_url=api_url,
             redis_url=Secret(environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL),
+            slack_app_token=secret("SLACK_APP_TOKEN"),
         )
 
     @property
@@ -53,11 +56,30 @@ class Settings:
     def redis_url_masked(self) -> str:
         return mask_url(self.redis_url.reveal())
 
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
     def missing_for_slack(self) -> list[str]:
-        """Names of the variables `regops serve` cannot run without."""
+        """Names of the variables `regops serve` cannot run without.
+
+        Socket Mode needs no signing secret: envelopes arrive over a WebSocket the bot opened itself
+        with the app token, and Slack does not sign them. Without one, HTTP requests are all refused.
+        """
         missing = []
         if self.slack_bot_token is None:
             missing.append("SLACK_BOT_TOKEN")
-        if self.slack_signing_secret is None:
+        if self.slack_signing_secret is None and not self.socket_mode:
             missing.append("SLACK_SIGNING_SECRET")
         return missing
+
+    def slack_problems(self) -> list[str]:
+        """What is wrong with the Slack settings `regops serve` would use, as sentences."""
+        problems = []
+        missing = self.missing_for_slack()
+        if missing:
+            problems.append(f"set {' and '.join(missing)} (see README: Configuration)")
+        if self.slack_app_token is not None and not self.slack_app_token.reveal().startswith("xapp-"):
+            problems.append("SLACK_APP_TOKEN must be an app-level token (xapp-…) with connections:write; "
+                            "unset it for HTTP mode")
+        return problems

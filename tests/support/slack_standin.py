@@ -1,5 +1,6 @@
 """A local stand-in for Slack: answers the Web API methods regops calls, in Slack's JSON shapes,
-records every call, and serves response_url endpoints. Also signs requests as Slack does."""
+records every call, and serves response_url endpoints. Also signs requests as Slack does.
+With ``app_token`` and ``socket`` set, ``apps.connections.open`` hands out Socket Mode URLs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from tests.support.socket_standin import SocketModeStandIn
 
 
 @dataclass
@@ -38,8 +42,11 @@ class _Failure:
 class SlackStandIn:
     """``with SlackStandIn(token) as slack:`` — ``slack.api_url`` is the SLACK_API_URL to use."""
 
-    def __init__(self, bot_token: str) -> None:
+    def __init__(self, bot_token: str, *, app_token: str | None = None,
+                 socket: SocketModeStandIn | None = None) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
+        self.socket = socket
         self.calls: list[Call] = []
         self.responses: list[tuple[str, dict[str, Any]]] = []  # (response_url path, body)
         self.raw_requests: list[str] = []
@@ -110,6 +117,11 @@ class SlackStandIn:
 
     # ---- the server ----
     def _answer(self, method: str, params: dict[str, Any], authorization: str) -> tuple[int, dict, dict]:
+        if method == "apps.connections.open":
+            # Only the app-level token opens connections; the bot token is refused, as Slack does.
+            if self.app_token is None or self.socket is None or authorization != f"Bearer {self.app_token}":
+                return 200, {"ok": False, "error": "invalid_auth"}, {}
+            return 200, {"ok": True, "url": self.socket.issue_url()}, {}
         if authorization != f"Bearer {self.bot_token}":
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         for failure in self._failures:
