@@ -55,6 +55,7 @@ class SocketModeConnection:
         was_connected = False
         try:
             while not stop.is_set():
+                self._drop_if_broken()
                 if self.connected():
                     if not was_connected:
                         log.info("socket mode: connected")
@@ -71,6 +72,14 @@ class SocketModeConnection:
                     delay = min(delay * 2, self._max_delay)
         finally:
             self.close()
+
+    def _drop_if_broken(self) -> None:
+        session = self._handler.client.current_session
+        # The client gives up on a socket only after five failed pings (25 s), spinning on its dead
+        # socket meanwhile; one failed ping (a broken pipe: the peer is gone) is reason enough.
+        if session is not None and session.is_active() and session.consecutive_check_state_error_count > 0:
+            log.warning("socket mode: a ping failed; dropping the connection")
+            session.disconnect()
 
     def _connect_once(self, delay: float) -> None:
         try:

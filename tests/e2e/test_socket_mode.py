@@ -175,9 +175,10 @@ def test_after_a_refresh_request_the_bot_reconnects_and_keeps_handling_envelopes
     _wait_healthz(stack.serve.url, 200)
 
 
-def test_a_dropped_connection_is_reopened(stack: SocketStack) -> None:
+@pytest.mark.parametrize("abrupt", [False, True], ids=["close-frame", "tcp-closed"])
+def test_a_dropped_connection_is_reopened(stack: SocketStack, abrupt: bool) -> None:
     opened_before = stack.connections_opened()
-    dropped = stack.socket.drop()
+    dropped = stack.socket.drop(abrupt=abrupt)
     stack.socket.wait_for(lambda: dropped not in stack.socket.open and len(stack.socket.open) == 2, 30,
                           "a new connection after the drop")
     assert stack.connections_opened() > opened_before

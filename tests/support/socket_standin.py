@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -100,10 +101,15 @@ class SocketModeStandIn:
                                 "debug_info": {"host": "standin"}}))
         return conn_id
 
-    def drop(self, connection: int | None = None) -> int:
-        """Close one connection from the server side, as a Slack restart would."""
+    def drop(self, connection: int | None = None, *, abrupt: bool = False) -> int:
+        """Close one connection from the server side: with a close frame, as a Slack restart would, or
+        ``abrupt``-ly (TCP closed, no close frame), as a lost load balancer would."""
         target, conn_id = self._pick(connection, oldest=True)
-        target.close(code=1001, reason="going away")
+        if abrupt:
+            target.socket.shutdown(socket.SHUT_RDWR)
+            target.socket.close()
+        else:
+            target.close(code=1001, reason="going away")
         return conn_id
 
     # ---- inspection ----
