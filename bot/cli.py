@@ -11,10 +11,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from bot.config import Config, load_config, resolve_config_path
 from bot.errors import ConfigError
-from bot.logs import configure_logging
+from bot.logs import LOG_FORMATS, configure_logging
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", default=argparse.SUPPRESS,
                         help="config file (default: $REGOPS_CONFIG, else ./regops.yaml)")
     common.add_argument("--log-level", default=argparse.SUPPRESS, help="DEBUG, INFO, WARNING, ERROR")
+    common.add_argument("--log-format", default=argparse.SUPPRESS, choices=LOG_FORMATS,
+                        help="text (default) or json: one JSON object per line (also $REGOPS_LOG_FORMAT)")
 
     parser = argparse.ArgumentParser(prog="regops", parents=[common],
                                      description="Slack chat-ops for a private Docker registry.")
@@ -53,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     shell.add_argument("--worker-log", default=os.path.join(tempfile.gettempdir(), "regops-shell-worker.log"),
                        help="where the worker started alongside writes its log")
 
-    sub.add_parser("check-config", parents=[common], help="validate the config and print a summary")
+    check = sub.add_parser("check-config", parents=[common], help="validate the config and print a summary")
+    check.add_argument("--live", action="store_true",
+                       help="also check Redis, Slack (auth.test), the Docker engine and a login to every registry")
 
     audit = sub.add_parser("audit", parents=[common],
                            help="print the audit trail, oldest first (needs only REDIS_URL)",
@@ -86,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The shell prints its own story on stdout; its log only needs to say what went wrong.
     default_level = "WARNING" if args.command == "shell" else "INFO"
     level = getattr(args, "log_level", None) or os.environ.get("REGOPS_LOG_LEVEL", default_level)
+    log_format = getattr(args, "log_format", None) or os.environ.get("REGOPS_LOG_FORMAT", "text")
     configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token,
-                              settings.redis_url, settings.redis_password])
+                              settings.redis_url, settings.redis_password], fmt=log_format)
 
     if args.command == "worker":
         return _run_worker(args)
@@ -103,12 +109,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(config.summary())
         print("config ok")
-        return 0
+        return _check_live(settings, config, resolve_config_path(getattr(args, "config", None), os.environ)) \
+            if args.live else 0
     if args.command == "serve":
         return _serve(args, settings, config)
     if args.command == "shell":
         return _shell(args, settings, config)
     return 2
+
+
+def _check_live(settings: Settings, config: Config, path: Path) -> int:
+    from bot.live_check import live_checks, passed
+
+    checks = live_checks(settings, config, path)
+    print("live checks:")
+    for check in checks:
+        verdict = "ok" if check.ok else ("FAILED" if check.required else "failed (not fatal)")
+        print(f"  {check.name}: {verdict} — {check.detail}")
+    ok = passed(checks)
+    print("live checks ok" if ok else "live checks FAILED")
+    return 0 if ok else 1
 
 
 def _worker_argv(args: argparse.Namespace, host: str, burst: bool = False) -> list[str]:

@@ -1,0 +1,88 @@
+"""`regops check-config --live`: are Redis, Slack, the Docker engine and the registries reachable?
+
+The Docker side runs as ``python -m workers.check`` in a child process, so the bot
+package still never imports the Docker SDK.  Every check is reported by name as ``ok``
+or with its reason; the verdict needs Redis, Slack, the engine and the default
+registry, while another registry's failure is reported but not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from slack_sdk.errors import SlackApiError
+
+from bot.config import Config
+from bot.settings import Settings, mask_url
+from bot.slack_client import build_web_client
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+def check_redis(settings: Settings) -> Check:
+    client = redis.Redis.from_url(settings.redis_url.reveal(), socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+        return Check("redis", True, f"PING answered at {mask_url(settings.redis_url.reveal())}")
+    except redis.AuthenticationError:
+        return Check("redis", False, "authentication failed (check the password or ACL user in REDIS_URL)")
+    except redis.RedisError as exc:
+        return Check("redis", False, f"unreachable ({type(exc).__name__}) at {settings.redis_url_masked}")
+    finally:
+        client.close()
+
+
+def check_slack(settings: Settings) -> Check:
+    if settings.slack_bot_token is None:
+        return Check("slack", False, "SLACK_BOT_TOKEN is not set")
+    client = build_web_client(settings.slack_bot_token, settings.slack_api_url, timeout=10)
+    try:
+        answer = client.auth_test()
+        return Check("slack", True, f"auth.test ok: bot {answer.get('user_id')} in team {answer.get('team_id')}")
+    except SlackApiError as exc:
+        return Check("slack", False, f"auth.test failed: {exc.response.get('error', 'error')}")
+    except OSError as exc:
+        return Check("slack", False, f"unreachable ({type(exc).__name__}) at {settings.slack_api_url}")
+
+
+def check_docker_side(config: Config, config_path: Path, environ: Mapping[str, str]) -> list[Check]:
+    argv = [sys.executable, "-m", "workers.check", "--config", str(config_path)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=dict(environ), check=False)
+    except subprocess.TimeoutExpired:
+        return [Check("docker engine", False, "no answer within 120 s")]
+    checks = []
+    for line in done.stdout.splitlines():
+        try:
+            result = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        name = str(result.get("check", "?"))
+        required = name in ("docker engine", "registries", f"registry {config.default_registry}")
+        checks.append(Check(name, bool(result.get("ok")), str(result.get("detail", "")), required))
+    if not checks:
+        checks.append(Check("docker engine", False, f"the check did not run (exit status {done.returncode})"))
+    return checks
+
+
+def live_checks(settings: Settings, config: Config, config_path: Path,
+                environ: Mapping[str, str] | None = None) -> list[Check]:
+    return [check_redis(settings), check_slack(settings),
+            *check_docker_side(config, config_path, os.environ if environ is None else environ)]
+
+
+def passed(checks: list[Check]) -> bool:
+    return all(check.ok for check in checks if check.required)
