@@ -77,7 +77,7 @@ class BotProcess:
                          bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
         self.socket = (SocketModeConnection(bolt, settings.slack_app_token, settings.slack_api_url)
                        if settings.slack_app_token else None)
-        self.web = WebApp(bolt, self.healthy, lambda: self.metrics.render(config.hosts))
+        self.web = WebApp(bolt, self.health_problem, lambda: self.metrics.render(config.hosts))
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.relay = Relay(self.redis, self.client, consumer=consumer, respond=post_response_url,
                            notify_channel=config.notify_channel, housekeeping=core.approvals.expire_due,
@@ -96,16 +96,17 @@ class BotProcess:
             self._threads.append(threading.Thread(target=self.socket.run, args=(self._stop,),
                                                   name="regops-socket-mode", daemon=True))
 
-    def healthy(self) -> bool:
-        """Redis answers, user-group memberships have had their first load, and Socket Mode (if on) is connected."""
+    def health_problem(self) -> str | None:
+        """None when ready: Redis answers, user groups had their first load, Socket Mode (if on) is connected."""
         if not self.directory.ready.is_set():
-            return False
+            return "user-group memberships not loaded yet"
         if self.socket is not None and not self.socket.connected():
-            return False
+            return "Socket Mode not connected"
         try:
-            return bool(self._health_redis.ping())
+            self._health_redis.ping()
         except redis.RedisError:
-            return False
+            return "redis unreachable"
+        return None
 
     def start(self) -> None:
         if self.audit_relay is not None:
@@ -127,10 +128,13 @@ class BotProcess:
         self.relay.run(self._stop)
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Graceful end (gunicorn has stopped taking requests): finish relaying what is waiting."""
         self._stop.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
+        relayed = self.relay.drain(timeout)
+        log.info("serve: stopped; relayed %d waiting event(s) on the way out", relayed)
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]

@@ -15,9 +15,10 @@ SLACK_PATH = "/slack/events"
 class WebApp:
     """Routes ``POST /slack/events`` to Bolt and answers ``GET /healthz`` itself."""
 
-    def __init__(self, bolt_app: App, healthy: Callable[[], bool], metrics: Callable[[], str] | None = None) -> None:
+    def __init__(self, bolt_app: App, health_problem: Callable[[], str | None],
+                 metrics: Callable[[], str] | None = None) -> None:
         self._slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
-        self._healthy = healthy
+        self._health_problem = health_problem
         self._metrics = metrics
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -25,9 +26,10 @@ class WebApp:
         if path == "/healthz":
             if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
                 return _respond(start_response, "405 Method Not Allowed", {"error": "use GET"})
-            if self._healthy():
+            problem = self._health_problem()
+            if problem is None:
                 return _respond(start_response, "200 OK", {"status": "ok"})
-            return _respond(start_response, "503 Service Unavailable", {"status": "redis unreachable"})
+            return _respond(start_response, "503 Service Unavailable", {"status": problem})
         if path == "/metrics" and self._metrics is not None:
             if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
                 return _respond(start_response, "405 Method Not Allowed", {"error": "use GET"})

@@ -62,8 +62,9 @@ def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-unty
         time.sleep(0.05)
 
 
-def _posts_for(stack: Stack, job_id: str) -> list:
-    return [c for c in stack.slack.calls_to("chat.postMessage") if f"job {job_id}" in (c.params.get("text") or "")]
+def _posts_for(stack: Stack, job_id: str, channel: str = "C0OPS") -> list:
+    return [c for c in stack.slack.calls_to("chat.postMessage")
+            if c.params.get("channel") == channel and f"job {job_id}" in (c.params.get("text") or "")]
 
 
 def _final_deliveries(stack: Stack, job_id: str) -> int:
@@ -241,3 +242,27 @@ def test_a_worker_killed_mid_push_gets_its_job_reported_failed_within_a_minute(f
     with WorkerProcess(dict(worker._env), stack.serve._args[1], "build-1"):
         _, body = stack.command("login", user="U0ADMIN")
         assert stack.final_message(_job_id(body), timeout=30)["text"].startswith("succeeded")
+
+
+def test_sigterm_to_serve_during_a_job_loses_nothing(fault_stack: Stack) -> None:
+    stack = fault_stack
+    build_image(stack.engine.host, "centos7-term", "1", layers=4, layer_size=16 * 1024 * 1024, seed="sigterm")
+    _, body = stack.command("push centos7-term 1", user="U0ADMIN")
+    job_id = _job_id(body)
+    _wait(lambda: _state(stack, job_id) in ("running", "succeeded"), 60, "the job to start")
+    worker = stack.workers[0]
+    worker.signal_all(signal.SIGSTOP)  # keep the job running while serve goes down
+    try:
+        stack.serve.signal_all(signal.SIGTERM)  # as systemd sends it: the whole group
+        stack.serve._process.wait(timeout=60)  # type: ignore[union-attr]
+        log = stack.serve.log_text()
+        assert "relayed" in log, log  # it drained on its way out
+    finally:
+        worker.signal_all(signal.SIGCONT)
+    _wait(lambda: _state(stack, job_id) == "succeeded", 120, "the job to finish")
+    with ServeProcess(dict(stack.serve._env), stack.serve._args[1]) as replacement:
+        message = stack.final_message(job_id, timeout=60)
+        assert message["text"].startswith("succeeded")
+        time.sleep(1)
+        assert len(_posts_for(stack, job_id)) == 1, stack.serve.log_text() + replacement.log_text()
+        assert _final_deliveries(stack, job_id) == 1
