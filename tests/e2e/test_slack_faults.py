@@ -266,3 +266,29 @@ def test_sigterm_to_serve_during_a_job_loses_nothing(fault_stack: Stack) -> None
         time.sleep(1)
         assert len(_posts_for(stack, job_id)) == 1, stack.serve.log_text() + replacement.log_text()
         assert _final_deliveries(stack, job_id) == 1
+
+
+def test_two_pushes_of_one_reference_never_run_at_once_and_the_second_says_it_waits(fault_stack: Stack) -> None:
+    stack = fault_stack
+    build_image(stack.engine.host, "centos7-same", "1", layers=2, layer_size=4 * 1024 * 1024, seed="same-ref")
+    first_worker = stack.workers[0]
+    with WorkerProcess(dict(first_worker._env), stack.serve._args[1], "build-2"):
+        _, body = stack.command("push centos7-same 1 --host build-1", user="U0ADMIN")
+        first = _job_id(body)
+        _wait(lambda: _state(stack, first) in ("running", "succeeded"), 60, "the first push to start")
+        first_worker.signal_all(signal.SIGSTOP)  # the first push holds the reference for a while
+        try:
+            assert _state(stack, first) == "running"
+            _, body = stack.command("push centos7-same 1 --host build-2", user="U0ADMIN")
+            second = _job_id(body)
+            stack.slack.wait_for(
+                lambda: any(f"job {second}" in (m.get("text") or "") and f"waiting for job {first}" in m["text"]
+                            for m in stack.slack.messages.values()), 15, "the second job's waiting note")
+            assert _state(stack, second) == "running"
+        finally:
+            first_worker.signal_all(signal.SIGCONT)
+        assert stack.final_message(first, timeout=60)["text"].startswith("succeeded")
+        final = stack.final_message(second, timeout=60)
+        assert final["text"].startswith("succeeded") and "waiting" not in final["text"]
+        digest = stack.registry.manifest_digest("com.example.namespace/centos7-same", "1")
+        assert digest and digest in final["text"]
