@@ -139,6 +139,8 @@ def _worker_argv(args: argparse.Namespace, host: str, burst: bool = False) -> li
         argv += ["--config", args.config]
     if getattr(args, "log_level", None):
         argv += ["--log-level", args.log_level]
+    if getattr(args, "log_format", None):
+        argv += ["--log-format", args.log_format]
     if burst:
         argv.append("--burst")
     return argv

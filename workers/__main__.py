@@ -28,7 +28,7 @@ import redis
 import requests
 
 from workers import tasks
-from workers.contracts import queue_name
+from workers.contracts import JsonLogFormatter, queue_name
 from workers.credentials import CredentialStore, parse_registries, read_config
 from workers.errors import ConfigError, WorkerError
 from workers.retries import parse_retries
@@ -164,9 +164,12 @@ def registry_passwords(credentials: CredentialStore) -> list[str]:
     return values
 
 
-def configure_logging(level: int, mask: SecretMask) -> None:
+def configure_logging(level: int, mask: SecretMask, log_format: str = "text") -> None:
     mask.install()
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLogFormatter())
     # Warnings (urllib3's among them) become log records, so they are masked too.
     logging.captureWarnings(True)
 
@@ -179,6 +182,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", help="regops config file (default: $REGOPS_CONFIG, else ./regops.yaml)")
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        default=os.environ.get("REGOPS_LOG_FORMAT", "text"),
+                        help="text (default) or json: one JSON object per line (also $REGOPS_LOG_FORMAT)")
     parser.add_argument(
         "--no-fork", action="store_true", help="run jobs in the worker process (no work horse; for debugging)"
     )
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     mask = SecretMask()
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     mask.add_source(lambda: url_secrets(redis_url))
-    configure_logging(level, mask)
+    configure_logging(level, mask, args.log_format)
 
     try:
         context = build_context(args.config, os.environ, docker_timeout=args.docker_timeout)
