@@ -71,13 +71,20 @@ def _command_listener(service: Service) -> Callable[..., None]:
     return on_command
 
 
+def _click(body: dict[str, Any], action: dict[str, Any]) -> tuple[str, str, str]:
+    """Who clicked, in which channel, on which job's button.
+
+    Authorize on who clicked, never on whom the message was addressed to.
+    """
+    user = (body.get("user") or {}).get("id", "")
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
+    return user, channel, str(action.get("value", ""))
+
+
 def _decision_listener(approvals: Approvals, *, approve: bool) -> Callable[..., None]:
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
-        # Authorize on who clicked, never on whom the message was addressed to.
-        user = (body.get("user") or {}).get("id", "")
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
-        job_id = str(action.get("value", ""))
+        user, channel, job_id = _click(body, action)
         try:
             result = approvals.approve(job_id, user, channel) if approve else approvals.reject(job_id, user, channel)
             log.info("approval click job=%s user=%s approve=%s outcome=%s rule=%r", job_id, user, approve,
@@ -93,9 +100,7 @@ def _decision_listener(approvals: Approvals, *, approve: bool) -> Callable[..., 
 def _cancel_listener(jobs: Jobs, approvals: Approvals) -> Callable[..., None]:
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
-        user = (body.get("user") or {}).get("id", "")
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
-        job_id = str(action.get("value", ""))
+        user, channel, job_id = _click(body, action)
         try:
             result = jobs.cancel(job_id, user, channel)
             log.info("cancel click job=%s user=%s outcome=%s rule=%r", job_id, user, result.outcome.value,
