@@ -10,13 +10,18 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import Config, load_config, resolve_config_path
 from bot.errors import ConfigError
 from bot.logs import LOG_FORMATS, configure_logging
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +228,9 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
 
     with contextlib.ExitStack() as stack:
         if not args.no_worker:
-            stack.enter_context(_worker_alongside(_worker_argv(args, config.default_host), args.worker_log))
+            worker = stack.enter_context(_worker_alongside(_worker_argv(args, config.default_host),
+                                                           args.worker_log))
+            _await_worker(connection, config.default_host, worker)
             print(f"(worker for host {config.default_host} started, log: {args.worker_log})", file=sys.stderr)
         if interactive:
             print("regops shell: type `help`, or e.g. `push IMAGE TAG`; `exit` or Ctrl-D to leave.")
@@ -231,6 +238,18 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
             return shell.run(sys.stdin)
         except KeyboardInterrupt:
             return 130
+
+
+def _await_worker(connection: redis.Redis, host: str, worker: subprocess.Popen[bytes],
+                  timeout: float = 15.0) -> None:
+    """Give the worker started alongside a moment to register, so the first ack knows it is live."""
+    from workers.contracts import queue_name
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and worker.poll() is None:
+        if connection.scard(f"rq:workers:{queue_name(host)}"):
+            return
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager

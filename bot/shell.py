@@ -22,7 +22,7 @@ from bot.service import Request, Service
 from workers.contracts import EVENTS_STREAM, TERMINAL_EVENTS, JobRecord, job_key
 
 PROMPT = "regops> "
-_EMOJI = re.compile(r":[a-z0-9_+-]+:\s*")
+_EMOJI = re.compile(r":[a-z][a-z0-9_+-]*:\s*")  # emoji codes start with a letter; times do not
 
 
 def plain(text: str) -> str:
