@@ -408,7 +408,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--duration", type=int, default=20, help="seconds per saturation phase (default 20)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--distinct", type=int, default=4000, help="distinct requests per saturation phase")
+    # More than a phase can send: a repeated request is, by design, deduplicated (same trigger_id).
+    parser.add_argument("--distinct", type=int, default=80000, help="distinct requests per saturation phase")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop arrivals/s (default 200)")
     parser.add_argument("--latency-duration", type=float, default=30.0, help="open-loop seconds (default 30)")
     parser.add_argument("--profile", metavar="DIR", default=None,
