@@ -39,6 +39,21 @@ class _Failure:
     retry_after: int | None = None
 
 
+def wait_on(condition: threading.Condition, predicate: Callable[[], Any], timeout: float,
+            failure: Callable[[], str]) -> Any:
+    """Wait, under ``condition``, until ``predicate`` gives something true; fail with ``failure()``."""
+    deadline = time.monotonic() + timeout
+    with condition:
+        while True:
+            result = predicate()
+            if result:
+                return result
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(failure())
+            condition.wait(min(remaining, 0.2))
+
+
 class SlackStandIn:
     """``with SlackStandIn(token) as slack:`` — ``slack.api_url`` is the SLACK_API_URL to use."""
 
@@ -98,17 +113,9 @@ class SlackStandIn:
             return [c for c in self.calls if c.method == method]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                result = predicate()
-                if result:
-                    return result
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"Slack stand-in: timed out waiting for {what}; calls: "
-                                         f"{[(c.method, c.params.get('text')) for c in self.calls]}")
-                self._lock.wait(min(remaining, 0.2))
+        return wait_on(self._lock, predicate, timeout, lambda: (
+            f"Slack stand-in: timed out waiting for {what}; calls: "
+            f"{[(c.method, c.params.get('text')) for c in self.calls]}"))
 
     def everything_sent(self) -> str:
         """Every byte regops sent to Slack, for secret scans."""

@@ -21,6 +21,8 @@ from typing import Any, Self
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
+from tests.support.slack_standin import wait_on
+
 
 @dataclass
 class Ack:
@@ -122,17 +124,9 @@ class SocketModeStandIn:
                              f"{count} open connection(s)")
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                result = predicate()
-                if result:
-                    return result
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"Socket Mode stand-in: timed out waiting for {what}; open connections: "
-                                         f"{sorted(self.open)}, acks: {len(self.acks)}")
-                self._lock.wait(min(remaining, 0.2))
+        return wait_on(self._lock, predicate, timeout, lambda: (
+            f"Socket Mode stand-in: timed out waiting for {what}; open connections: "
+            f"{sorted(self.open)}, acks: {len(self.acks)}"))
 
     # ---- the server ----
     def _pick(self, connection: int | None, *, oldest: bool = False) -> tuple[ServerConnection, int]:
