@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 import tempfile
 import textwrap
@@ -24,6 +25,14 @@ from tests.support.slack_standin import SlackStandIn, block_actions_body, sign, 
 from tests.support.stack import ServeProcess, WorkerProcess
 
 NAMESPACE = "com.example.namespace"
+JOB_ID = re.compile(r"(?:job|request) `([0-9a-f]{12})`")
+
+
+def job_id_of(body: dict) -> str:
+    """The job id an acknowledgement names ("… as job `id`" or "… the request `id` …")."""
+    match = JOB_ID.search(body.get("text", ""))
+    assert match, f"no job id in the ack: {body!r}"
+    return match.group(1)
 
 
 def registries_yaml(registry: Registry) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import textwrap
 import time
 from collections.abc import Iterator
@@ -11,11 +10,9 @@ from collections.abc import Iterator
 import pytest
 from rq import Queue
 
-from tests.e2e.conftest import NAMESPACE, Stack, registries_yaml, running_stack
+from tests.e2e.conftest import NAMESPACE, Stack, job_id_of, registries_yaml, running_stack
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image
 from workers.contracts import AUDIT_STREAM, queue_name
-
-JOB_ID = re.compile(r"`([0-9a-f]{12})`")
 
 
 def policy_config(registry: Registry) -> str:
@@ -51,10 +48,6 @@ def policy_stack(redis_server: RedisServer, docker_engine: DockerEngine, registr
         yield stack
 
 
-def _job_id(body: dict) -> str:
-    match = JOB_ID.search(body.get("text", ""))
-    assert match, body
-    return match.group(1)
 
 
 def _queued(stack: Stack) -> int:
@@ -119,7 +112,7 @@ def test_approval_flow_self_approval_and_strangers_refused_then_approved_and_run
     before = _queued(stack)
     status, body = stack.command("push centos7-app latest", user="U0DEV1")
     assert status == 200 and "needs approval" in body["text"]
-    job_id = _job_id(body)
+    job_id = job_id_of(body)
     ts, message = stack.message_of(job_id)
     reference = f"{stack.registry.server}/{NAMESPACE}/centos7-app:latest"
     assert reference in message["text"] and "<@U0DEV1>" in message["text"] and _has_buttons(message)
@@ -155,7 +148,7 @@ def test_a_rejection_closes_the_request(policy_stack: Stack) -> None:
     stack = policy_stack
     before = _queued(stack)
     _, body = stack.command("push centos7-app prod-1", user="U0DEV1")
-    job_id = _job_id(body)
+    job_id = job_id_of(body)
     ts, _ = stack.message_of(job_id)
     stack.click(job_id, "U0ADMIN", approve=False)
     message = stack.slack.wait_for(
@@ -168,7 +161,7 @@ def test_a_rejection_closes_the_request(policy_stack: Stack) -> None:
 def test_an_unanswered_request_expires(policy_stack: Stack) -> None:
     stack = policy_stack
     _, body = stack.command("push centos7-app exp-1", user="U0DEV1")
-    job_id = _job_id(body)
+    job_id = job_id_of(body)
     ts, _ = stack.message_of(job_id)
     message = stack.slack.wait_for(
         lambda: (stack.slack.messages[("C0OPS", ts)]["text"] or "").startswith("expired")
@@ -182,7 +175,7 @@ def test_two_distinct_approvals_and_an_approver_who_requests_needs_another(polic
     stack = policy_stack
     build_image(stack.engine.host, "centos7-two", "two-1", layers=1, seed="two-e2e")
     _, body = stack.command("push centos7-two two-1", user="U0ADMIN")
-    job_id = _job_id(body)
+    job_id = job_id_of(body)
     ts, _ = stack.message_of(job_id)
     stack.click(job_id, "U0ADMIN")  # the requester, though an approver
     stack.click(job_id, "U0ADMIN2")

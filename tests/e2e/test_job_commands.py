@@ -11,16 +11,16 @@ import re
 import textwrap
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import NAMESPACE, Stack, registries_yaml, running_stack
+from tests.e2e.conftest import NAMESPACE, Stack, job_id_of, registries_yaml, running_stack
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image
 from tests.support.slack_standin import block_actions_body, sign, slash_command_body
+from tests.support.waiting import wait_until
 
 DB = 11
-JOB_ID = re.compile(r"job `([0-9a-f]{12})`")
 
 
 def config_text(registry: Registry) -> str:
@@ -44,24 +44,10 @@ def stack(redis_server: RedisServer, docker_engine: DockerEngine, registry: Regi
     with running_stack(redis_server, docker_engine, registry, db=DB, config_text=config_text(registry),
                        hosts={"build-1": registry.password}) as running:
         # The worker process is up before rq registers it: wait for that, as "live" is what is tested.
-        wait(lambda: running.redis.scard("rq:workers:regops.build-1"), 30, "the build-1 worker to register")
+        wait_until(lambda: running.redis.scard("rq:workers:regops.build-1"), 30, "the build-1 worker to register")
         yield running
 
 
-def job_id_of(body: dict) -> str:
-    match = JOB_ID.search(body.get("text", ""))
-    assert match, f"no job id in the ack: {body!r}"
-    return match.group(1)
-
-
-def wait(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def message_where(stack: Stack, job_id: str, first_word: str, timeout: float = 60.0) -> dict:
@@ -199,7 +185,7 @@ def test_cancel_of_a_running_push_stops_it_and_nothing_lands_in_the_registry(sta
     build_image(stack.engine.host, "centos7-big", "1", layers=4, layer_size=16 * 1024 * 1024, seed="cancel-e2e")
     _, body = stack.command("push centos7-big 1")
     job_id = job_id_of(body)
-    wait(lambda: stack.redis.hget(f"regops:job:{job_id}", "state") != "queued", 60, "the job to start")
+    wait_until(lambda: stack.redis.hget(f"regops:job:{job_id}", "state") != "queued", 60, "the job to start")
     _, answer = stack.command(f"cancel {job_id}")
     assert answer["text"].startswith("Cancelled"), answer["text"]
     assert "stopped on its Docker host" in answer["text"]

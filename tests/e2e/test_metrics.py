@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import urllib.request
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, job_id_of
 
 FAMILIES = ("regops_commands_total", "regops_jobs_total", "regops_job_duration_seconds", "regops_queue_length",
             "regops_relay_lag_seconds", "regops_slack_api_errors_total")
-JOB_ID = re.compile(r"`([0-9a-f]{12})`")
 
 
 def scrape(stack: Stack) -> tuple[str, dict[str, float]]:
@@ -40,7 +38,7 @@ def test_metrics_move_as_commands_and_jobs_run(stack: Stack) -> None:
     stack.command("help", user="U0DEV1")
     stack.command("push nginx 1", user="U0NOBODY")
     _, body = stack.command("login", user="U0ADMIN")
-    job_id = JOB_ID.search(body["text"]).group(1)  # type: ignore[union-attr]
+    job_id = job_id_of(body)
     stack.final_message(job_id)
     stack.slack.wait_for(lambda: True, 0.1)
     _, after = scrape(stack)

@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.e2e.conftest import Stack, registries_yaml, running_stack
+from tests.e2e.conftest import Stack, job_id_of, registries_yaml, running_stack
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image, free_port
 from tests.support.stack import ServeProcess, WorkerProcess
+from tests.support.waiting import wait_until
 from workers.contracts import job_key
-
-JOB_ID = re.compile(r"`([0-9a-f]{12})`")
 
 
 def faults_config(registry: Registry) -> str:
@@ -44,22 +43,19 @@ def fault_stack(redis_server: RedisServer, docker_engine: DockerEngine, registry
         yield stack
 
 
-def _job_id(body: dict) -> str:
-    match = JOB_ID.search(body.get("text", ""))
-    assert match, body
-    return match.group(1)
 
 
 def _state(stack: Stack, job_id: str) -> str:
     return stack.redis.hget(job_key(job_id), "state") or ""
 
 
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+def _start_push(stack: Stack, image: str, seed: str) -> str:
+    """Push a 64 MB image of 4 layers as U0ADMIN; return the job id once it runs."""
+    build_image(stack.engine.host, image, "1", layers=4, layer_size=16 * 1024 * 1024, seed=seed)
+    _, body = stack.command(f"push {image} 1", user="U0ADMIN")
+    job_id = job_id_of(body)
+    wait_until(lambda: _state(stack, job_id) in ("running", "succeeded"), 60, "the job to start")
+    return job_id
 
 
 def _posts_for(stack: Stack, job_id: str, channel: str = "C0OPS") -> list:
@@ -88,8 +84,8 @@ def test_a_slack_outage_429_then_5xx_then_a_hang_loses_no_result(fault_stack: St
     stack.slack.outage = outage
     status, body = stack.command("login", user="U0ADMIN")
     assert status == 200  # the ack does not depend on Slack's Web API
-    job_id = _job_id(body)
-    _wait(lambda: _state(stack, job_id) == "succeeded", 60, "the job to finish during the outage")
+    job_id = job_id_of(body)
+    wait_until(lambda: _state(stack, job_id) == "succeeded", 60, "the job to finish during the outage")
     assert time.monotonic() - start < recovery
     message = stack.final_message(job_id, timeout=recovery + 45)
     delivered_after = time.monotonic() - start - recovery
@@ -108,10 +104,7 @@ def test_a_slack_outage_429_then_5xx_then_a_hang_loses_no_result(fault_stack: St
 
 def test_a_serve_killed_between_start_and_end_of_a_job_still_delivers_its_result(fault_stack: Stack) -> None:
     stack = fault_stack
-    build_image(stack.engine.host, "centos7-crash", "1", layers=4, layer_size=16 * 1024 * 1024, seed="serve-kill")
-    _, body = stack.command("push centos7-crash 1", user="U0ADMIN")
-    job_id = _job_id(body)
-    _wait(lambda: _state(stack, job_id) in ("running", "succeeded"), 60, "the job to start")
+    job_id = _start_push(stack, "centos7-crash", "serve-kill")
     worker = stack.workers[0]
     worker.signal_all(signal.SIGSTOP)  # hold the job mid-run while serve dies
     try:
@@ -119,7 +112,7 @@ def test_a_serve_killed_between_start_and_end_of_a_job_still_delivers_its_result
         stack.serve.kill()
     finally:
         worker.signal_all(signal.SIGCONT)
-    _wait(lambda: _state(stack, job_id) == "succeeded", 120, "the job to finish with no serve running")
+    wait_until(lambda: _state(stack, job_id) == "succeeded", 120, "the job to finish with no serve running")
     env = dict(stack.serve._env)
     config = stack.serve._args[1]
     with ServeProcess(env, config) as replacement:
@@ -149,7 +142,7 @@ def test_two_serve_replicas_post_each_job_once(fault_stack: Stack) -> None:
                     stack.serve = original
             else:
                 _, body = stack.command("login", user="U0ADMIN")
-            jobs.append(_job_id(body))
+            jobs.append(job_id_of(body))
         for job_id in jobs:
             assert stack.final_message(job_id, timeout=60)["text"].startswith("succeeded")
         time.sleep(3)
@@ -172,7 +165,7 @@ class AofRedis:
              "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         client = redis.Redis(port=self.port)
-        _wait(lambda: _pings(client), 20, "redis-server with AOF to start")
+        wait_until(lambda: _pings(client), 20, "redis-server with AOF to start")
 
     def kill(self) -> None:
         if self._process is not None:
@@ -202,10 +195,10 @@ def test_jobs_queued_before_a_redis_crash_run_after_it_restarts_with_aof(
             jobs = []
             for _ in range(3):  # build-2 has no worker yet: the jobs wait in its queue
                 _, body = stack.command("login --host build-2", user="U0ADMIN")
-                jobs.append(_job_id(body))
+                jobs.append(job_id_of(body))
             # Let the relay post and record each job's message first: a crash between Slack's answer
             # and Redis storing its ts is the one window that can post twice (see the README).
-            _wait(lambda: all(stack.redis.hget(f"regops:slack:{job}", "ts") for job in jobs), 30,
+            wait_until(lambda: all(stack.redis.hget(f"regops:slack:{job}", "ts") for job in jobs), 30,
                   "the queued messages to be posted and recorded")
             aof.kill()
             aof.start()
@@ -222,10 +215,7 @@ def test_jobs_queued_before_a_redis_crash_run_after_it_restarts_with_aof(
 
 def test_a_worker_killed_mid_push_gets_its_job_reported_failed_within_a_minute(fault_stack: Stack) -> None:
     stack = fault_stack
-    build_image(stack.engine.host, "centos7-oom", "1", layers=4, layer_size=16 * 1024 * 1024, seed="sigkill")
-    _, body = stack.command("push centos7-oom 1", user="U0ADMIN")
-    job_id = _job_id(body)
-    _wait(lambda: _state(stack, job_id) in ("running", "succeeded"), 60, "the job to start")
+    job_id = _start_push(stack, "centos7-oom", "sigkill")
     worker = stack.workers[0]
     worker.signal_all(signal.SIGSTOP)  # freeze it mid-push, then kill it as the OOM killer would
     assert _state(stack, job_id) == "running"
@@ -241,15 +231,12 @@ def test_a_worker_killed_mid_push_gets_its_job_reported_failed_within_a_minute(f
     # A worker started on the same host right after takes work at once.
     with WorkerProcess(dict(worker._env), stack.serve._args[1], "build-1"):
         _, body = stack.command("login", user="U0ADMIN")
-        assert stack.final_message(_job_id(body), timeout=30)["text"].startswith("succeeded")
+        assert stack.final_message(job_id_of(body), timeout=30)["text"].startswith("succeeded")
 
 
 def test_sigterm_to_serve_during_a_job_loses_nothing(fault_stack: Stack) -> None:
     stack = fault_stack
-    build_image(stack.engine.host, "centos7-term", "1", layers=4, layer_size=16 * 1024 * 1024, seed="sigterm")
-    _, body = stack.command("push centos7-term 1", user="U0ADMIN")
-    job_id = _job_id(body)
-    _wait(lambda: _state(stack, job_id) in ("running", "succeeded"), 60, "the job to start")
+    job_id = _start_push(stack, "centos7-term", "sigterm")
     worker = stack.workers[0]
     worker.signal_all(signal.SIGSTOP)  # keep the job running while serve goes down
     try:
@@ -259,7 +246,7 @@ def test_sigterm_to_serve_during_a_job_loses_nothing(fault_stack: Stack) -> None
         assert "relayed" in log, log  # it drained on its way out
     finally:
         worker.signal_all(signal.SIGCONT)
-    _wait(lambda: _state(stack, job_id) == "succeeded", 120, "the job to finish")
+    wait_until(lambda: _state(stack, job_id) == "succeeded", 120, "the job to finish")
     with ServeProcess(dict(stack.serve._env), stack.serve._args[1]) as replacement:
         message = stack.final_message(job_id, timeout=60)
         assert message["text"].startswith("succeeded")
@@ -274,13 +261,13 @@ def test_two_pushes_of_one_reference_never_run_at_once_and_the_second_says_it_wa
     first_worker = stack.workers[0]
     with WorkerProcess(dict(first_worker._env), stack.serve._args[1], "build-2"):
         _, body = stack.command("push centos7-same 1 --host build-1", user="U0ADMIN")
-        first = _job_id(body)
-        _wait(lambda: _state(stack, first) in ("running", "succeeded"), 60, "the first push to start")
+        first = job_id_of(body)
+        wait_until(lambda: _state(stack, first) in ("running", "succeeded"), 60, "the first push to start")
         first_worker.signal_all(signal.SIGSTOP)  # the first push holds the reference for a while
         try:
             assert _state(stack, first) == "running"
             _, body = stack.command("push centos7-same 1 --host build-2", user="U0ADMIN")
-            second = _job_id(body)
+            second = job_id_of(body)
             stack.slack.wait_for(
                 lambda: any(f"job {second}" in (m.get("text") or "") and f"waiting for job {first}" in m["text"]
                             for m in stack.slack.messages.values()), 15, "the second job's waiting note")

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 import docker
 import pytest
 
-from tests.e2e.conftest import NAMESPACE, Stack, write_config
+from tests.e2e.conftest import NAMESPACE, Stack, job_id_of, write_config
 from tests.support.services import build_image
-
-JOB_ID = re.compile(r"job `([0-9a-f]{12})`")
-
-
-def _job_id(body: dict) -> str:
-    match = JOB_ID.search(body.get("text", ""))
-    assert match, f"no job id in the ack: {body!r}"
-    return match.group(1)
 
 
 def _reference(stack: Stack, image: str, tag: str) -> str:
@@ -31,7 +22,7 @@ def test_push_lands_in_registry_and_final_message_carries_its_digest(stack: Stac
     assert body["response_type"] == "ephemeral"
     reference = _reference(stack, "centos7-elasticsearch", "latest")
     assert reference in body["text"] and "Queued" in body["text"]
-    job_id = _job_id(body)
+    job_id = job_id_of(body)
 
     message = stack.final_message(job_id)
     digest = stack.registry.manifest_digest(f"{NAMESPACE}/centos7-elasticsearch", "latest")
@@ -57,7 +48,7 @@ def test_pull_brings_the_image_onto_the_engine(stack: Stack) -> None:
     build_image(stack.engine.host, "centos7-pulled", "1.0", layers=1, seed="pull-e2e")
     status, body = stack.command("push centos7-pulled 1.0", user="U0ADMIN")
     assert status == 200
-    stack.final_message(_job_id(body))
+    stack.final_message(job_id_of(body))
     reference = _reference(stack, "centos7-pulled", "1.0")
     api = docker.APIClient(base_url=stack.engine.host)
     try:
@@ -68,7 +59,7 @@ def test_pull_brings_the_image_onto_the_engine(stack: Stack) -> None:
 
         status, body = stack.command("pull centos7-pulled 1.0", user="U0ADMIN")
         assert status == 200
-        message = stack.final_message(_job_id(body))
+        message = stack.final_message(job_id_of(body))
         assert message["text"].startswith("succeeded"), message["text"]
         image = api.inspect_image(reference)
         digest = stack.registry.manifest_digest(f"{NAMESPACE}/centos7-pulled", "1.0")
@@ -142,7 +133,7 @@ def test_forged_and_stale_signatures_get_401_and_change_nothing(stack: Stack) ->
 def test_pushing_a_missing_local_image_fails_with_a_clear_message(stack: Stack) -> None:
     status, body = stack.command("push centos7-missing 9.9")
     assert status == 200
-    message = stack.final_message(_job_id(body))
+    message = stack.final_message(job_id_of(body))
     assert message["text"].startswith("failed")
     assert "local image not found" in message["text"]
     assert "Traceback" not in message["text"]
@@ -152,7 +143,7 @@ def test_a_wrong_registry_password_fails_as_authentication_and_leaks_nowhere(sta
     build_image(stack.engine.host, "centos7-auth", "1", layers=1, seed="auth-e2e")
     status, body = stack.command("push centos7-auth 1 --host build-bad")
     assert status == 200
-    message = stack.final_message(_job_id(body))
+    message = stack.final_message(job_id_of(body))
     assert message["text"].startswith("failed")
     assert "authentication" in message["text"]
     for secret in (stack.wrong_password, stack.registry.password, stack.signing_secret):
@@ -165,7 +156,7 @@ def test_a_wrong_registry_password_fails_as_authentication_and_leaks_nowhere(sta
 def test_login_checks_the_account(stack: Stack) -> None:
     status, body = stack.command("login", user="U0DEV1")
     assert status == 200
-    message = stack.final_message(_job_id(body))
+    message = stack.final_message(job_id_of(body))
     assert message["text"].startswith("succeeded"), message["text"]
     assert stack.registry.server in message["text"]
 
@@ -176,7 +167,7 @@ def test_when_the_bot_is_not_in_the_channel_the_response_url_carries_the_result(
     response_url = stack.slack.response_url("private")
     status, body = stack.command("push centos7-private 2", channel="C0PRIVATE", response_url=response_url)
     assert status == 200
-    job_id = _job_id(body)
+    job_id = job_id_of(body)
     posts = stack.slack.wait_for(
         lambda: [b for path, b in stack.slack.responses
                  if path.endswith("/private") and b["text"].startswith("succeeded")],

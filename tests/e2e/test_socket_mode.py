@@ -4,7 +4,6 @@ SLACK_API_URL, acknowledges envelopes with the same replies HTTP mode gives, and
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import tempfile
 import time
@@ -17,14 +16,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.e2e.conftest import Stack, write_config
+from tests.e2e.conftest import Stack, job_id_of, write_config
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image
 from tests.support.slack_standin import SlackStandIn, block_actions_body, slash_command_body
 from tests.support.socket_standin import SocketModeStandIn
 from tests.support.stack import ServeProcess, WorkerProcess
 
 DB = 13  # apart from the databases the other end-to-end tests use
-JOB_ID = re.compile(r"job `([0-9a-f]{12})`")
 ACK_DEADLINE = 3.0  # Slack's: an envelope not acknowledged within 3 s is retried or dropped
 
 
@@ -50,10 +48,6 @@ class SocketStack(Stack):
         return sum(1 for c in self.slack.calls_to("apps.connections.open"))
 
 
-def _job_id(body: dict) -> str:
-    match = JOB_ID.search(body.get("text", ""))
-    assert match, f"no job id in the ack: {body!r}"
-    return match.group(1)
 
 
 def _healthz(url: str) -> int:
@@ -120,7 +114,7 @@ def test_push_envelope_is_acked_with_the_queued_reply_and_the_job_is_relayed(sta
     assert body["response_type"] == "ephemeral"
     assert "Queued" in body["text"]
     assert f"{stack.registry.server}/com.example.namespace/centos7-socket:1.0" in body["text"]
-    job_id = _job_id(body)
+    job_id = job_id_of(body)
 
     message = stack.final_message(job_id)
     assert message["text"].startswith("succeeded")
@@ -149,7 +143,7 @@ def test_a_wrong_command_gets_its_usage_error_in_the_ack_and_queues_nothing(stac
 
 def test_button_clicks_arrive_as_interactive_envelopes(stack: SocketStack) -> None:
     build_image(stack.engine.host, "centos7-socket", "2.0", layers=1, seed="socket-click")
-    job_id = _job_id(stack.command_ack("push centos7-socket 2.0"))
+    job_id = job_id_of(stack.command_ack("push centos7-socket 2.0"))
     ts, _message = stack.message_of(job_id)
     form = block_actions_body(user_id="U0DEV1", channel_id="C0OPS", action_id="regops_approve", value=job_id,
                               message_ts=ts)
@@ -199,7 +193,7 @@ def test_envelopes_spread_over_both_connections_are_each_handled_once(stack: Soc
     for envelope_id, connection in envelopes.items():
         ack = stack.socket.wait_ack(envelope_id)
         assert ack.connection == connection
-        job_ids.append(_job_id(ack.payload or {}))
+        job_ids.append(job_id_of(ack.payload or {}))
     assert len(set(job_ids)) == 2
     for job_id in job_ids:
         assert stack.final_message(job_id)["text"].startswith("succeeded")

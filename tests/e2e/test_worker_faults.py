@@ -25,6 +25,8 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image
+from tests.support.stack import descendants
+from tests.support.waiting import wait_until
 from tests.workers.conftest import NAMESPACE, events_of, make_spec, record_job, record_of, unique_name
 from workers.contracts import TASKS, JobSpec, heartbeat_key, queue_name, reference_lock_key
 
@@ -54,31 +56,12 @@ def db(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (rq's work horse runs in a process group of its own)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 class WorkerUnit:
     """`python -m workers` as a systemd unit runs it: own process group; signals reach every process."""
 
     def __init__(self, tmp: Path, redis_server: RedisServer, engine: DockerEngine, registry: Registry,
                  host: str, *extra: str, retries: str = "{attempts: 3, backoff: 1s, max_backoff: 2s}") -> None:
+        self.host = host
         config = tmp / f"regops-{unique_name('w')}.yaml"
         config.write_text(textwrap.dedent(f"""\
             registries:
@@ -131,14 +114,8 @@ def units() -> Iterator[list[WorkerUnit]]:
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, unit: WorkerUnit | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    log = f"\n--- worker log ---\n{unit.log()}" if unit is not None else ""
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}{log}")
+    return wait_until(check, timeout, what, (lambda: f"\n--- worker log ---\n{unit.log()}") if unit else (lambda: ""),
+                      interval=0.02)
 
 
 def big_image(engine: DockerEngine) -> str:
@@ -169,15 +146,23 @@ def pushing(db: redis.Redis, spec: JobSpec) -> bool:
     return record.state == "running" and (record.progress or 0) > 0
 
 
+def start_push(tmp_path: Path, redis_server: RedisServer, engine: DockerEngine, registry: Registry,
+               db: redis.Redis, units: list[WorkerUnit], *extra: str,
+               **options: str) -> tuple[JobSpec, Job, WorkerUnit]:
+    """Queue a push of a big image, start a worker unit for its host, and wait until it is pushing."""
+    host = unique_name("host")
+    spec, job = enqueue_push(db, registry, host, big_image(engine))
+    unit = WorkerUnit(tmp_path, redis_server, engine, registry, host, *extra, **options)
+    units.append(unit)
+    wait_for(lambda: pushing(db, spec), 60, "the push to start")
+    return spec, job, unit
+
+
 def test_sigterm_to_the_unit_lets_the_running_push_finish(
     tmp_path: Path, redis_server: RedisServer, engine: DockerEngine, registry: Registry, db: redis.Redis,
     units: list[WorkerUnit],
 ) -> None:
-    host = unique_name("host")
-    spec, job = enqueue_push(db, registry, host, big_image(engine))
-    unit = WorkerUnit(tmp_path, redis_server, engine, registry, host)
-    units.append(unit)
-    wait_for(lambda: pushing(db, spec), 60, "the push to start")
+    spec, job, unit = start_push(tmp_path, redis_server, engine, registry, db, units)
 
     unit.signal_all(signal.SIGTERM)
     assert record_of(db, spec.job_id).state == "running", "the signal must reach a running push"
@@ -265,11 +250,7 @@ def test_dockerd_stopped_mid_push_fails_the_job_as_engine_unreachable(
     tmp_path: Path, redis_server: RedisServer, engine: DockerEngine, registry: Registry, db: redis.Redis,
     units: list[WorkerUnit],
 ) -> None:
-    host = unique_name("host")
-    spec, _ = enqueue_push(db, registry, host, big_image(engine))
-    unit = WorkerUnit(tmp_path, redis_server, engine, registry, host)
-    units.append(unit)
-    wait_for(lambda: pushing(db, spec), 60, "the push to start")
+    spec, _, unit = start_push(tmp_path, redis_server, engine, registry, db, units)
 
     # A crash: a graceful stop would let the running push finish before dockerd exits.
     engine.stop_daemon(crash=True)
@@ -291,12 +272,8 @@ def test_dockerd_restarted_within_the_retries_lets_the_push_succeed(
     tmp_path: Path, redis_server: RedisServer, engine: DockerEngine, registry: Registry, db: redis.Redis,
     units: list[WorkerUnit],
 ) -> None:
-    host = unique_name("host")
-    spec, _ = enqueue_push(db, registry, host, big_image(engine))
-    unit = WorkerUnit(tmp_path, redis_server, engine, registry, host,
-                      retries="{attempts: 8, backoff: 2s, max_backoff: 4s}")
-    units.append(unit)
-    wait_for(lambda: pushing(db, spec), 60, "the push to start")
+    spec, _, unit = start_push(tmp_path, redis_server, engine, registry, db, units,
+                               retries="{attempts: 8, backoff: 2s, max_backoff: 4s}")
 
     engine.stop_daemon(crash=True)
     time.sleep(1)
@@ -314,12 +291,8 @@ def test_a_work_horse_killed_alone_fails_its_job_at_once_and_the_worker_goes_on(
     tmp_path: Path, redis_server: RedisServer, engine: DockerEngine, registry: Registry, db: redis.Redis,
     units: list[WorkerUnit],
 ) -> None:
-    host = unique_name("host")
-    spec, job = enqueue_push(db, registry, host, big_image(engine))
+    spec, job, unit = start_push(tmp_path, redis_server, engine, registry, db, units)
     assert spec.reference is not None
-    unit = WorkerUnit(tmp_path, redis_server, engine, registry, host)
-    units.append(unit)
-    wait_for(lambda: pushing(db, spec), 60, "the push to start")
 
     # The OOM killer picks the process doing the work: the horse, not the worker.
     for pid in descendants(unit.process.pid):
@@ -334,7 +307,7 @@ def test_a_work_horse_killed_alone_fails_its_job_at_once_and_the_worker_goes_on(
     assert registry.manifest_digest(repository_of(spec), "1.0") is None
 
     # The same worker goes on with the next job.
-    retry, _ = enqueue_push(db, registry, host, big_image(engine))
+    retry, _ = enqueue_push(db, registry, unit.host, big_image(engine))
     retry_record = wait_for(lambda: (r := record_of(db, retry.job_id)).state == "succeeded" and r, 60,
                             "the next job to succeed", unit)
     assert registry.manifest_digest(repository_of(retry), "1.0") == retry_record.digest

@@ -13,6 +13,25 @@ from pathlib import Path
 from tests.support.services import Service, free_port
 
 
+def descendants(pid: int) -> list[int]:
+    """Pids of every process below ``pid`` (rq's work horse runs in a process group of its own)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
 class RegopsProcess(Service):
     """A regops command run as ``python -m bot ...`` with its own environment."""
 
@@ -31,29 +50,11 @@ class RegopsProcess(Service):
     def _ready(self) -> bool:
         return True
 
-    def descendants(self) -> list[int]:
-        """Pids of every process below this one (rq's work horse runs in a process group of its own)."""
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                children.setdefault(ppid, []).append(int(entry.name))
-        found: list[int] = []
-        stack = [self._process.pid] if self._process is not None else []
-        while stack:
-            for child in children.get(stack.pop(), []):
-                found.append(child)
-                stack.append(child)
-        return found
-
     def signal_all(self, signum: int) -> None:
         """Signal the process group and every descendant, as systemd's control-group kill does."""
         if self._process is None:
             return
-        pids = self.descendants()
+        pids = descendants(self._process.pid)
         os.killpg(self._process.pid, signum)
         for pid in pids:
             try:

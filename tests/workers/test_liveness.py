@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from tests.support.services import DockerEngine, Registry
+from tests.support.waiting import wait_until
 from tests.workers.conftest import (
     NAMESPACE,
     WorkerSetup,
@@ -30,16 +31,6 @@ from workers.errors import ConfigError
 from workers.events import EventWriter
 from workers.liveness import Heartbeat, ReferenceLock
 from workers.retries import RetryPolicy, parse_retries
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def in_thread(function: Callable[[], dict[str, Any]]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -65,8 +56,8 @@ def test_the_heartbeat_thread_renews_key_and_lock_until_stopped(redis_client: re
     beat.keep(lock)
     redis_client.expire(lock.key, 3)
     beat.start()
-    wait_for(lambda: redis_client.ttl(heartbeat_key("j2")) > 3, 5, "a renewed heartbeat")
-    wait_for(lambda: redis_client.ttl(lock.key) > 3, 5, "a renewed lock")
+    wait_until(lambda: redis_client.ttl(heartbeat_key("j2")) > 3, 5, "a renewed heartbeat")
+    wait_until(lambda: redis_client.ttl(lock.key) > 3, 5, "a renewed lock")
     beat.stop()
     redis_client.delete(heartbeat_key("j2"))
     time.sleep(0.3)
@@ -97,7 +88,7 @@ def test_a_second_push_of_the_same_reference_waits_and_says_for_whom(
 
     thread, result = in_thread(lambda: tasks.push(queued(redis_client, spec)))
 
-    record = wait_for(
+    record = wait_until(
         lambda: (r := record_of(redis_client, spec.job_id)).message and r, 10, "the waiting note"
     )
     assert (record.state, record.message) == ("running", "waiting for job abc123 (same reference)")
