@@ -15,10 +15,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.config import Config, load_config, resolve_config_path
-from bot.errors import ConfigError
 from bot.logs import LOG_FORMATS, configure_logging
 from bot.settings import Settings
+from workers.kernel.config import Config, load_config, resolve_config_path
+from workers.kernel.errors import ConfigError
+from workers.kernel.keys import rq_workers_key
 
 if TYPE_CHECKING:
     import redis
@@ -77,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _duration(text: str) -> float:
-    from bot.audit import parse_duration
+    from bot.core.audit import parse_duration
 
     try:
         return parse_duration(text)
@@ -164,7 +165,7 @@ def _serve(args: argparse.Namespace, settings: Settings, config: Config) -> int:
         for problem in problems:
             print(f"regops serve: {problem}", file=sys.stderr)
         return 2
-    from bot.server import ServeOptions, serve
+    from bot.http.server import ServeOptions, serve
 
     serve(settings, config, ServeOptions(host=args.bind, port=args.port, workers=args.workers,
                                          threads=args.threads, access_log=args.access_log,
@@ -178,7 +179,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 
     import redis
 
-    from bot.audit import AuditLog, format_line
+    from bot.core.audit import AuditLog, format_line
 
     connection = redis.Redis.from_url(settings.redis_url.reveal(), decode_responses=True,
                                       socket_timeout=10, socket_connect_timeout=5)
@@ -208,9 +209,9 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     import redis
 
-    from bot.core import build_core
-    from bot.server import redis_client
-    from bot.shell import PROMPT, Shell
+    from bot.connections import redis_client
+    from bot.console.shell import PROMPT, Shell
+    from bot.core.assembly import build_core
 
     connection = redis_client(settings)
     try:
@@ -243,11 +244,10 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
 def _await_worker(connection: redis.Redis, host: str, worker: subprocess.Popen[bytes],
                   timeout: float = 15.0) -> None:
     """Give the worker started alongside a moment to register, so the first ack knows it is live."""
-    from workers.contracts import queue_name
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and worker.poll() is None:
-        if connection.scard(f"rq:workers:{queue_name(host)}"):
+        if connection.scard(rq_workers_key(host)):
             return
         time.sleep(0.1)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import redis
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Config
 from bot.settings import Settings, mask_url
-from bot.slack_client import build_web_client
+from bot.slack.client import build_web_client
+from workers.kernel.config import Config
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from workers.contracts import JsonLogFormatter, Secret
+from workers.kernel.logs import JsonLogFormatter
+from workers.kernel.secrets import Secret
 
 MASK = "********"
 

@@ -12,6 +12,24 @@ from tests.support.services import DockerEngine, RedisServer, Registry, Service
 
 S = TypeVar("S", bound=Service)
 
+_REDIS_FIXTURES = frozenset({"redis_server"})
+_DOCKER_FIXTURES = frozenset({"docker_engine", "registry"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier from what it uses: e2e by folder, redis and docker by fixture, else unit."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        tiers = []
+        if "e2e" in item.path.parts:
+            tiers.append("e2e")
+        if used & _REDIS_FIXTURES:
+            tiers.append("redis")
+        if used & _DOCKER_FIXTURES:
+            tiers.append("docker")
+        for tier in tiers or ["unit"]:
+            item.add_marker(tier)
+
 
 def _started(service: S) -> S:
     # A missing service is a broken test environment, not a reason to skip.

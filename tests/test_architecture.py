@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+KERNEL = "workers.kernel"
 
 
 def _imports(package: str) -> dict[str, set[str]]:
+    """Every module under ``package`` (by its path inside it) and the names it imports."""
     found: dict[str, set[str]] = {}
-    for path in sorted((ROOT / package).glob("*.py")):
+    for path in sorted((ROOT / package).rglob("*.py")):
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Import):
@@ -20,19 +23,23 @@ def _imports(package: str) -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module)
                 names.update(f"{node.module}.{alias.name}" for alias in node.names)
-        found[path.name] = names
+        found[str(path.relative_to(ROOT / package))] = names
     return found
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
 
 
 def test_the_packages_exist() -> None:
     assert len(_imports("bot")) >= 10 and len(_imports("workers")) >= 6
+    assert len(_imports("workers/kernel")) >= 6
 
 
 @pytest.mark.parametrize("module,names", sorted(_imports("bot").items()))
-def test_bot_uses_only_the_contracts_of_workers_and_never_docker(module: str, names: set[str]) -> None:
-    offending = {n for n in names if (n == "workers" or n.startswith("workers.")) and
-                 not n.startswith("workers.contracts")}
-    offending |= {n for n in names if n == "docker" or n.startswith("docker.")}
+def test_bot_uses_only_the_kernel_of_workers_and_never_docker(module: str, names: set[str]) -> None:
+    offending = {n for n in names if _within(n, "workers") and not _within(n, KERNEL)}
+    offending |= {n for n in names if _within(n, "docker")}
     assert not offending, f"bot/{module} imports {sorted(offending)}"
 
 
@@ -42,9 +49,20 @@ def test_workers_never_import_the_bot_or_slack(module: str, names: set[str]) -> 
     assert not offending, f"workers/{module} imports {sorted(offending)}"
 
 
-def test_contracts_use_the_standard_library_only() -> None:
-    import sys
+@pytest.mark.parametrize("module,names", sorted(_imports("workers/kernel").items()))
+def test_the_kernel_uses_the_standard_library_and_yaml_only(module: str, names: set[str]) -> None:
+    """The kernel is what both sides load: nothing of rq, redis, docker or Slack, nothing outside it."""
+    outside = {n for n in names if _within(n, "workers") and not _within(n, KERNEL)}
+    third_party = {n.split(".")[0] for n in names if not _within(n, "workers")}
+    third_party -= set(sys.stdlib_module_names) | {"__future__", "yaml"}
+    assert not outside and not third_party, f"workers/kernel/{module} imports {sorted(outside | third_party)}"
 
-    names = _imports("workers")["contracts.py"]
-    third_party = {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"__future__"}
-    assert not third_party
+
+@pytest.mark.parametrize("module,names", sorted(
+    (module, names) for module, names in _imports("bot").items() if module.startswith("core/")
+))
+def test_the_core_imports_no_front_end(module: str, names: set[str]) -> None:
+    """The core speaks neither Slack nor HTTP; the front ends depend on it, never the other way."""
+    front_ends = ("bot.slack", "bot.http", "bot.console", "slack_bolt", "slack_sdk", "gunicorn")
+    offending = {n for n in names if any(_within(n, front) for front in front_ends)}
+    assert not offending, f"bot/{module} imports {sorted(offending)}"

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.commands import SLASH_COMMAND
-from bot.config import CONFIG_ENV, Config, Timeouts, load_config, parse_config
-from bot.web import SLACK_PATH
+from bot.core.commands import SLASH_COMMAND
+from bot.http.app import SLACK_PATH
+from workers.kernel.config import CONFIG_ENV, Config, Timeouts, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

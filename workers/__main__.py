@@ -28,9 +28,10 @@ import redis
 import requests
 
 from workers import tasks
-from workers.contracts import JsonLogFormatter, queue_name
 from workers.credentials import CredentialStore, parse_registries, read_config
 from workers.errors import ConfigError, WorkerError
+from workers.kernel.keys import queue_name
+from workers.kernel.logs import JsonLogFormatter
 from workers.retries import parse_retries
 from workers.worker import DEFAULT_GRACE_SECONDS, SafeSimpleWorker, SafeWorker, make_worker
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from workers.contracts import Secret
 from workers.errors import ConfigError
+from workers.kernel.secrets import Secret
 
 CONFIG_ENV = "REGOPS_CONFIG"
 DEFAULT_CONFIG = "regops.yaml"

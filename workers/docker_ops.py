@@ -19,9 +19,9 @@ import docker.errors
 import requests
 import urllib3.exceptions
 
-from workers.contracts import FailureReason
 from workers.credentials import RegistryCredentials
 from workers.errors import WorkerError
+from workers.kernel.jobs import FailureReason
 
 log = logging.getLogger(__name__)
 

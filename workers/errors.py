@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from workers.contracts import FAILURE_MESSAGES, FailureReason
+from workers.kernel.jobs import FAILURE_MESSAGES, FailureReason
 
 
 class WorkerError(Exception):
     """A job failure whose ``user_message`` is safe to show in Slack as is.
 
-    ``reason`` is a :class:`~workers.contracts.FailureReason` value; ``retryable`` says
+    ``reason`` is a :class:`~workers.kernel.contracts.FailureReason` value; ``retryable`` says
     whether running the same job again later may succeed (the registry was down, say)
     or not (wrong password, missing image).  The message never holds a credential or
     a raw third-party exception string: those are logged, and chained with ``from``.

@@ -16,21 +16,17 @@ from typing import Any
 
 import redis
 
-from workers.contracts import (
+from workers.kernel.audit import AuditEntry, AuditKind
+from workers.kernel.jobs import TERMINAL_EVENTS, EventType, FailureReason, JobEvent, state_update
+from workers.kernel.keys import (
     AUDIT_STREAM,
     EVENTS_STREAM,
     EVENTS_STREAM_MAXLEN,
     HEARTBEAT_TTL_SECONDS,
-    TERMINAL_EVENTS,
-    AuditEntry,
-    AuditKind,
-    EventType,
-    FailureReason,
-    JobEvent,
     heartbeat_key,
     job_key,
-    state_update,
 )
+from workers.kernel.values import as_str
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +61,7 @@ class EventWriter:
                 pipe.delete(heartbeat_key(event.job_id))
             entry_id = pipe.execute()[1]
         log.debug("job %s: %s event %s", event.job_id, event.type, entry_id)
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return as_str(entry_id)
 
     def _audit_entry(self, event: JobEvent) -> AuditEntry:
         # Read outside the transaction: MULTI cannot branch on a value it reads.

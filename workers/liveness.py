@@ -1,7 +1,7 @@
 """A running job's presence in Redis: its heartbeat key and its reference lock, kept alive by one thread.
 
-The heartbeat key (:func:`~workers.contracts.heartbeat_key`) tells the bot a worker is
-still running the job; the reference lock (:func:`~workers.contracts.reference_lock_key`)
+The heartbeat key (:func:`~workers.kernel.contracts.heartbeat_key`) tells the bot a worker is
+still running the job; the reference lock (:func:`~workers.kernel.contracts.reference_lock_key`)
 keeps two jobs off the same full reference at once.  Both carry the heartbeat TTL and
 are renewed together, so when a worker dies (SIGKILL, OOM) both expire on their own.
 """
@@ -15,12 +15,13 @@ from collections.abc import Callable
 
 import redis
 
-from workers.contracts import (
+from workers.kernel.keys import (
     HEARTBEAT_INTERVAL_SECONDS,
     HEARTBEAT_TTL_SECONDS,
     heartbeat_key,
     reference_lock_key,
 )
+from workers.kernel.values import as_str
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class ReferenceLock:
         if holder is None:
             self.held = True
             return None
-        return holder.decode() if isinstance(holder, bytes) else str(holder)
+        return as_str(holder)
 
     def acquire(
         self,

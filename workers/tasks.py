@@ -1,6 +1,6 @@
 """rq entry points, one per action: parse the job, run it with docker_ops, report it as events.
 
-The functions named in :data:`workers.contracts.TASKS` take the JSON job spec and
+The functions named in :data:`workers.kernel.contracts.TASKS` take the JSON job spec and
 return a small JSON-able dict.  What they need from the process (Redis, a Docker
 client, the registry credentials) comes from the :class:`TaskContext` the composition
 root installs with :func:`install` before the worker starts; nothing here connects
@@ -28,10 +28,12 @@ import redis
 from rq.timeouts import JobTimeoutException
 
 from workers import docker_ops
-from workers.contracts import FAILURE_MESSAGES, HEARTBEAT_INTERVAL_SECONDS, Action, FailureReason, JobSpec
 from workers.credentials import CredentialStore, RegistryCredentials
 from workers.errors import ConfigError, WorkerError
 from workers.events import EventWriter
+from workers.kernel.actions import Action
+from workers.kernel.jobs import FAILURE_MESSAGES, FailureReason, JobSpec
+from workers.kernel.keys import HEARTBEAT_INTERVAL_SECONDS
 from workers.liveness import Heartbeat, ReferenceLock
 from workers.progress import Progress
 from workers.retries import RetryPolicy

@@ -30,16 +30,11 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker
 
-from workers.contracts import (
-    RUNNING,
-    TASKS,
-    TERMINAL_EVENTS,
-    FailureReason,
-    heartbeat_key,
-    job_key,
-    queue_name,
-)
 from workers.events import EventWriter
+from workers.kernel.actions import TASKS
+from workers.kernel.jobs import TERMINAL_EVENTS, FailureReason, JobState
+from workers.kernel.keys import heartbeat_key, job_key, queue_name
+from workers.kernel.values import as_str
 from workers.liveness import release_lock
 
 log = logging.getLogger(__name__)
@@ -99,7 +94,7 @@ class _Refusing:
 
 
 class SafeWorker(_Refusing, Worker):
-    """rq's forking :class:`~rq.worker.Worker`, restricted to :data:`~workers.contracts.TASKS`,
+    """rq's forking :class:`~rq.worker.Worker`, restricted to :data:`~workers.kernel.contracts.TASKS`,
     that finishes or hands back its job when stopped (see the module docstring)."""
 
     grace: float = DEFAULT_GRACE_SECONDS
@@ -185,7 +180,7 @@ def settle_dead_horse(worker: Worker, job: Job, *, report: bool) -> None:
     if reference is not None:
         release_lock(connection, reference, job.id)
     state = connection.hget(job_key(job.id), "state")
-    if report and isinstance(state, bytes) and state.decode() == RUNNING:
+    if report and as_str(state) == JobState.RUNNING:
         log.warning("worker %s: job %s lost its work horse; reporting it failed", worker.name, job.id)
         EventWriter(connection).failed(job.id, FailureReason.INTERNAL, "the worker running it stopped")
     elif not report:
@@ -196,7 +191,7 @@ def hand_back(worker: Worker, job: Job) -> None:
     """Put a job whose horse this worker killed back at the front of its queue, and tell the bot."""
     connection = worker.connection
     state = connection.hget(job_key(job.id), "state")
-    if isinstance(state, bytes) and state.decode() in TERMINAL_EVENTS:
+    if as_str(state) in TERMINAL_EVENTS:
         # It finished just before the horse died: nothing to hand back.
         return
     job.requeue(at_front=True)

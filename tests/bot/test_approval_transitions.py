@@ -8,11 +8,12 @@ import pytest
 import redis
 from rq import Queue
 
-from bot.access import Policy
-from bot.approvals import AWAITING, EXPIRED, PENDING_KEY, Approvals, Outcome, read_view
-from bot.config import parse_config
-from bot.queueing import JobQueue, Origin
-from workers.contracts import JobRecord, JobSpec, job_key, queue_name
+from bot.core.access import Policy
+from bot.core.approvals import Approvals, Outcome, read_view
+from bot.core.queueing import JobQueue, Origin
+from workers.kernel.config import parse_config
+from workers.kernel.jobs import JobRecord, JobSpec, JobState
+from workers.kernel.keys import PENDING_APPROVALS_KEY, job_key, queue_name
 
 CONFIG = {
     "registries": {"main": {"server": "127.0.0.1:5000", "services_hostname": "namespace.example.com",
@@ -56,7 +57,7 @@ def test_a_request_queues_nothing_until_approved(raw: redis.Redis) -> None:
     clock = Clock()
     approvals = ask(raw, clock)
     assert Queue(queue_name("build-1"), connection=raw).count == 0
-    assert raw.hget(job_key("0000000000aa"), "state") == AWAITING.encode()
+    assert raw.hget(job_key("0000000000aa"), "state") == JobState.AWAITING_APPROVAL.encode()
     assert approvals.approve("0000000000aa", "U0DEV", "C0OPS").outcome is Outcome.REFUSED  # self
     assert approvals.approve("0000000000aa", "U0NOBODY", "C0OPS").outcome is Outcome.REFUSED
     assert Queue(queue_name("build-1"), connection=raw).count == 0
@@ -92,8 +93,8 @@ def test_expiry_closes_the_request_and_a_late_click_changes_nothing(raw: redis.R
     assert approvals.expire_due() == ["0000000000aa"]
     assert approvals.expire_due() == []
     view = read_view(raw, "0000000000aa")
-    assert view is not None and view.state == EXPIRED
-    assert raw.zcard(PENDING_KEY) == 0
+    assert view is not None and view.state == JobState.EXPIRED
+    assert raw.zcard(PENDING_APPROVALS_KEY) == 0
     assert approvals.approve("0000000000aa", "U0A1", "C0OPS").outcome is Outcome.CLOSED
     assert Queue(queue_name("build-1"), connection=raw).count == 0
 

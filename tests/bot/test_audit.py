@@ -8,9 +8,10 @@ import json
 import pytest
 import redis
 
-from bot.audit import AuditLog, format_line, parse_duration
+from bot.core.audit import AuditLog, format_line, parse_duration
 from tests.support.services import RedisServer
-from workers.contracts import AUDIT_STREAM, AuditEntry
+from workers.kernel.audit import AuditEntry
+from workers.kernel.keys import AUDIT_STREAM
 
 
 def entry(n: int = 0, *, user: str = "U0DEV1", kind: str = "command", decision: str = "queued",

@@ -10,12 +10,14 @@ from typing import Any
 import redis
 from slack_sdk import WebClient
 
-from bot.audit import AuditLog, format_line
-from bot.audit_relay import GROUP, POSTED_KEY, AuditRelay
-from bot.slack_client import build_web_client
+from bot.core.audit import AuditLog, format_line
+from bot.slack.audit_relay import GROUP, AuditRelay
+from bot.slack.client import build_web_client
 from tests.bot.conftest import BOT_TOKEN
 from tests.support.slack_standin import SlackStandIn
-from workers.contracts import AUDIT_STREAM, AuditEntry, Secret
+from workers.kernel.audit import AuditEntry
+from workers.kernel.keys import AUDIT_POSTED_KEY, AUDIT_STREAM
+from workers.kernel.secrets import Secret
 
 CHANNEL = "C0AUDIT"
 
@@ -163,7 +165,7 @@ def test_a_permanent_slack_error_is_logged_and_not_retried_forever(text_redis: r
     relay = make_relay(text_redis, slack, claim_idle_ms=100)
     record(text_redis, 1)
     slack.fail("chat.postMessage", "channel_not_found", times=1)
-    with caplog.at_level("ERROR", logger="bot.audit_relay"):
+    with caplog.at_level("ERROR", logger="bot.slack.audit_relay"):
         assert relay.step() == 1
     assert "channel_not_found" in caplog.text and CHANNEL in caplog.text
     time.sleep(0.2)
@@ -189,11 +191,11 @@ def test_posted_ids_are_remembered_only_for_a_while(text_redis: redis.Redis, sla
     relay = make_relay(text_redis, slack, clock=lambda: clock[0])
     record(text_redis, 1)
     relay.step()
-    assert text_redis.zcard(POSTED_KEY) == 1
+    assert text_redis.zcard(AUDIT_POSTED_KEY) == 1
     clock[0] += 8 * 24 * 3600
     record(text_redis, 2)
     relay.step()
-    assert text_redis.zrange(POSTED_KEY, 0, -1) == [text_redis.xrange(AUDIT_STREAM)[-1][0]]
+    assert text_redis.zrange(AUDIT_POSTED_KEY, 0, -1) == [text_redis.xrange(AUDIT_STREAM)[-1][0]]
 
 
 def test_run_posts_entries_as_they_come_until_stopped(text_redis: redis.Redis, slack: SlackStandIn) -> None:

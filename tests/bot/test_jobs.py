@@ -13,13 +13,22 @@ from rq.registry import StartedJobRegistry
 from rq.utils import now as rq_now
 from rq.utils import utcformat
 
-from bot.approvals import Outcome, approval_key
-from bot.config import parse_config
-from bot.core import build_core
-from bot.jobs import CancelOutcome, Jobs, image_and_tag
-from bot.queueing import RECENT_KEY
-from bot.service import ReplyKind, Request, Service
-from workers.contracts import AUDIT_STREAM, EVENTS_STREAM, JobRecord, job_key, queue_name
+from bot.core.approvals import Outcome
+from bot.core.assembly import build_core
+from bot.core.jobs import CancelOutcome, Jobs, image_and_tag
+from bot.core.service import ReplyKind, Request, Service
+from workers.kernel.config import parse_config
+from workers.kernel.jobs import JobRecord
+from workers.kernel.keys import (
+    AUDIT_STREAM,
+    EVENTS_STREAM,
+    RECENT_JOBS_KEY,
+    approval_key,
+    job_key,
+    queue_name,
+    rq_queue_key,
+    rq_workers_key,
+)
 
 CONFIG = {
     "registries": {"main": {"server": "dockerhub.example.com:5100", "services_hostname": "namespace.example.com",
@@ -99,14 +108,14 @@ def record(connection: redis.Redis, job_id: str) -> JobRecord:
 
 def start(connection: redis.Redis, job_id: str, host: str = "build-1") -> None:
     """What a worker does when it takes the job: off the queue, rq status started, record running."""
-    connection.lrem(f"rq:queue:{queue_name(host)}", 0, job_id)
+    connection.lrem(rq_queue_key(host), 0, job_id)
     connection.hset(f"rq:job:{job_id}", mapping={"status": "started", "worker_name": "w1"})
     connection.hset(job_key(job_id), mapping={"state": "running", "started_at": "1000000.5"})
 
 
 def register_worker(connection: redis.Redis, host: str, name: str, *, age: float = 0.0) -> None:
     beat = utcformat(rq_now()) if age == 0 else "2000-01-01T00:00:00.000000Z"
-    connection.sadd(f"rq:workers:{queue_name(host)}", f"rq:worker:{name}")
+    connection.sadd(rq_workers_key(host), f"rq:worker:{name}")
     connection.hset(f"rq:worker:{name}", mapping={"last_heartbeat": beat, "queues": queue_name(host)})
 
 
@@ -118,7 +127,7 @@ def test_jobs_are_listed_newest_first_and_only_where_the_user_may_see_them(
     first = queue(service, "U0DEV1", "push centos7-a 1")
     second = queue(service, "U0DEV2", "push centos7-b 1")
     third = queue(service, "U0ADMIN", "push web 1")
-    assert [m for m in text_redis.zrevrange(RECENT_KEY, 0, -1)] == [third, second, first]
+    assert [m for m in text_redis.zrevrange(RECENT_JOBS_KEY, 0, -1)] == [third, second, first]
 
     _, admin = run(service, "U0ADMIN", "jobs")
     assert admin.index(third) < admin.index(second) < admin.index(first)
@@ -198,7 +207,7 @@ def test_cancel_is_refused_to_others_without_the_cancel_role(service: Service, t
 def test_cancel_of_a_request_awaiting_approval_closes_it(service: Service, text_redis: redis.Redis) -> None:
     kind, _text = run(service, "U0DEV1", "push centos7-a prod")
     assert kind is ReplyKind.APPROVAL
-    job_id = text_redis.zrevrange(RECENT_KEY, 0, 0)[0]
+    job_id = text_redis.zrevrange(RECENT_JOBS_KEY, 0, 0)[0]
     assert record(text_redis, job_id).state == "awaiting_approval"
     assert run(service, "U0DEV1", f"cancel {job_id}")[0] is ReplyKind.ANSWER
     assert record(text_redis, job_id).state == "cancelled"

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from bot.logs import configure_logging
-from workers.contracts import Secret
+from workers.kernel.secrets import Secret
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])

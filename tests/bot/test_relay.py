@@ -7,21 +7,14 @@ import time
 import pytest
 import redis
 
-from bot.queueing import JobQueue, Origin
-from bot.relay import DUE_KEY, GROUP, Relay, slack_key
-from bot.slack_client import build_web_client, post_response_url
+from bot.core.queueing import JobQueue, Origin
+from bot.slack.client import build_web_client, post_response_url
+from bot.slack.relay import GROUP, Relay
 from tests.bot.conftest import BOT_TOKEN
 from tests.support.slack_standin import SlackStandIn
-from workers.contracts import (
-    EVENTS_STREAM,
-    EventType,
-    JobEvent,
-    JobRecord,
-    JobSpec,
-    Secret,
-    job_key,
-    state_update,
-)
+from workers.kernel.jobs import EventType, JobEvent, JobRecord, JobSpec, state_update
+from workers.kernel.keys import EVENTS_STREAM, RELAY_DUE_KEY, job_key, slack_message_key
+from workers.kernel.secrets import Secret
 
 REF = "127.0.0.1:5000/com.example.namespace/centos7-app:1.0"
 DIGEST = "sha256:" + "cd" * 32
@@ -85,7 +78,7 @@ def test_one_message_per_job_edited_in_place_and_progress_throttled(text_redis: 
     clock.now += 1.0
     relay.step()
     assert slack.calls_to("chat.update") == []  # within 3 s of the post: throttled
-    assert text_redis.zscore(DUE_KEY, "job000000001") == pytest.approx(clock.now - 1.0 + 3.0)
+    assert text_redis.zscore(RELAY_DUE_KEY, "job000000001") == pytest.approx(clock.now - 1.0 + 3.0)
 
     clock.now += 2.5
     relay.step()  # the due update runs once the 3 s have passed
@@ -147,7 +140,7 @@ def test_not_in_channel_falls_back_to_the_response_url(text_redis: redis.Redis, 
     assert [b["text"].split(":")[0] for b in bodies] == ["queued", "failed"]
     assert bodies[1]["replace_original"] is True and bodies[0]["response_type"] == "in_channel"
     assert "local image not found" in bodies[1]["text"]
-    assert text_redis.hget(slack_key("job000000004"), "mode") == "response_url"
+    assert text_redis.hget(slack_message_key("job000000004"), "mode") == "response_url"
 
 
 def test_rate_limited_updates_are_retried_after_retry_after(text_redis: redis.Redis, slack: SlackStandIn) -> None:

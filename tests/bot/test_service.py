@@ -11,11 +11,11 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from bot.config import parse_config
-from bot.core import build_core
-from bot.queueing import origin_key
-from bot.service import ReplyKind, Request, Service
-from workers.contracts import EVENTS_STREAM, JobRecord, job_key, queue_name
+from bot.core.assembly import build_core
+from bot.core.service import ReplyKind, Request, Service
+from workers.kernel.config import parse_config
+from workers.kernel.jobs import JobRecord
+from workers.kernel.keys import EVENTS_STREAM, job_key, origin_key, queue_name
 
 CONFIG = {
     "registries": {"main": {"server": "dockerhub.example.com:5100", "services_hostname": "namespace.example.com",
@@ -38,7 +38,7 @@ def service(text_redis: redis.Redis) -> Service:
     ids = iter(f"{n:012x}" for n in range(1, 1000))
     core = build_core(config, text_redis, Redis_bytes(text_redis))
     return Service(config, core.policy, core.queue, audit=core.audit, approvals=core.approvals,
-                   job_ids=lambda: next(ids))
+                   jobs=core.jobs, job_ids=lambda: next(ids))
 
 
 def _nothing_queued(connection: redis.Redis) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 
-from bot.slack_client import build_web_client
-from bot.usergroups import UserGroupDirectory
+from bot.slack.client import build_web_client
+from bot.slack.usergroups import UserGroupDirectory
 from tests.bot.conftest import BOT_TOKEN
 from tests.support.slack_standin import SlackStandIn
-from workers.contracts import Secret
+from workers.kernel.secrets import Secret
 
 
 class Clock:

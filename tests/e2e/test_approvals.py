@@ -12,7 +12,7 @@ from rq import Queue
 
 from tests.e2e.conftest import NAMESPACE, Stack, job_id_of, registries_yaml, running_stack
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image
-from workers.contracts import AUDIT_STREAM, queue_name
+from workers.kernel.keys import AUDIT_STREAM, queue_name
 
 
 def policy_config(registry: Registry) -> str:

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.audit import AuditLog, format_line
+from bot.core.audit import AuditLog, format_line
 from tests.support.services import RedisServer, free_port
-from workers.contracts import AUDIT_STREAM, AuditEntry
+from workers.kernel.audit import AuditEntry
+from workers.kernel.keys import AUDIT_STREAM
 
 ROOT = Path(__file__).resolve().parents[2]
 DB = 5  # apart from the databases the other end-to-end tests use

@@ -27,14 +27,15 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from bot.audit import format_line
+from bot.core.audit import format_line
 from tests.e2e.conftest import registries_yaml
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image
 from tests.support.slack_standin import SlackStandIn, sign, slash_command_body
 from tests.support.stack import RegopsProcess, ServeProcess
 from workers.__main__ import MASK, SecretMask, registry_passwords, secret_forms, url_secrets
-from workers.contracts import AuditEntry, queue_name
 from workers.credentials import load_credentials
+from workers.kernel.audit import AuditEntry
+from workers.kernel.keys import queue_name
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_ID = re.compile(r"job `([0-9a-f]{12})`")

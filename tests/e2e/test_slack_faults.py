@@ -21,7 +21,7 @@ from tests.e2e.conftest import Stack, job_id_of, registries_yaml, running_stack
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image, free_port
 from tests.support.stack import ServeProcess, WorkerProcess
 from tests.support.waiting import wait_until
-from workers.contracts import job_key
+from workers.kernel.keys import job_key
 
 
 def faults_config(registry: Registry) -> str:

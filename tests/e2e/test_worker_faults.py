@@ -28,7 +28,9 @@ from tests.support.services import DockerEngine, RedisServer, Registry, build_im
 from tests.support.stack import descendants
 from tests.support.waiting import wait_until
 from tests.workers.conftest import NAMESPACE, events_of, make_spec, record_job, record_of, unique_name
-from workers.contracts import TASKS, JobSpec, heartbeat_key, queue_name, reference_lock_key
+from workers.kernel.actions import TASKS
+from workers.kernel.jobs import JobSpec
+from workers.kernel.keys import heartbeat_key, queue_name, reference_lock_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DB = 9

@@ -1,12 +1,12 @@
-"""The deny-by-default policy (bot.access)."""
+"""The deny-by-default policy (bot.core.access)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.access import Decision, DecisionCode, Policy, StaticMembership
-from bot.config import AccessConfig, ApprovalRule, Grant, Role, parse_config
-from bot.errors import ConfigError
+from bot.core.access import Decision, DecisionCode, Policy, StaticMembership
+from workers.kernel.config import AccessConfig, ApprovalRule, Grant, Role, parse_config
+from workers.kernel.errors import ConfigError
 
 ACCESS = AccessConfig(
     roles={

@@ -1,4 +1,4 @@
-"""The command grammar (bot.commands): forms, errors, did-you-mean, credential refusal."""
+"""The command grammar (bot.core.commands): forms, errors, did-you-mean, credential refusal."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot import commands
-from bot.commands import ACTIONS, REDACTED, Command, help_text, normalize, parse, redact, usage
-from bot.errors import CredentialsInChat, UsageError
+from bot.core import commands
+from bot.core.commands import ACTIONS, REDACTED, Command, help_text, normalize, parse, redact, usage
+from workers.kernel.errors import CredentialsInChat, UsageError
 
 PUSH_USAGE = "`/registry push IMAGE TAG [--source REF] [--registry NAME] [--host NAME]`"
 PULL_USAGE = "`/registry pull IMAGE TAG [--registry NAME] [--host NAME]`"

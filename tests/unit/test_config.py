@@ -1,4 +1,4 @@
-"""The YAML config model (bot.config): the example loads, every problem is reported with its key path."""
+"""The YAML config model (workers.kernel.config): the example loads, every problem is reported with its key path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import (
+from workers.kernel.config import (
     ApprovalRule,
     Config,
     Grant,
@@ -21,7 +21,7 @@ from bot.config import (
     parse_config,
     resolve_config_path,
 )
-from bot.errors import ConfigError
+from workers.kernel.errors import ConfigError
 
 EXAMPLE = """\
 registries:

@@ -1,12 +1,12 @@
-"""Self-service answers (bot.explain): whoami and can-i texts say who, why and what next."""
+"""Self-service answers (bot.core.explain): whoami and can-i texts say who, why and what next."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.access import Decision, DecisionCode, Policy, StaticMembership
-from bot.config import AccessConfig, ApprovalRule, Grant, Role
-from bot.explain import can_i_text, whoami_text
+from bot.core.access import Decision, DecisionCode, Policy, StaticMembership
+from bot.core.explain import can_i_text, whoami_text
+from workers.kernel.config import AccessConfig, ApprovalRule, Grant, Role
 
 ACCESS = AccessConfig(
     roles={

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.messages import SECTION_LIMIT, deployment_notification, job_message, outcome_text, reply_body
-from bot.service import Reply, ReplyKind
-from workers.contracts import JobRecord
+from bot.core.outcomes import outcome_text
+from bot.core.service import Reply, ReplyKind
+from bot.slack.blocks import SECTION_LIMIT, deployment_notification, job_message, reply_body
+from workers.kernel.jobs import JobRecord
 
 REF = "dockerhub.example.com:5100/com.example.namespace/centos7-elasticsearch:latest"
 DIGEST = "sha256:" + "ab" * 32
@@ -117,7 +118,7 @@ def test_a_running_job_shows_what_the_worker_waits_for() -> None:
 
 
 def test_a_job_handed_back_to_the_queue_says_so_until_it_starts_again() -> None:
-    from workers.contracts import EventType, JobEvent, state_update
+    from workers.kernel.jobs import EventType, JobEvent, state_update
 
     note = "handed back to the queue: worker w1 stopped before the job finished"
     text, _ = job_message(record(state="queued", message=note))

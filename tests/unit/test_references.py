@@ -1,11 +1,11 @@
-"""The naming rule and the Docker reference grammar (bot.references)."""
+"""The naming rule and the Docker reference grammar (workers.kernel.references)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.errors import UsageError
-from bot.references import (
+from workers.kernel.errors import UsageError
+from workers.kernel.references import (
     check_hostname,
     check_image_name,
     check_namespace,

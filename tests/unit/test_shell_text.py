@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.shell import plain
+from bot.console.shell import plain
 
 
 @pytest.mark.parametrize(

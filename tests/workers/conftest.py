@@ -15,8 +15,9 @@ import redis
 
 from tests.support.services import DockerEngine, Registry, build_image
 from workers import tasks
-from workers.contracts import EVENTS_STREAM, JobEvent, JobRecord, JobSpec, job_key
 from workers.credentials import CredentialStore, load_credentials
+from workers.kernel.jobs import JobEvent, JobRecord, JobSpec
+from workers.kernel.keys import EVENTS_STREAM, job_key
 from workers.retries import RetryPolicy
 
 NAMESPACE = "com.example.namespace"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from workers.contracts import Secret
 from workers.credentials import load_credentials, resolve_config_path
 from workers.errors import ConfigError, WorkerError
+from workers.kernel.secrets import Secret
 
 CONFIG = """
 registries:

@@ -11,9 +11,10 @@ import pytest
 from tests.support.services import DockerEngine, Registry
 from tests.workers.conftest import NAMESPACE, WorkerSetup, local_image, registry_ref, unique_name
 from workers import docker_ops
-from workers.contracts import FailureReason, Secret
 from workers.credentials import RegistryCredentials
 from workers.errors import WorkerError
+from workers.kernel.jobs import FailureReason
+from workers.kernel.secrets import Secret
 
 
 def creds_for(

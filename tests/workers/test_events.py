@@ -9,8 +9,10 @@ import pytest
 import redis
 
 from tests.support.services import RedisServer
-from workers.contracts import AUDIT_STREAM, EVENTS_STREAM, AuditEntry, JobEvent, JobRecord, job_key
 from workers.events import EventWriter
+from workers.kernel.audit import AuditEntry
+from workers.kernel.jobs import JobEvent, JobRecord
+from workers.kernel.keys import AUDIT_STREAM, EVENTS_STREAM, job_key
 
 
 def fields(raw: dict[bytes, bytes]) -> dict[str, str]:

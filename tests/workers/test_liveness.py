@@ -25,10 +25,11 @@ from tests.workers.conftest import (
     unique_name,
 )
 from workers import tasks
-from workers.contracts import HEARTBEAT_TTL_SECONDS, JobSpec, heartbeat_key, reference_lock_key
 from workers.credentials import CredentialStore, RegistryEntry
 from workers.errors import ConfigError
 from workers.events import EventWriter
+from workers.kernel.jobs import JobSpec
+from workers.kernel.keys import HEARTBEAT_TTL_SECONDS, heartbeat_key, reference_lock_key
 from workers.liveness import Heartbeat, ReferenceLock
 from workers.retries import RetryPolicy, parse_retries
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from workers import docker_ops
-from workers.contracts import FailureReason
 from workers.errors import WorkerError
+from workers.kernel.jobs import FailureReason
 from workers.progress import Progress, layer_fraction
 
 STREAMS = Path(__file__).with_name("streams")

@@ -30,8 +30,9 @@ from tests.workers.conftest import (
     unique_name,
 )
 from workers import tasks
-from workers.contracts import TASKS, queue_name
 from workers.credentials import CredentialStore, RegistryEntry
+from workers.kernel.actions import TASKS
+from workers.kernel.keys import queue_name
 from workers.worker import SafeSimpleWorker, make_worker
 
 

@@ -29,7 +29,8 @@ from tests.workers.conftest import (
 )
 from workers import tasks
 from workers.__main__ import main
-from workers.contracts import TASKS, job_key, queue_name
+from workers.kernel.actions import TASKS
+from workers.kernel.keys import job_key, queue_name
 from workers.worker import REFUSED_MESSAGE, SafeSimpleWorker, SafeWorker, make_worker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

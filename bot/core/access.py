@@ -1,0 +1,406 @@
+"""Deny-by-default policy: who may run which action on which target, where, and who may approve.
+
+A user may run an action only when a grant applies to them — it names their user ID,
+``"*"``, or a user group they belong to, and it lists the command's channel (or no
+channels) — and gives a role whose ``actions``, ``images``, ``tags``, ``registries`` and
+``hosts`` globs all match.  ``help``, ``whoami`` and ``can-i`` are open to everyone.  An
+allowed action that an approvals rule protects needs approval before it runs.
+
+User-group membership is read through :class:`Membership`; when it cannot be known the
+group's grants do not apply (fail closed), and the decision names the group.  The policy
+is pure: it reads the validated access config and the membership it is given, nothing else.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from workers.kernel.actions import ACTIONS, SELF_SERVICE
+from workers.kernel.config import EVERYONE, USER_ID, AccessConfig, ApprovalRule, Grant, Role
+from workers.kernel.errors import ConfigError
+
+OPEN_ACTIONS = frozenset(SELF_SERVICE)
+"""Actions every user may run, whatever the grants say."""
+
+
+
+class Membership(Protocol):
+    """Who is in a Slack user group, as far as is known right now."""
+
+    def members(self, group: str) -> frozenset[str] | None:
+        """The group's member IDs, or None when membership is unknown (the policy fails closed)."""
+        ...
+
+
+class StaticMembership:
+    """A fixed membership table (the console shell, tests); groups not listed are unknown."""
+
+    def __init__(self, groups: Mapping[str, Iterable[str]]) -> None:
+        self._groups = {group: frozenset(users) for group, users in groups.items()}
+
+    def members(self, group: str) -> frozenset[str] | None:
+        return self._groups.get(group)
+
+
+class DecisionCode(str, Enum):
+    ALLOWED = "allowed"
+    OPEN = "open"
+    NEEDS_APPROVAL = "needs_approval"
+    NO_GRANT = "no_grant"
+    WRONG_CHANNEL = "wrong_channel"
+    GROUP_UNRESOLVED = "group_unresolved"
+    NOT_APPROVER = "not_approver"
+    SELF_APPROVAL = "self_approval"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one authorization: ``rule`` is for logs and audit, ``reason`` for the user.
+
+    ``allowed`` says the user's grants allow the action; it is also True when an
+    approvals rule applies (``approval`` is then set and the action must wait for it).
+    ``unresolved_groups`` lists groups whose unknown membership kept a grant from applying.
+    """
+
+    allowed: bool
+    rule: str
+    reason: str
+    code: DecisionCode = DecisionCode.ALLOWED
+    approval: ApprovalRule | None = None
+    unresolved_groups: tuple[str, ...] = ()
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.allowed and self.approval is not None
+
+
+@dataclass(frozen=True)
+class GrantMatch:
+    """How one grant relates to a user: ``matched_by`` is ``user``, ``everyone`` or ``group``."""
+
+    grant: Grant
+    role: Role
+    matched_by: str
+    group: str | None = None
+
+    @property
+    def index(self) -> int:
+        return self.grant.index
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self.grant.channels
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What ``whoami`` shows: a user's grants here and elsewhere, and what they may do here."""
+
+    user_id: str
+    channel: str | None
+    grants: tuple[GrantMatch, ...]
+    """Grants that apply to the user in this channel, in file order."""
+    elsewhere: tuple[GrantMatch, ...]
+    """Grants that name the user but are not valid in this channel."""
+    unresolved_groups: tuple[str, ...]
+    """Groups named in grants whose membership is unknown right now."""
+    actions: tuple[str, ...]
+    """The commands the user may run here (with some image and tag)."""
+    approvals: tuple[ApprovalRule, ...] = ()
+    """Approvals rules protecting an action the user may run here."""
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(match.role.name for match in self.grants))
+
+
+def _matches(value: str, patterns: Iterable[str]) -> bool:
+    # Case-sensitive on every platform: `Latest` and `latest` are different tags.
+    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+
+
+def _target(action: str, image: str | None, tag: str | None, registry: str | None) -> str:
+    if image is None:
+        return f"run `{action}` on registry `{registry}`" if registry else f"run `{action}`"
+    return f"{action} `{image}:{tag}`" if tag is not None else f"{action} `{image}`"
+
+
+def _subject(action: str, image: str | None, tag: str | None, registry: str | None) -> str:
+    """``push of `app:1```: the request as the subject of a sentence."""
+    if image is None:
+        return f"`{action}` on registry `{registry}`" if registry else f"`{action}`"
+    return f"{action} of `{image}:{tag}`" if tag is not None else f"{action} of `{image}`"
+
+
+def describe_approvers(approvers: Iterable[str]) -> str:
+    """``admin or <@U0BOSS>``: role names as they are, user IDs as Slack mentions."""
+    names = [f"<@{name}>" if USER_ID.fullmatch(name) else name for name in approvers]
+    return " or ".join(names)
+
+
+def _channels(channels: Iterable[str]) -> str:
+    return ", ".join(f"<#{channel}>" for channel in channels)
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """One grant weighed for one user: does it name them, is it valid here, or is a group unknown."""
+
+    grant: Grant
+    role: Role
+    matched_by: str | None
+    group: str | None
+    unknown_groups: tuple[str, ...]
+    channel_ok: bool
+
+    @property
+    def applies(self) -> bool:
+        return self.matched_by is not None and self.channel_ok
+
+    def as_match(self) -> GrantMatch:
+        return GrantMatch(self.grant, self.role, self.matched_by or "", self.group)
+
+
+class Policy:
+    """Answers "may this user do this, here?" and "may this user approve that?"."""
+
+    def __init__(self, access: AccessConfig, membership: Membership | None = None) -> None:
+        problems = [
+            f"access.grants[{grant.index}].role: no role `{grant.role}`"
+            for grant in access.grants
+            if grant.role not in access.roles
+        ]
+        problems += [
+            f"access.grants[{grant.index}]: names no users and no user groups"
+            for grant in access.grants
+            if not grant.users and not grant.usergroups
+        ]
+        if problems:
+            # Config loading already rejects these; a hand-built AccessConfig must not slip past.
+            raise ConfigError(problems)
+        self._access = access
+        self._membership = membership
+
+    def _evaluate(self, user_id: str, channel: str | None) -> list[_Evaluation]:
+        """Every grant with how it relates to the user; group memberships are read once per call."""
+        evaluations = []
+        for grant in self._access.grants:
+            matched_by: str | None = None
+            group: str | None = None
+            unknown: list[str] = []
+            if user_id in grant.users:
+                matched_by = "user"
+            elif EVERYONE in grant.users:
+                matched_by = "everyone"
+            else:
+                for name in grant.usergroups:
+                    members = self._membership.members(name) if self._membership is not None else None
+                    if members is None:
+                        unknown.append(name)
+                    elif user_id in members:
+                        matched_by, group = "group", name
+                        break
+            evaluations.append(
+                _Evaluation(
+                    grant=grant,
+                    role=self._access.roles[grant.role],
+                    matched_by=matched_by,
+                    group=group,
+                    # A group that did not decide anything is not worth reporting.
+                    unknown_groups=() if matched_by else tuple(unknown),
+                    channel_ok=not grant.channels or channel in grant.channels,
+                )
+            )
+        return evaluations
+
+    @staticmethod
+    def _role_allows(
+        role: Role,
+        action: str,
+        image: str | None,
+        tag: str | None,
+        registry: str | None,
+        host: str | None,
+    ) -> bool:
+        # A glob is consulted only when the request has that part (login has no image or tag).
+        checks = (
+            (action, role.actions),
+            (image, role.images),
+            (tag, role.tags),
+            (registry, role.registries),
+            (host, role.hosts),
+        )
+        return all(value is None or _matches(value, patterns) for value, patterns in checks)
+
+    def decide(
+        self,
+        user_id: str,
+        action: str,
+        image: str | None = None,
+        tag: str | None = None,
+        *,
+        channel: str | None = None,
+        registry: str | None = None,
+        host: str | None = None,
+    ) -> Decision:
+        """Whether ``user_id`` may run ``action`` on ``image:tag`` (None for ``login``) from ``channel``."""
+        target = _target(action, image, tag, registry)
+        if action in OPEN_ACTIONS:
+            return Decision(True, f"{action} is open to everyone", f"you may {target}", DecisionCode.OPEN)
+        evaluations = self._evaluate(user_id, channel)
+        would_allow = [
+            item for item in evaluations if self._role_allows(item.role, action, image, tag, registry, host)
+        ]
+        granted = next((item for item in would_allow if item.applies), None)
+        if granted is not None:
+            return self._allowed(granted, action, image, tag, registry, target)
+
+        unresolved = tuple(
+            dict.fromkeys(group for item in would_allow if item.channel_ok for group in item.unknown_groups)
+        )
+        elsewhere = [item for item in would_allow if item.matched_by is not None and not item.channel_ok]
+        if elsewhere:
+            where = _channels(dict.fromkeys(c for item in elsewhere for c in item.grant.channels))
+            return Decision(
+                False,
+                f"grants[{elsewhere[0].grant.index}] role {elsewhere[0].role.name} not valid in this channel",
+                f"you may not {target}: your grant is not valid in this channel; it is valid in {where}",
+                DecisionCode.WRONG_CHANNEL,
+                unresolved_groups=unresolved,
+            )
+        if unresolved:
+            groups = ", ".join(unresolved)
+            noun = "user group" if len(unresolved) == 1 else "user groups"
+            return Decision(
+                False,
+                f"user group unresolved: {groups}",
+                f"you may not {target}: {noun} {groups} could not be resolved, so its grant does not "
+                "apply (fail closed); try again in a few minutes or ask a regops admin",
+                DecisionCode.GROUP_UNRESOLVED,
+                unresolved_groups=unresolved,
+            )
+        applying = [item for item in evaluations if item.applies]
+        if not applying:
+            return Decision(
+                False,
+                "no grant matches",
+                f"you may not {target}: no grant gives you any role; ask a regops admin for access",
+                DecisionCode.NO_GRANT,
+            )
+        roles = ", ".join(dict.fromkeys(item.role.name for item in applying))
+        return Decision(
+            False,
+            f"no role allows it (roles: {roles})",
+            f"you may not {target}: no grant gives you a role that allows it (your roles: {roles})",
+            DecisionCode.NO_GRANT,
+        )
+
+    def _allowed(
+        self,
+        granted: _Evaluation,
+        action: str,
+        image: str | None,
+        tag: str | None,
+        registry: str | None,
+        target: str,
+    ) -> Decision:
+        rule = f"grants[{granted.grant.index}] role {granted.role.name}"
+        approval = self._approval_for(action, image, tag)
+        if approval is None:
+            return Decision(True, rule, f"you may {target} (role {granted.role.name})")
+        noun = "approval" if approval.required == 1 else "approvals"
+        return Decision(
+            True,
+            f"{rule}; {approval.name}",
+            f"{_subject(action, image, tag, registry)} needs {approval.required} {noun} from "
+            f"{describe_approvers(approval.approvers)} ({approval.name})",
+            DecisionCode.NEEDS_APPROVAL,
+            approval=approval,
+        )
+
+    def _approval_for(self, action: str, image: str | None, tag: str | None) -> ApprovalRule | None:
+        for rule in self._access.approvals:
+            if (
+                _matches(action, rule.actions)
+                and (image is None or _matches(image, rule.images))
+                and (tag is None or _matches(tag, rule.tags))
+            ):
+                return rule
+        return None
+
+    def may_approve(
+        self, user_id: str, rule: ApprovalRule, *, requester: str, channel: str | None = None
+    ) -> Decision:
+        """Whether ``user_id`` may approve (or reject) a request ``requester`` made under ``rule``."""
+        if user_id == requester:
+            return Decision(
+                False,
+                f"{rule.name} self-approval refused",
+                "you requested it; another approver must approve",
+                DecisionCode.SELF_APPROVAL,
+            )
+        if user_id in rule.approvers:
+            return Decision(True, f"{rule.name} approver {user_id}", "you may approve it (listed by user ID)")
+        evaluations = [item for item in self._evaluate(user_id, channel) if item.role.name in rule.approvers]
+        granted = next((item for item in evaluations if item.applies), None)
+        if granted is not None:
+            return Decision(
+                True,
+                f"{rule.name} approver via grants[{granted.grant.index}] role {granted.role.name}",
+                f"you may approve it (role {granted.role.name})",
+            )
+        who = describe_approvers(rule.approvers)
+        why = ""
+        elsewhere = [item for item in evaluations if item.matched_by is not None]
+        unresolved = tuple(
+            dict.fromkeys(group for item in evaluations if item.channel_ok for group in item.unknown_groups)
+        )
+        if elsewhere:
+            where = _channels(dict.fromkeys(c for item in elsewhere for c in item.grant.channels))
+            why = f"; your grant of role {elsewhere[0].role.name} is valid only in {where}"
+        elif unresolved:
+            why = f"; user group {', '.join(unresolved)} could not be resolved (fail closed)"
+        return Decision(
+            False,
+            f"{rule.name} not an approver",
+            f"you may not approve it: only {who} may ({rule.name}){why}",
+            DecisionCode.NOT_APPROVER,
+            unresolved_groups=unresolved,
+        )
+
+    def permitted_actions(self, user_id: str, channel: str | None = None) -> tuple[str, ...]:
+        """The commands ``user_id`` may run in ``channel`` on some target, in the grammar's order."""
+        return self._permitted(self._evaluate(user_id, channel))
+
+    @staticmethod
+    def _permitted(evaluations: Iterable[_Evaluation]) -> tuple[str, ...]:
+        patterns = [pattern for item in evaluations if item.applies for pattern in item.role.actions]
+        return tuple(
+            action for action in ACTIONS if action in OPEN_ACTIONS or _matches(action, patterns)
+        )
+
+    def whoami(self, user_id: str, channel: str | None = None) -> Identity:
+        """The user's roles here with the grants that gave them, grants valid elsewhere, and more."""
+        evaluations = self._evaluate(user_id, channel)
+
+        actions = self._permitted(evaluations)
+        protected = [action for action in actions if action not in OPEN_ACTIONS]
+        return Identity(
+            user_id=user_id,
+            channel=channel,
+            grants=tuple(item.as_match() for item in evaluations if item.applies),
+            elsewhere=tuple(
+                item.as_match() for item in evaluations if item.matched_by is not None and not item.channel_ok
+            ),
+            unresolved_groups=tuple(
+                dict.fromkeys(group for item in evaluations for group in item.unknown_groups)
+            ),
+            actions=actions,
+            approvals=tuple(
+                rule for rule in self._access.approvals if any(_matches(a, rule.actions) for a in protected)
+            ),
+        )

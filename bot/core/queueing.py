@@ -1,0 +1,125 @@
+"""Putting jobs on a Docker host's rq queue: JSON only, by dotted path, in one Redis transaction.
+
+The job record, the front end's origin (where to report), the ``queued`` event and
+the rq job itself are written in one MULTI/EXEC, so a job is either fully queued
+and visible to the relay, or not queued at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from workers.kernel.actions import TASKS
+from workers.kernel.jobs import EventType, JobEvent, JobRecord, JobSpec
+from workers.kernel.keys import (
+    EVENTS_STREAM,
+    EVENTS_STREAM_MAXLEN,
+    RECENT_JOBS_KEY,
+    job_key,
+    origin_key,
+    queue_name,
+)
+
+RECORD_TTL_SECONDS = 7 * 24 * 3600
+"""How long a job record and its origin stay in Redis after being queued."""
+
+
+
+def remember(pipe: redis.client.Pipeline, job_id: str, at: float) -> None:
+    """Add the job to :data:`RECENT_JOBS_KEY` (keeping its first time) and drop ids whose records have expired."""
+    pipe.zadd(RECENT_JOBS_KEY, {job_id: at}, nx=True)
+    pipe.zremrangebyscore(RECENT_JOBS_KEY, "-inf", at - RECORD_TTL_SECONDS)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a job came from: the front end, the person, and where to report to."""
+
+    frontend: str
+    user: str
+    channel: str | None = None
+    response_url: str | None = None
+
+    def to_fields(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> Origin:
+        return cls(
+            frontend=fields.get("frontend", ""),
+            user=fields.get("user", ""),
+            channel=fields.get("channel"),
+            response_url=fields.get("response_url"),
+        )
+
+
+class JobQueue:
+    """Enqueues regops jobs onto per-host rq queues.
+
+    ``connection`` must return bytes (``decode_responses=False``), as rq stores its job
+    data zlib-compressed; the same connection carries our own keys so that one MULTI
+    holds them all.
+    """
+
+    def __init__(self, connection: redis.Redis, clock: Callable[[], float] = time.time) -> None:
+        if connection.get_encoder().decode_responses:
+            raise ValueError("JobQueue needs a Redis connection with decode_responses=False (rq stores bytes)")
+        self._redis = connection
+        self._clock = clock
+        self._queues: dict[str, Queue] = {}
+
+    def _queue(self, host: str) -> Queue:
+        queue = self._queues.get(host)
+        if queue is None:
+            queue = Queue(queue_name(host), connection=self._redis, serializer=JSONSerializer)
+            self._queues[host] = queue
+        return queue
+
+    def pipeline(self) -> redis.client.Pipeline:
+        """A transaction to put more writes (e.g. the audit entry) beside an enqueue."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.multi()  # explicit, so rq adds its commands to our transaction instead of starting one
+        return pipe
+
+    def enqueue(self, record: JobRecord, spec: JobSpec, origin: Origin, timeout: int,
+                pipeline: redis.client.Pipeline | None = None) -> None:
+        """Queue the job; with ``pipeline`` (already in MULTI) the caller executes it."""
+        now = record.queued_at if record.queued_at is not None else self._clock()
+        event = JobEvent(job_id=record.job_id, type=EventType.QUEUED.value, at=now)
+        pipe = pipeline if pipeline is not None else self.pipeline()
+        pipe.hset(job_key(record.job_id), mapping=record.to_fields())
+        pipe.expire(job_key(record.job_id), RECORD_TTL_SECONDS)
+        pipe.hset(origin_key(record.job_id), mapping=origin.to_fields())
+        pipe.expire(origin_key(record.job_id), RECORD_TTL_SECONDS)
+        pipe.xadd(EVENTS_STREAM, event.to_fields(), maxlen=EVENTS_STREAM_MAXLEN, approximate=True)
+        remember(pipe, record.job_id, now)
+        self._queue(record.host).enqueue_call(
+            func=TASKS[spec.action],
+            kwargs={"spec": spec.to_dict()},
+            job_id=spec.job_id,
+            timeout=timeout,
+            result_ttl=RECORD_TTL_SECONDS,
+            failure_ttl=RECORD_TTL_SECONDS,
+            description=f"regops {spec.action} {spec.reference or spec.server}",
+            pipeline=pipe,
+        )
+        if pipeline is None:
+            pipe.execute()
+
+    def length(self, host: str) -> int:
+        return self._queue(host).count
+
+    def queue(self, host: str) -> Queue:
+        """The rq queue of Docker host ``host`` (JSON serializer, bytes connection)."""
+        return self._queue(host)
+
+    @property
+    def connection(self) -> redis.Redis:
+        """The bytes-mode connection the queues use."""
+        return self._redis

@@ -1,0 +1,114 @@
+"""Thin Bolt listeners: slash commands to the service, approval and cancel buttons to their deciders.
+
+With ``process_before_response=True`` the listener's ``ack`` payload *is* the HTTP
+response, and Bolt does not poll for it; listeners therefore stay fast: they parse,
+authorize and write to Redis, never call Slack or Docker.  Anything to tell a person
+later (a refused click) goes through the relay as a notice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from slack_bolt import Ack, App
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk import WebClient
+
+from bot.core.approvals import Approvals, Outcome
+from bot.core.jobs import CancelOutcome, Jobs
+from bot.core.service import Request, Service
+from bot.slack.blocks import APPROVE_ACTION, CANCEL_ACTION, REJECT_ACTION, reply_body
+from workers.kernel.secrets import Secret
+
+log = logging.getLogger(__name__)
+
+_QUIET_OUTCOMES = frozenset({Outcome.RECORDED, Outcome.APPROVED, Outcome.REJECTED})
+
+
+def build_app(service: Service, approvals: Approvals, *, signing_secret: Secret, bot_token: Secret,
+              api_url: str) -> App:
+    """The Bolt app: signature checks (Bolt's own), slash commands and approval clicks.
+
+    Authorization hands Bolt the configured bot token directly: Bolt's single-team mode
+    would call ``auth.test`` before the first ack, and a Slack hiccup there would fail
+    commands that need nothing from Slack.
+    """
+
+    def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=bot_token.reveal())
+
+    app = App(
+        signing_secret=signing_secret.reveal(),
+        client=WebClient(base_url=api_url),
+        authorize=authorize,
+        process_before_response=True,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    app.command(re.compile(r"^/.+"))(_command_listener(service))
+    app.action(APPROVE_ACTION)(_decision_listener(approvals, approve=True))
+    app.action(REJECT_ACTION)(_decision_listener(approvals, approve=False))
+    app.action(CANCEL_ACTION)(_cancel_listener(service.jobs, approvals))
+    return app
+
+
+def _command_listener(service: Service) -> Callable[..., None]:
+    def on_command(ack: Ack, command: dict[str, Any]) -> None:
+        request = Request(
+            user_id=command.get("user_id", ""),
+            text=command.get("text", "") or "",
+            channel_id=command.get("channel_id"),
+            frontend="slack",
+            response_url=command.get("response_url"),
+            # Slack's retries and a replayed request carry the same trigger_id: one job for all of them.
+            idempotency_key=command.get("trigger_id") or None,
+        )
+        ack(**reply_body(service.handle(request)))
+
+    return on_command
+
+
+def _click(body: dict[str, Any], action: dict[str, Any]) -> tuple[str, str, str]:
+    """Who clicked, in which channel, on which job's button.
+
+    Authorize on who clicked, never on whom the message was addressed to.
+    """
+    user = (body.get("user") or {}).get("id", "")
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
+    return user, channel, str(action.get("value", ""))
+
+
+def _decision_listener(approvals: Approvals, *, approve: bool) -> Callable[..., None]:
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        user, channel, job_id = _click(body, action)
+        try:
+            result = approvals.approve(job_id, user, channel) if approve else approvals.reject(job_id, user, channel)
+            log.info("approval click job=%s user=%s approve=%s outcome=%s rule=%r", job_id, user, approve,
+                     result.outcome.value, result.rule)
+            if result.outcome not in _QUIET_OUTCOMES:
+                approvals.notice(job_id, user, channel, result.message)
+        except redis.RedisError:
+            log.exception("approval click job=%s user=%s: Redis unavailable; nothing changed", job_id, user)
+
+    return on_click
+
+
+def _cancel_listener(jobs: Jobs, approvals: Approvals) -> Callable[..., None]:
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        user, channel, job_id = _click(body, action)
+        try:
+            result = jobs.cancel(job_id, user, channel)
+            log.info("cancel click job=%s user=%s outcome=%s rule=%r", job_id, user, result.outcome.value,
+                     result.rule)
+            # A cancellation shows in the job's own message; anything else is told to the clicker alone.
+            if result.outcome is not CancelOutcome.CANCELLED:
+                approvals.notice(job_id, user, channel, result.message)
+        except redis.RedisError:
+            log.exception("cancel click job=%s user=%s: Redis unavailable; nothing changed", job_id, user)
+
+    return on_click

@@ -1,0 +1,110 @@
+"""Every Redis key regops reads or writes, and the rq keys it looks at, built in one place.
+
+Both sides agree on these names; a key that only one side uses lives here too, so that
+a newcomer (or an operator with ``redis-cli``) finds the whole layout on one page.
+"""
+
+from __future__ import annotations
+
+PREFIX = "regops"
+
+# Streams
+EVENTS_STREAM = f"{PREFIX}:events"
+"""Stream of job events, appended by the bot (queued) and workers (the rest)."""
+EVENTS_STREAM_MAXLEN = 100_000
+AUDIT_STREAM = f"{PREFIX}:audit"
+"""Stream of audit entries. Append-only: nothing in regops trims or deletes it."""
+
+# Jobs
+RECENT_JOBS_KEY = f"{PREFIX}:jobs:recent"
+"""Sorted set: every job id (queued or awaiting approval), scored by when it was first asked for."""
+RUNNING_JOBS_KEY = f"{PREFIX}:running"
+"""Set of job ids the relay has seen start and not yet end (what the watchdog checks)."""
+HEARTBEAT_TTL_SECONDS = 20
+"""A running job's heartbeat key lives this long; the worker renews it every few seconds."""
+HEARTBEAT_INTERVAL_SECONDS = 5.0
+"""How often a worker renews a running job's heartbeat key and reference lock."""
+
+
+def job_key(job_id: str) -> str:
+    """Hash holding the job record (see :class:`workers.kernel.jobs.JobRecord`)."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def origin_key(job_id: str) -> str:
+    """Hash: where a job was asked for (front end, user, channel, response_url)."""
+    return f"{PREFIX}:origin:{job_id}"
+
+
+def heartbeat_key(job_id: str) -> str:
+    """String that exists while a worker is alive and running the job (value: worker name)."""
+    return f"{PREFIX}:heartbeat:{job_id}"
+
+
+def reference_lock_key(reference: str) -> str:
+    """String held (value: job id) by the one job working on a full reference right now.
+
+    Its TTL is :data:`HEARTBEAT_TTL_SECONDS`, renewed with the job's heartbeat, so the lock of a
+    worker that died expires with its heartbeat.
+    """
+    return f"{PREFIX}:reflock:{reference}"
+
+
+def idempotency_key(key: str) -> str:
+    """String: the job id the first delivery of a request made (Slack retries reuse ``trigger_id``)."""
+    return f"{PREFIX}:request:{key}"
+
+
+# Approvals
+PENDING_APPROVALS_KEY = f"{PREFIX}:approvals:pending"
+"""Sorted set of job ids awaiting approval, by expiry time."""
+
+
+def approval_key(job_id: str) -> str:
+    """Hash: one approval request (rule, approvers, decisions, state)."""
+    return f"{PREFIX}:approval:{job_id}"
+
+
+# Relays
+RELAY_DUE_KEY = f"{PREFIX}:relay:due"
+"""Sorted set of job ids whose throttled message update is due, by time."""
+
+
+def slack_message_key(job_id: str) -> str:
+    """Hash: the channel and ts of a job's message, once posted."""
+    return f"{PREFIX}:slack:{job_id}"
+
+
+def relay_lock_key(job_id: str) -> str:
+    """Lock held while one relay syncs a job's message."""
+    return f"{PREFIX}:relaylock:{job_id}"
+
+
+AUDIT_POSTED_KEY = f"{PREFIX}:audit-relay:posted"
+"""Sorted set of audit entry ids posted to the audit channel, scored by when they were posted."""
+AUDIT_POSTING_PREFIX = f"{PREFIX}:audit-relay:posting:"
+"""Per-entry lock held while one relay posts it (value: the consumer name)."""
+
+# Metrics
+METRICS_COMMANDS_KEY = f"{PREFIX}:metrics:commands"
+METRICS_JOBS_KEY = f"{PREFIX}:metrics:jobs"
+METRICS_DURATION_KEY = f"{PREFIX}:metrics:job_duration"
+METRICS_SLACK_ERRORS_KEY = f"{PREFIX}:metrics:slack_errors"
+METRICS_RELAY_LAG_KEY = f"{PREFIX}:metrics:relay_lag"
+METRICS_COUNTED_PREFIX = f"{PREFIX}:metrics:counted:"
+
+
+# rq
+def queue_name(host: str) -> str:
+    """Name of the rq queue the workers of Docker host ``host`` listen on."""
+    return f"{PREFIX}.{host}"
+
+
+def rq_queue_key(host: str) -> str:
+    """rq's list of queued job ids of a host's queue."""
+    return f"rq:queue:{queue_name(host)}"
+
+
+def rq_workers_key(host: str) -> str:
+    """rq's set of the workers listening on a host's queue."""
+    return f"rq:workers:{queue_name(host)}"
