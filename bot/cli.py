@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="do not start a worker for the default host alongside the shell")
     shell.add_argument("--worker-log", default=os.path.join(tempfile.gettempdir(), "regops-shell-worker.log"),
                        help="where the worker started alongside writes its log")
+    shell.add_argument("--log", default=os.path.join(tempfile.gettempdir(), "regops-shell.log"),
+                       help="where the shell's own log goes while it runs at a terminal (else: stderr)")
 
     check = sub.add_parser("check-config", parents=[common], help="validate the config and print a summary")
     check.add_argument("--live", action="store_true",
@@ -223,9 +225,14 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     # The console has no Slack to ask about user groups: their grants fail closed here.
     service = build_core(config, connection, redis_client(settings, decode=False)).service
     interactive = sys.stdin.isatty()
+    at_terminal = sys.stdout.isatty()
     shell = Shell(service, connection, user=args.user, channel=args.channel, out=sys.stdout,
                   job_wait=lambda action: config.timeouts.for_action(action) + 60.0,
-                  prompt=PROMPT if interactive else None)
+                  prompt=PROMPT if interactive else None, styled=at_terminal)
+    if at_terminal:
+        # Log lines would land between the prompt and the job lines: at a terminal they go to a file.
+        _log_to_file(args.log)
+        print(f"(log: {args.log})", file=sys.stderr)
 
     with contextlib.ExitStack() as stack:
         if not args.no_worker:
@@ -239,6 +246,13 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
             return shell.run(sys.stdin)
         except KeyboardInterrupt:
             return 130
+
+
+def _log_to_file(path: str) -> None:
+    stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the rest of the process
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
 
 
 def _await_worker(connection: redis.Redis, host: str, worker: subprocess.Popen[bytes],

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.core.commands import SLASH_COMMAND
 from bot.http.app import SLACK_PATH
+from bot.slack.mrkdwn import SLASH_COMMAND
 from workers.kernel.config import CONFIG_ENV, Config, Timeouts, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,35 +1,33 @@
 """The console front end: the same parse → authorize → enqueue path as Slack, printed to a terminal.
 
-Lines like ``/registry push centos7-elasticsearch latest`` (the ``/registry`` is
-optional) are handled by :class:`bot.core.service.Service` as the configured user; the
-acknowledgement and then every event of the jobs this shell queued are printed as
-they arrive.  Standard input may be a terminal or a script; at its end the shell
-waits for its jobs to finish.
+Lines like ``push centos7-elasticsearch latest`` (a leading ``/registry`` is accepted too)
+are handled by :class:`bot.core.service.Service` as the configured user; the acknowledgement
+and then every event of the jobs this shell queued are printed as they arrive.  Standard
+input may be a terminal or a script; at its end the shell waits for its jobs to finish.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
 import redis
 
+from bot.console.render import render
 from bot.core.outcomes import outcome_text
-from bot.core.service import Request, Service
-from workers.kernel.jobs import TERMINAL_EVENTS, JobRecord
+from bot.core.replies import Request
+from bot.core.service import Service
+from bot.core.text import Text, code, t
+from workers.kernel.jobs import ENDED_STATES, TERMINAL_EVENTS, EventType, JobRecord
 from workers.kernel.keys import EVENTS_STREAM, job_key
 
 PROMPT = "regops> "
-_EMOJI = re.compile(r":[a-z][a-z0-9_+-]*:\s*")  # emoji codes start with a letter; times do not
 
-
-def plain(text: str) -> str:
-    """Slack mrkdwn made readable in a terminal: no emoji codes, no user-mention brackets."""
-    text = _EMOJI.sub("", text)
-    return re.sub(r"<@([A-Za-z0-9_.-]+)>", r"@\1", text)
+_EARLY_EVENTS = 256
+"""Events kept for jobs not yet known to be this shell's (their ``queued`` may be read first)."""
 
 
 class Shell:
@@ -43,6 +41,7 @@ class Shell:
         out: TextIO,
         job_wait: Callable[[str], float] = lambda _action: 3600.0,
         prompt: str | None = None,
+        styled: bool = False,
     ) -> None:
         self._service = service
         self._redis = connection
@@ -50,18 +49,25 @@ class Shell:
         self._channel = channel
         self._out = out
         self._job_wait = job_wait
+        self._styled = styled
         self._lock = threading.Lock()
         self._pending: dict[str, float] = {}  # job id -> deadline
+        self._early: OrderedDict[str, list[dict[str, str]]] = OrderedDict()
         self._failed = 0
         self._done = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._last_id = "0-0"
         self._prompt = prompt
 
-    def print(self, text: str) -> None:
+    def print(self, text: Text) -> None:
         with self._lock:
-            self._out.write(text + "\n")
-            self._out.flush()
+            self._write_line(render(text, styled=self._styled))
+
+    def _write_line(self, line: str) -> None:
+        # At a terminal the line replaces the waiting prompt, which is then shown again.
+        lead = "\r" if self._prompt else ""
+        self._out.write(f"{lead}{line}\n")
+        self._out.flush()
 
     def _show_prompt(self) -> None:
         if self._prompt:
@@ -94,10 +100,15 @@ class Shell:
     def handle(self, line: str) -> None:
         reply = self._service.handle(Request(user_id=self._user, text=line, channel_id=self._channel,
                                              frontend="console"))
-        if reply.job is not None:
-            with self._lock:
-                self._pending[reply.job.job_id] = time.monotonic() + self._job_wait(reply.job.action)
-        self.print(plain(reply.text))
+        with self._lock:
+            self._out.write(("\r" if self._prompt else "") + render(reply.text, styled=self._styled) + "\n")
+            if reply.job is None:
+                return
+            job_id = reply.job.job_id
+            self._pending[job_id] = time.monotonic() + self._job_wait(reply.job.action)
+            early = self._early.pop(job_id, [])
+        for fields in early:  # the follower read them before this shell knew the job was its own
+            self._show(fields)
 
     def _wait_for_jobs(self) -> None:
         with self._done:
@@ -116,38 +127,49 @@ class Shell:
             try:
                 entries = self._redis.xread({EVENTS_STREAM: self._last_id}, count=100, block=500)
             except redis.RedisError as exc:
-                self.print(f"(lost contact with Redis: {type(exc).__name__}; retrying)")
+                self.print(t("(lost contact with Redis: {}; retrying)", type(exc).__name__))
                 self._stop.wait(1.0)
                 continue
             for _stream, messages in entries or []:
                 for event_id, fields in messages:
                     self._last_id = event_id
-                    self._show(fields)
+                    if self._mine(fields):
+                        self._show(fields)
+
+    def _mine(self, fields: dict[str, str]) -> bool:
+        """Whether the event is of one of this shell's jobs; others are kept a while in case they become so."""
+        job_id = fields.get("job_id", "")
+        with self._lock:
+            if job_id in self._pending:
+                return True
+            self._early.setdefault(job_id, []).append(fields)
+            self._early.move_to_end(job_id)
+            while len(self._early) > _EARLY_EVENTS:
+                self._early.popitem(last=False)
+            return False
 
     def _show(self, fields: dict[str, str]) -> None:
         job_id = fields.get("job_id", "")
-        with self._lock:
-            if job_id not in self._pending:
-                return
         record_fields = self._redis.hgetall(job_key(job_id))
         if not record_fields:
             return
         record = JobRecord.from_fields(record_fields)
         event_type = fields.get("type", "")
-        if event_type in TERMINAL_EVENTS:
-            # The record may have moved on already; the terminal event is what we report.
+        if event_type == EventType.STARTED.value:
+            line = t("started on host {}", code(record.host))
+        elif event_type in TERMINAL_EVENTS or record.state not in ENDED_STATES:
+            # Queued and progress lines show the record as it is now: its percentage and any note
+            # (a retry's backoff, the job it waits for); once it has ended, the end event says so.
             line = outcome_text(record)
-        elif event_type == "progress":
-            line = f"running: {record.action} — {fields.get('progress', '?')}%"
         else:
-            line = event_type if event_type != "started" else f"started on host {record.host}"
+            return
         with self._done:
-            # At a terminal the line replaces the waiting prompt, which is then shown again.
-            lead = "\r" if self._prompt else ""
-            self._out.write(f"{lead}[job {job_id}] {plain(line)}\n")
+            if job_id not in self._pending:
+                return
+            self._write_line(f"[job {job_id}] {render(line, styled=self._styled)}")
             self._show_prompt()
             if event_type in TERMINAL_EVENTS:
-                if event_type == "failed":
+                if event_type == EventType.FAILED.value:
                     self._failed += 1
                 self._pending.pop(job_id, None)
                 self._done.notify_all()

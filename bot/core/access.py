@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from bot.core.text import Text, channel, code, join, plain, t, user
 from workers.kernel.actions import ACTIONS, SELF_SERVICE
 from workers.kernel.config import EVERYONE, USER_ID, AccessConfig, ApprovalRule, Grant, Role
 from workers.kernel.errors import ConfigError
@@ -68,7 +69,7 @@ class Decision:
 
     allowed: bool
     rule: str
-    reason: str
+    reason: Text
     code: DecisionCode = DecisionCode.ALLOWED
     approval: ApprovalRule | None = None
     unresolved_groups: tuple[str, ...] = ()
@@ -123,27 +124,27 @@ def _matches(value: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
 
 
-def _target(action: str, image: str | None, tag: str | None, registry: str | None) -> str:
+def _target(action: str, image: str | None, tag: str | None, registry: str | None) -> Text:
     if image is None:
-        return f"run `{action}` on registry `{registry}`" if registry else f"run `{action}`"
-    return f"{action} `{image}:{tag}`" if tag is not None else f"{action} `{image}`"
+        return t("run {} on registry {}", code(action), code(registry)) if registry else t("run {}", code(action))
+    return t("{} {}", action, code(f"{image}:{tag}" if tag is not None else image))
 
 
-def _subject(action: str, image: str | None, tag: str | None, registry: str | None) -> str:
+def _subject(action: str, image: str | None, tag: str | None, registry: str | None) -> Text:
     """``push of `app:1```: the request as the subject of a sentence."""
     if image is None:
-        return f"`{action}` on registry `{registry}`" if registry else f"`{action}`"
-    return f"{action} of `{image}:{tag}`" if tag is not None else f"{action} of `{image}`"
+        return t("{} on registry {}", code(action), code(registry)) if registry else code(action)
+    return t("{} of {}", action, code(f"{image}:{tag}" if tag is not None else image))
 
 
-def describe_approvers(approvers: Iterable[str]) -> str:
-    """``admin or <@U0BOSS>``: role names as they are, user IDs as Slack mentions."""
-    names = [f"<@{name}>" if USER_ID.fullmatch(name) else name for name in approvers]
-    return " or ".join(names)
+def describe_approvers(approvers: Iterable[str]) -> Text:
+    """``admin or @U0BOSS``: role names as they are, user IDs as mentions."""
+    return join(" or ", (user(name) if USER_ID.fullmatch(name) else plain(name) for name in approvers))
 
 
-def _channels(channels: Iterable[str]) -> str:
-    return ", ".join(f"<#{channel}>" for channel in channels)
+def channels_text(channels: Iterable[str]) -> Text:
+    """Channel mentions, comma-separated."""
+    return join(", ", (channel(channel_id) for channel_id in channels))
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ class Policy:
         """Whether ``user_id`` may run ``action`` on ``image:tag`` (None for ``login``) from ``channel``."""
         target = _target(action, image, tag, registry)
         if action in OPEN_ACTIONS:
-            return Decision(True, f"{action} is open to everyone", f"you may {target}", DecisionCode.OPEN)
+            return Decision(True, f"{action} is open to everyone", t("you may {}", target), DecisionCode.OPEN)
         evaluations = self._evaluate(user_id, channel)
         would_allow = [
             item for item in evaluations if self._role_allows(item.role, action, image, tag, registry, host)
@@ -264,11 +265,11 @@ class Policy:
         )
         elsewhere = [item for item in would_allow if item.matched_by is not None and not item.channel_ok]
         if elsewhere:
-            where = _channels(dict.fromkeys(c for item in elsewhere for c in item.grant.channels))
+            where = channels_text(dict.fromkeys(c for item in elsewhere for c in item.grant.channels))
             return Decision(
                 False,
                 f"grants[{elsewhere[0].grant.index}] role {elsewhere[0].role.name} not valid in this channel",
-                f"you may not {target}: your grant is not valid in this channel; it is valid in {where}",
+                t("you may not {}: your grant is not valid in this channel; it is valid in {}", target, where),
                 DecisionCode.WRONG_CHANNEL,
                 unresolved_groups=unresolved,
             )
@@ -278,8 +279,8 @@ class Policy:
             return Decision(
                 False,
                 f"user group unresolved: {groups}",
-                f"you may not {target}: {noun} {groups} could not be resolved, so its grant does not "
-                "apply (fail closed); try again in a few minutes or ask a regops admin",
+                t("you may not {}: {} {} could not be resolved, so its grant does not apply (fail closed); "
+                  "try again in a few minutes or ask a regops admin", target, noun, groups),
                 DecisionCode.GROUP_UNRESOLVED,
                 unresolved_groups=unresolved,
             )
@@ -288,14 +289,14 @@ class Policy:
             return Decision(
                 False,
                 "no grant matches",
-                f"you may not {target}: no grant gives you any role; ask a regops admin for access",
+                t("you may not {}: no grant gives you any role; ask a regops admin for access", target),
                 DecisionCode.NO_GRANT,
             )
         roles = ", ".join(dict.fromkeys(item.role.name for item in applying))
         return Decision(
             False,
             f"no role allows it (roles: {roles})",
-            f"you may not {target}: no grant gives you a role that allows it (your roles: {roles})",
+            t("you may not {}: no grant gives you a role that allows it (your roles: {})", target, roles),
             DecisionCode.NO_GRANT,
         )
 
@@ -311,13 +312,13 @@ class Policy:
         rule = f"grants[{granted.grant.index}] role {granted.role.name}"
         approval = self._approval_for(action, image, tag)
         if approval is None:
-            return Decision(True, rule, f"you may {target} (role {granted.role.name})")
+            return Decision(True, rule, t("you may {} (role {})", target, granted.role.name))
         noun = "approval" if approval.required == 1 else "approvals"
         return Decision(
             True,
             f"{rule}; {approval.name}",
-            f"{_subject(action, image, tag, registry)} needs {approval.required} {noun} from "
-            f"{describe_approvers(approval.approvers)} ({approval.name})",
+            t("{} needs {} {} from {} ({})", _subject(action, image, tag, registry), approval.required, noun,
+              describe_approvers(approval.approvers), approval.name),
             DecisionCode.NEEDS_APPROVAL,
             approval=approval,
         )
@@ -340,34 +341,34 @@ class Policy:
             return Decision(
                 False,
                 f"{rule.name} self-approval refused",
-                "you requested it; another approver must approve",
+                t("you requested it; another approver must approve"),
                 DecisionCode.SELF_APPROVAL,
             )
         if user_id in rule.approvers:
-            return Decision(True, f"{rule.name} approver {user_id}", "you may approve it (listed by user ID)")
+            return Decision(True, f"{rule.name} approver {user_id}", t("you may approve it (listed by user ID)"))
         evaluations = [item for item in self._evaluate(user_id, channel) if item.role.name in rule.approvers]
         granted = next((item for item in evaluations if item.applies), None)
         if granted is not None:
             return Decision(
                 True,
                 f"{rule.name} approver via grants[{granted.grant.index}] role {granted.role.name}",
-                f"you may approve it (role {granted.role.name})",
+                t("you may approve it (role {})", granted.role.name),
             )
         who = describe_approvers(rule.approvers)
-        why = ""
+        why = Text()
         elsewhere = [item for item in evaluations if item.matched_by is not None]
         unresolved = tuple(
             dict.fromkeys(group for item in evaluations if item.channel_ok for group in item.unknown_groups)
         )
         if elsewhere:
-            where = _channels(dict.fromkeys(c for item in elsewhere for c in item.grant.channels))
-            why = f"; your grant of role {elsewhere[0].role.name} is valid only in {where}"
+            where = channels_text(dict.fromkeys(c for item in elsewhere for c in item.grant.channels))
+            why = t("; your grant of role {} is valid only in {}", elsewhere[0].role.name, where)
         elif unresolved:
-            why = f"; user group {', '.join(unresolved)} could not be resolved (fail closed)"
+            why = t("; user group {} could not be resolved (fail closed)", ", ".join(unresolved))
         return Decision(
             False,
             f"{rule.name} not an approver",
-            f"you may not approve it: only {who} may ({rule.name}){why}",
+            t("you may not approve it: only {} may ({}){}", who, rule.name, why),
             DecisionCode.NOT_APPROVER,
             unresolved_groups=unresolved,
         )

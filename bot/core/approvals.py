@@ -22,6 +22,7 @@ import redis
 
 from bot.core.access import Decision, Policy
 from bot.core.queueing import RECORD_TTL_SECONDS, JobQueue, Origin, remember
+from bot.core.text import Text, t
 from workers.kernel.audit import AuditEntry
 from workers.kernel.config import ApprovalRule
 from workers.kernel.jobs import JobEvent, JobRecord, JobSpec, JobState
@@ -38,7 +39,6 @@ from workers.kernel.values import as_str
 
 log = logging.getLogger(__name__)
 
-"""Terminal state of a job (or approval request) stopped by a person; see :mod:`bot.core.jobs`."""
 APPROVAL_EVENT = "approval"
 NOTICE_EVENT = "notice"
 
@@ -79,7 +79,7 @@ class ApprovalView:
 @dataclass(frozen=True)
 class Result:
     outcome: Outcome
-    message: str
+    message: Text
     """User-safe sentence for the person who clicked (sent ephemerally)."""
     rule: str = ""
 
@@ -156,24 +156,24 @@ class Approvals:
                     pipe.watch(key)
                     raw = pipe.hgetall(key)
                     if not raw:
-                        return Result(Outcome.UNKNOWN, "That approval request no longer exists.")
+                        return Result(Outcome.UNKNOWN, t("That approval request no longer exists."))
                     view = _view(job_id, raw)
                     now = self._clock()
                     if not view.pending:
-                        return Result(Outcome.CLOSED, f"That request is already {view.state}; nothing changed.",
+                        return Result(Outcome.CLOSED, t("That request is already {}; nothing changed.", view.state),
                                       view.rule)
                     if view.expires_at <= now:
                         pipe.multi()
                         self._close(pipe, job_id, JobState.EXPIRED, "", now)
                         pipe.execute()
                         self._audit_decision(view, "", "expired", now)
-                        return Result(Outcome.EXPIRED, "That request has expired; nothing was queued.", view.rule)
+                        return Result(Outcome.EXPIRED, t("That request has expired; nothing was queued."), view.rule)
                     decision = self._may_decide(view, user, channel, approve)
                     if not decision.allowed:
                         self._audit_decision(view, user, "refused", now, decision.rule)
                         return Result(Outcome.REFUSED, decision.reason, decision.rule)
                     if approve and user in view.approved_by:
-                        return Result(Outcome.DUPLICATE, "You have already approved this request.", view.rule)
+                        return Result(Outcome.DUPLICATE, t("You have already approved this request."), view.rule)
                     pipe.multi()
                     if not approve:
                         self._close(pipe, job_id, JobState.REJECTED, user, now)
@@ -197,7 +197,7 @@ class Approvals:
     def _may_decide(self, view: ApprovalView, user: str, channel: str | None, approve: bool) -> Decision:
         rule = ApprovalRule(index=view.rule_index, approvers=view.approvers, required=view.required)
         if not approve and user == view.requester:
-            return Decision(True, "requester withdrew", "you withdrew your own request")
+            return Decision(True, "requester withdrew", t("you withdrew your own request"))
         return self._policy.may_approve(user, rule, requester=view.requester, channel=channel)
 
     def _queue_approved(self, pipe: redis.client.Pipeline, job_id: str, raw: dict,
@@ -254,10 +254,10 @@ class Approvals:
 
     # ---- side effects --------------------------------------------------------------------
 
-    def notice(self, job_id: str, user: str, channel: str, text: str) -> None:
+    def notice(self, job_id: str, user: str, channel: str, text: Text) -> None:
         """Ask the relay to tell one person something ephemerally (Slack calls stay out of the ack)."""
         event = {"job_id": job_id, "type": NOTICE_EVENT, "at": str(self._clock()), "user": user,
-                 "channel": channel, "message": text}
+                 "channel": channel, "message": text.to_json()}
         self._redis.xadd(EVENTS_STREAM, event, maxlen=EVENTS_STREAM_MAXLEN, approximate=True)
 
     def _event(self, pipe: redis.client.Pipeline, job_id: str, now: float) -> None:
@@ -270,11 +270,11 @@ class Approvals:
         self._redis.xadd(AUDIT_STREAM, entry.to_fields())
 
 
-def _confirmation(outcome: Outcome, view: ApprovalView) -> str:
+def _confirmation(outcome: Outcome, view: ApprovalView) -> Text:
     if outcome is Outcome.APPROVED:
-        return "Approved: the job is queued."
+        return t("Approved: the job is queued.")
     if outcome is Outcome.RECORDED:
-        return f"Approval recorded ({len(view.approved_by) + 1} of {view.required})."
+        return t("Approval recorded ({} of {}).", len(view.approved_by) + 1, view.required)
     if outcome is Outcome.REJECTED:
-        return "Rejected: the request is closed and nothing was queued."
-    return outcome.value
+        return t("Rejected: the request is closed and nothing was queued.")
+    return t("{}", outcome.value)

@@ -1,51 +1,48 @@
-"""User-facing answers as Slack mrkdwn: ``whoami``, ``can-i``, and ``status``, ``jobs``, ``hosts``.
+"""User-facing answers: ``whoami``, ``can-i``, and ``status``, ``jobs``, ``hosts``, as structured text.
 
-Only rendering: the policy decides, this module says it in words.  The texts name
-roles, grants, channels, groups and approvals rules, never a secret (there is none in
-an :class:`~bot.core.access.Identity` or a :class:`~bot.core.access.Decision`).
+Only wording: the policy decides, this module says it in words.  The texts name roles,
+grants, channels, groups and approvals rules, never a secret (there is none in an
+:class:`~bot.core.access.Identity` or a :class:`~bot.core.access.Decision`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from bot.core.access import OPEN_ACTIONS, Decision, DecisionCode, GrantMatch, Identity, describe_approvers
+from bot.core.access import (
+    OPEN_ACTIONS,
+    Decision,
+    DecisionCode,
+    GrantMatch,
+    Identity,
+    channels_text,
+    describe_approvers,
+)
 from bot.core.approvals import ApprovalView
 from bot.core.jobs import HostView
 from bot.core.outcomes import duration_text, failure_text, outcome_text
+from bot.core.text import Text, bold, channel, code, codes, join, lines, t, user
 from workers.kernel.actions import ACTIONS
 from workers.kernel.config import EVERYONE, ApprovalRule, Role, format_duration
-from workers.kernel.jobs import EventType, JobRecord, JobState
+from workers.kernel.jobs import JobRecord, JobState
 from workers.kernel.times import iso_time
 
 
-def _code(value: str) -> str:
-    return "`" + value.replace("`", "'") + "`"
-
-
-def _codes(values: Iterable[str]) -> str:
-    return ", ".join(_code(value) for value in values)
-
-
-def _channels(channels: Iterable[str]) -> str:
-    return ", ".join(f"<#{channel}>" for channel in channels)
-
-
-def _how(match: GrantMatch) -> str:
+def _how(match: GrantMatch) -> Text:
     if match.matched_by == "group" and match.group:
-        return f"as a member of user group {_code(match.group)}"
+        return t("as a member of user group {}", code(match.group))
     if match.matched_by == "everyone":
-        return f"to everyone ({_code(EVERYONE)})"
-    return "to you by user ID"
+        return t("to everyone ({})", code(EVERYONE))
+    return t("to you by user ID")
 
 
-def _where(match: GrantMatch) -> str:
-    return f"valid in {_channels(match.channels)}" if match.channels else "valid in every channel"
+def _where(match: GrantMatch) -> Text:
+    return t("valid in {}", channels_text(match.channels)) if match.channels else t("valid in every channel")
 
 
-def _scope(role: Role) -> str:
+def _scope(role: Role) -> Text:
     """What the role allows, leaving out the parts that allow everything."""
-    parts = [f"actions {_codes(role.actions)}"]
+    parts = [t("actions {}", codes(role.actions))]
     for noun, globs in (
         ("images", role.images),
         ("tags", role.tags),
@@ -53,74 +50,64 @@ def _scope(role: Role) -> str:
         ("hosts", role.hosts),
     ):
         if tuple(globs) != ("*",):
-            parts.append(f"{noun} {_codes(globs)}")
-    return "; ".join(parts)
+            parts.append(t("{} {}", noun, codes(globs)))
+    return join("; ", parts)
 
 
-def _approval_terms(rule: ApprovalRule) -> str:
+def _approval_terms(rule: ApprovalRule) -> Text:
     noun = "approval" if rule.required == 1 else "distinct approvals"
-    return (
-        f"{rule.required} {noun} from {describe_approvers(rule.approvers)}; "
-        f"a request expires after {format_duration(rule.expires_in)} ({rule.name})"
-    )
+    return t("{} {} from {}; a request expires after {} ({})", rule.required, noun,
+             describe_approvers(rule.approvers), format_duration(rule.expires_in), rule.name)
 
 
-def whoami_text(identity: Identity) -> str:
+def whoami_text(identity: Identity) -> Text:
     """Your roles here, the grants that gave them, where they apply, what you may do."""
-    here = f"in <#{identity.channel}>" if identity.channel else "here"
-    lines = [f"*Your access* (<@{identity.user_id}> {here})"]
+    here = t("in {}", channel(identity.channel)) if identity.channel else t("here")
+    out = [t("*Your access* ({} {})", user(identity.user_id), here)]
     if identity.grants:
-        lines.append(f"Roles {here}: {', '.join(f'*{name}*' for name in identity.roles)}")
+        out.append(t("Roles {}: {}", here, join(", ", (bold(name) for name in identity.roles))))
         for match in identity.grants:
-            lines.append(
-                f"• *{match.role.name}* from grants[{match.index}], given {_how(match)}, {_where(match)}: "
-                f"{_scope(match.role)}"
-            )
+            out.append(t("• {} from grants[{}], given {}, {}: {}", bold(match.role.name), match.index, _how(match),
+                         _where(match), _scope(match.role)))
     else:
-        lines.append(f"You have no role {here}: no grant applies to you in this channel.")
+        out.append(t("You have no role {}: no grant applies to you in this channel.", here))
     if identity.elsewhere:
-        lines.append("Grants that name you but are not valid in this channel:")
+        out.append(t("Grants that name you but are not valid in this channel:"))
         for match in identity.elsewhere:
-            lines.append(
-                f"• *{match.role.name}* from grants[{match.index}], given {_how(match)}, "
-                f"valid only in {_channels(match.channels)}"
-            )
+            out.append(t("• {} from grants[{}], given {}, valid only in {}", bold(match.role.name), match.index,
+                         _how(match), channels_text(match.channels)))
     if identity.unresolved_groups:
-        lines.append(
-            f"User groups that could not be resolved right now: {_codes(identity.unresolved_groups)}. "
-            "Their grants do not apply until they can be (fail closed); try again in a few minutes."
-        )
+        out.append(t("User groups that could not be resolved right now: {}. Their grants do not apply until they "
+                     "can be (fail closed); try again in a few minutes.", codes(identity.unresolved_groups)))
     # Actions a role may name before the grammar has their command are not worth offering yet.
     jobs = [action for action in identity.actions if action in ACTIONS and action not in OPEN_ACTIONS]
     everyone = [action for action in identity.actions if action in OPEN_ACTIONS]
     if jobs:
-        lines.append(f"You may run {here}: {_codes(jobs)}, and {_codes(everyone)} (open to everyone).")
+        out.append(t("You may run {}: {}, and {} (open to everyone).", here, codes(jobs), codes(everyone)))
     else:
-        lines.append(
-            f"You may run only {_codes(everyone)} (open to everyone). Ask a regops admin for access."
-        )
+        out.append(t("You may run only {} (open to everyone). Ask a regops admin for access.", codes(everyone)))
     for rule in identity.approvals:
-        lines.append(
-            f"Needs approval: {_codes(rule.actions)} of images {_codes(rule.images)} with tags "
-            f"{_codes(rule.tags)}: {_approval_terms(rule)}. You cannot approve your own request."
-        )
-    return "\n".join(lines)
+        out.append(t("Needs approval: {} of images {} with tags {}: {}. You cannot approve your own request.",
+                     codes(rule.actions), codes(rule.images), codes(rule.tags), _approval_terms(rule)))
+    return lines(out)
 
 
-def can_i_text(decision: Decision, action: str, target: str) -> str:
-    """``Yes``/``No`` for ``action`` on ``target`` (a reference, or the registry for login), with the rule."""
-    shown = target if "`" in target else _code(target)
+def can_i_text(decision: Decision, action: str, target: Text | str) -> Text:
+    """``Yes``/``No`` for ``action`` on ``target`` (a reference, or the registry for login), with the rule.
+
+    A ``str`` target is a name, shown as code.
+    """
+    if isinstance(target, str):
+        target = code(target)
     if decision.code is DecisionCode.OPEN:
-        return f"Yes: {_code(action)} is open to everyone."
+        return t("Yes: {} is open to everyone.", code(action))
     if not decision.allowed:
-        return f"No: {decision.reason}. Deciding rule: {_code(decision.rule)}."
+        return t("No: {}. Deciding rule: {}.", decision.reason, code(decision.rule))
     approval = decision.approval
     if approval is None:
-        return f"Yes: you may {action} {shown}, no approval needed. Deciding rule: {_code(decision.rule)}."
-    return (
-        f"Yes, with approval: you may {action} {shown} (deciding rule: {_code(decision.rule)}), "
-        f"but it runs only after {_approval_terms(approval)}. You cannot approve your own request."
-    )
+        return t("Yes: you may {} {}, no approval needed. Deciding rule: {}.", action, target, code(decision.rule))
+    return t("Yes, with approval: you may {} {} (deciding rule: {}), but it runs only after {}. "
+             "You cannot approve your own request.", action, target, code(decision.rule), _approval_terms(approval))
 
 
 # ---- jobs and hosts ------------------------------------------------------------------------
@@ -130,71 +117,89 @@ def _when(at: float | None) -> str:
     return iso_time(at) if at is not None else "—"
 
 
-def status_text(record: JobRecord, approval: ApprovalView | None, now: float) -> str:
-    """``status JOB``: state, requester, reference, host, timings, progress, outcome and approval."""
-    lines = [f"*Job `{record.job_id}`* — {outcome_text(record)}"]
-    lines.append(f"• requested by <@{record.requester}> · host `{record.host}` · registry `{record.registry}`")
-    if record.reference:
-        lines.append(f"• reference `{record.reference}`" + (f" from `{record.source}`" if record.source else ""))
-    timings = [f"queued {_when(record.queued_at)}"]
+def _people(ids: Sequence[str]) -> Text:
+    return join(", ", (user(person) for person in ids))
+
+
+def _timings(record: JobRecord, now: float) -> Text:
+    timings = [t("queued {}", _when(record.queued_at))]
     if record.started_at is not None:
-        timings.append(f"started {_when(record.started_at)}")
+        timings.append(t("started {}", _when(record.started_at)))
     if record.finished_at is not None:
-        timings.append(f"finished {_when(record.finished_at)}")
+        timings.append(t("finished {}", _when(record.finished_at)))
     if record.duration is not None:
-        timings.append(f"took {duration_text(record.duration)}")
+        timings.append(t("took {}", duration_text(record.duration)))
     elif record.started_at is not None and record.finished_at is None:
-        timings.append(f"running for {duration_text(now - record.started_at)}")
+        timings.append(t("running for {}", duration_text(now - record.started_at)))
     elif record.queued_at is not None and record.finished_at is None:
-        timings.append(f"waiting for {duration_text(now - record.queued_at)}")
-    lines.append("• " + ", ".join(timings))
+        timings.append(t("waiting for {}", duration_text(now - record.queued_at)))
+    return t("• {}", join(", ", timings))
+
+
+def _approval_line(record: JobRecord, approval: ApprovalView | None) -> Text | None:
+    if approval is not None:
+        parts = [t("approval {} ({}, {} needed)", approval.state, approval.rule, approval.required)]
+        if approval.approved_by:
+            parts.append(t("approved by {}", _people(approval.approved_by)))
+        if approval.rejected_by:
+            parts.append(t("rejected by {}", user(approval.rejected_by)))
+        return t("• {}", join("; ", parts))
+    if record.extra.get("approved_by"):
+        return t("• approved by {}", _people(record.extra["approved_by"].split(",")))
+    return None
+
+
+def status_text(record: JobRecord, approval: ApprovalView | None, now: float) -> Text:
+    """``status JOB``: state, requester, reference, host, timings, progress, outcome and approval."""
+    out = [t("*Job {}* — {}", code(record.job_id), outcome_text(record)),
+           t("• requested by {} · host {} · registry {}", user(record.requester), code(record.host),
+             code(record.registry))]
+    if record.reference:
+        source = t(" from {}", code(record.source)) if record.source else Text()
+        out.append(t("• reference {}{}", code(record.reference), source))
+    out.append(_timings(record, now))
     if record.progress is not None and record.state == JobState.RUNNING:
-        lines.append(f"• progress {record.progress}%")
-    if record.state == EventType.SUCCEEDED.value:
-        lines.append("• outcome: succeeded" + (f", digest `{record.digest}`" if record.digest else ""))
-    elif record.state == EventType.FAILED.value:
-        lines.append(f"• outcome: failed — {failure_text(record)}")
+        out.append(t("• progress {}%", record.progress))
+    if record.state == JobState.SUCCEEDED:
+        digest = t(", digest {}", code(record.digest)) if record.digest else Text()
+        out.append(t("• outcome: succeeded{}", digest))
+    elif record.state == JobState.FAILED:
+        out.append(t("• outcome: failed — {}", failure_text(record)))
     elif record.state == JobState.CANCELLED:
         by = record.extra.get("cancelled_by")
-        lines.append("• outcome: cancelled" + (f" by <@{by}>" if by else ""))
-    if approval is not None:
-        parts = [f"approval {approval.state} ({approval.rule}, {approval.required} needed)"]
-        if approval.approved_by:
-            parts.append(f"approved by {', '.join(f'<@{u}>' for u in approval.approved_by)}")
-        if approval.rejected_by:
-            parts.append(f"rejected by <@{approval.rejected_by}>")
-        lines.append("• " + "; ".join(parts))
-    elif record.extra.get("approved_by"):
-        lines.append(f"• approved by {', '.join(f'<@{u}>' for u in record.extra['approved_by'].split(','))}")
-    return "\n".join(lines)
+        out.append(t("• outcome: cancelled{}", t(" by {}", user(by)) if by else Text()))
+    approval_line = _approval_line(record, approval)
+    if approval_line is not None:
+        out.append(approval_line)
+    return lines(out)
 
 
-def jobs_text(records: Sequence[JobRecord], *, mine: bool, image: str | None, limit: int) -> str:
+def jobs_text(records: Sequence[JobRecord], *, mine: bool, image: str | None, limit: int) -> Text:
     """``jobs``: one line a job, newest first."""
     scope = "your" if mine else "recent"
-    about = f" of `{image}`" if image else ""
+    about = t(" of {}", code(image)) if image else Text()
     if not records:
-        return f"No {scope} jobs{about} to show."
-    lines = [f"*{len(records)} {scope} job(s){about}*, newest first (at most {limit}):"]
+        return t("No {} jobs{} to show.", scope, about)
+    out = [t("*{} {} job(s){}*, newest first (at most {}):", len(records), scope, about, limit)]
     for record in records:
-        lines.append(f"• `{record.job_id}` {outcome_text(record)} — <@{record.requester}>, host `{record.host}`, "
-                     f"queued {_when(record.queued_at)}")
-    return "\n".join(lines)
+        out.append(t("• {} {} — {}, host {}, queued {}", code(record.job_id), outcome_text(record),
+                     user(record.requester), code(record.host), _when(record.queued_at)))
+    return lines(out)
 
 
-def hosts_text(hosts: Sequence[HostView]) -> str:
+def hosts_text(hosts: Sequence[HostView]) -> Text:
     """``hosts``: each Docker host with its live workers, queue length and running job."""
     if not hosts:
-        return "No Docker host you may see is configured."
-    lines = ["*Docker hosts*"]
+        return t("No Docker host you may see is configured.")
+    out = [t("*Docker hosts*")]
     for host in hosts:
-        workers = (f"{len(host.live_workers)} live worker(s) ({_codes(host.live_workers)})" if host.live_workers
-                   else "no live worker")
-        running = ("running " + ", ".join(f"`{r.job_id}` ({_target_of(r)})" for r in host.running)
-                   if host.running else "nothing running")
-        lines.append(f"• `{host.name}`: {workers}; {host.queued} job(s) queued; {running}")
-    return "\n".join(lines)
+        workers = (t("{} live worker(s) ({})", len(host.live_workers), codes(host.live_workers))
+                   if host.live_workers else t("no live worker"))
+        running = (t("running {}", join(", ", (t("{} ({})", code(r.job_id), _target_of(r)) for r in host.running)))
+                   if host.running else t("nothing running"))
+        out.append(t("• {}: {}; {} job(s) queued; {}", code(host.name), workers, host.queued, running))
+    return lines(out)
 
 
-def _target_of(record: JobRecord) -> str:
-    return f"{record.action} of `{record.reference}`" if record.reference else record.action
+def _target_of(record: JobRecord) -> Text:
+    return t("{} of {}", record.action, code(record.reference)) if record.reference else t("{}", record.action)

@@ -31,6 +31,7 @@ from rq.utils import utcparse
 from bot.core.access import Decision, Policy
 from bot.core.approvals import ApprovalView, read_view
 from bot.core.queueing import JobQueue
+from bot.core.text import Text, code, command, plain, t
 from workers.kernel.audit import AuditEntry
 from workers.kernel.config import Config
 from workers.kernel.jobs import ENDED_STATES, EventType, JobEvent, JobRecord, JobState
@@ -77,7 +78,7 @@ class CancelOutcome(str, Enum):
 @dataclass(frozen=True)
 class CancelResult:
     outcome: CancelOutcome
-    message: str
+    message: Text
     """User-safe sentence for the person who asked."""
     rule: str = ""
     record: JobRecord | None = None
@@ -158,7 +159,7 @@ class Jobs:
     def decide(self, user: str, action: str, record: JobRecord, channel: str | None) -> Decision:
         """Whether ``user`` may run ``action`` (status, jobs, cancel) on this job: its requester always may."""
         if user == record.requester:
-            return Decision(True, "requester", f"you may {action} your own job")
+            return Decision(True, "requester", t("you may {} your own job", action))
         image, tag = image_and_tag(record)
         return self._policy.decide(user, action, image, tag, channel=channel, registry=record.registry,
                                    host=record.host)
@@ -232,7 +233,7 @@ class Jobs:
     def cancel(self, job_id: str, user: str, channel: str | None) -> CancelResult:
         record = self.get(job_id)
         if record is None:
-            return CancelResult(CancelOutcome.UNKNOWN, f"There is no job `{job_id}` (or it is too old to change).")
+            return CancelResult(CancelOutcome.UNKNOWN, t("There is no job {} (or it is too old to change).", code(job_id)))
         decision = self.decide(user, "cancel", record, channel)
         if not decision.allowed:
             return CancelResult(CancelOutcome.REFUSED, decision.reason, decision.rule, record)
@@ -258,9 +259,10 @@ class Jobs:
             # The stop command is out; the job's end is left to the worker (killed, or finished first).
             log.warning("cancel job=%s: the work horse was not seen to stop within %.1f s", job_id,
                         self._stop_wait)
-            return CancelResult(CancelOutcome.BUSY, f"Job `{job_id}` was told to stop but has not stopped yet; "
-                                f"check `/registry status {job_id}` in a moment.", decision.rule, record)
-        return CancelResult(CancelOutcome.BUSY, f"Job `{job_id}` is changing state right now; try again.",
+            return CancelResult(CancelOutcome.BUSY, t("Job {} was told to stop but has not stopped yet; check {} in "
+                                                      "a moment.", code(job_id), command(f"status {job_id}")),
+                                decision.rule, record)
+        return CancelResult(CancelOutcome.BUSY, t("Job {} is changing state right now; try again.", code(job_id)),
                             decision.rule, record)
 
     def _cancel_unless_started(self, job_id: str, user: str,
@@ -273,7 +275,7 @@ class Jobs:
                 pipe.watch(key, approval_key(job_id))
                 raw = pipe.hgetall(key)
                 if not raw:
-                    return CancelResult(CancelOutcome.UNKNOWN, f"There is no job `{job_id}`."), None
+                    return CancelResult(CancelOutcome.UNKNOWN, t("There is no job {}.", code(job_id))), None
                 record = JobRecord.from_fields(_fields(raw))
                 if record.state in ENDED_STATES:
                     return self._ended(record, rule), None
@@ -345,10 +347,11 @@ class Jobs:
     @staticmethod
     def _ended(record: JobRecord, rule: str) -> CancelResult:
         return CancelResult(CancelOutcome.ENDED,
-                            f"Job `{record.job_id}` already ended ({record.state}); it cannot be cancelled.",
+                            t("Job {} already ended ({}); it cannot be cancelled.", code(record.job_id), record.state),
                             rule, record)
 
     @staticmethod
     def _cancelled(record: JobRecord, user: str, rule: str, how: str) -> CancelResult:
         log.info("job cancelled job=%s by=%s was=%s rule=%r", record.job_id, user, record.state, rule)
-        return CancelResult(CancelOutcome.CANCELLED, f"Cancelled job `{record.job_id}`: {how}.", rule, record)
+        return CancelResult(CancelOutcome.CANCELLED, t("Cancelled job {}: {}.", code(record.job_id), plain(how)),
+                            rule, record)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from bot.core.text import Text, code, join, plain, t, user
 from workers.kernel.jobs import FAILURE_MESSAGES, JobRecord, JobState
 
 
-def _target(record: JobRecord) -> str:
+def _target(record: JobRecord) -> Text:
     if record.action == "login":
         registry = record.reference or record.extra.get("server") or record.registry
-        return f"login to registry `{registry}`"
+        return t("login to registry {}", code(registry))
     if record.action == "tag":
-        return f"tag of `{record.source}` as `{record.reference}`"
-    return f"{record.action} of `{record.reference}`"
+        return t("tag of {} as {}", code(record.source), code(record.reference))
+    return t("{} of {}", record.action, code(record.reference))
 
 
 def duration_text(seconds: float | None) -> str:
@@ -23,44 +24,51 @@ def duration_text(seconds: float | None) -> str:
     return f"{minutes} min {secs:02d} s"
 
 
-def failure_text(record: JobRecord) -> str:
+def failure_text(record: JobRecord) -> Text:
     """The failure reason in plain words, with the worker's detail when it adds something."""
     reason = FAILURE_MESSAGES.get(record.reason or "", "failed")
     if record.message and record.message.lower() != reason.lower():
-        return f"{reason}: {record.message}"
-    return reason
+        return t("{}: {}", reason, record.message)
+    return plain(reason)
 
 
-def outcome_text(record: JobRecord) -> str:
-    """One line whose first word is the job's state: queued, running, succeeded or failed."""
+def state_word(record: JobRecord) -> str:
+    """The word an outcome line starts with."""
+    return "needs approval" if record.state == JobState.AWAITING_APPROVAL else record.state
+
+
+def outcome_details(record: JobRecord) -> Text:
+    """The outcome line after its state word: the target, then what is known of how it went."""
     target = _target(record)
+    # A worker's message (what it waits for, a retry's backoff, a handed-back note) is shown as given.
+    note = t(" — {}", record.message) if record.message else Text()
     if record.state == JobState.SUCCEEDED:
-        parts = [f"succeeded: {target}"]
+        parts = [target]
         if record.digest:
-            parts.append(f"digest `{record.digest}`")
+            parts.append(t("digest {}", code(record.digest)))
         elif record.message:
-            parts.append(record.message)
+            parts.append(t("{}", record.message))
         took = duration_text(record.duration)
         if took:
-            parts.append(f"took {took}")
-        return " — ".join(parts)
+            parts.append(t("took {}", took))
+        return join(" — ", parts)
     if record.state == JobState.FAILED:
-        return f"failed: {target} — {failure_text(record)}"
+        return t("{} — {}", target, failure_text(record))
     if record.state == JobState.RUNNING:
-        progress = f" — {record.progress}%" if record.progress is not None else ""
-        # While running, the worker's message says what it waits for (a lock, a retry's backoff).
-        note = f" — {record.message}" if record.message else ""
-        return f"running: {target}{progress}{note}"
-    if record.state == JobState.AWAITING_APPROVAL:
-        return f"needs approval: {target}"
+        progress = t(" — {}%", record.progress) if record.progress is not None else Text()
+        return target + progress + note
     if record.state == JobState.REJECTED:
-        return f"rejected: {target} — nothing was queued"
+        return t("{} — nothing was queued", target)
     if record.state == JobState.EXPIRED:
-        return f"expired: {target} — no decision in time, nothing was queued"
+        return t("{} — no decision in time, nothing was queued", target)
     if record.state == JobState.CANCELLED:
         by = record.extra.get("cancelled_by")
-        return f"cancelled: {target}" + (f" — by <@{by}>" if by else "")
+        return target + (t(" — by {}", user(by)) if by else Text())
     if record.state == JobState.QUEUED:
-        note = f" — {record.message}" if record.message else ""  # e.g. handed back by a stopping worker
-        return f"queued: {target}{note}"
-    return f"{record.state}: {target}"
+        return target + note
+    return target
+
+
+def outcome_text(record: JobRecord) -> Text:
+    """One line whose first word is the job's state: queued, running, succeeded or failed."""
+    return t("{}: {}", state_word(record), outcome_details(record))

@@ -16,7 +16,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from workers.kernel.actions import TASKS
-from workers.kernel.jobs import EventType, JobEvent, JobRecord, JobSpec
+from workers.kernel.jobs import ACTIVE_STATES, EventType, JobEvent, JobRecord, JobSpec
 from workers.kernel.keys import (
     EVENTS_STREAM,
     EVENTS_STREAM_MAXLEN,
@@ -24,7 +24,9 @@ from workers.kernel.keys import (
     job_key,
     origin_key,
     queue_name,
+    reference_job_key,
 )
+from workers.kernel.values import as_str
 
 RECORD_TTL_SECONDS = 7 * 24 * 3600
 """How long a job record and its origin stay in Redis after being queued."""
@@ -99,6 +101,8 @@ class JobQueue:
         pipe.expire(origin_key(record.job_id), RECORD_TTL_SECONDS)
         pipe.xadd(EVENTS_STREAM, event.to_fields(), maxlen=EVENTS_STREAM_MAXLEN, approximate=True)
         remember(pipe, record.job_id, now)
+        if record.reference:
+            pipe.set(reference_job_key(record.reference), record.job_id, ex=RECORD_TTL_SECONDS)
         self._queue(record.host).enqueue_call(
             func=TASKS[spec.action],
             kwargs={"spec": spec.to_dict()},
@@ -112,8 +116,21 @@ class JobQueue:
         if pipeline is None:
             pipe.execute()
 
-    def length(self, host: str) -> int:
-        return self._queue(host).count
+    def waiting_note(self, reference: str | None) -> str | None:
+        """"waiting for job X (same reference)" while the job last queued for ``reference`` is active.
+
+        A worker takes one job per reference at a time (the reference lock), so a new job of the
+        same reference waits for that one, in the queue or on the lock; its message says so.
+        """
+        if not reference:
+            return None
+        previous = self._redis.get(reference_job_key(reference))
+        if previous is None:
+            return None
+        job_id = as_str(previous)
+        if as_str(self._redis.hget(job_key(job_id), "state")) not in ACTIVE_STATES:
+            return None
+        return f"waiting for job {job_id} (same reference)"
 
     def queue(self, host: str) -> Queue:
         """The rq queue of Docker host ``host`` (JSON serializer, bytes connection)."""

@@ -1,8 +1,10 @@
 """The front-end-neutral command path: parse → resolve → authorize → enqueue (or ask) → audit → reply.
 
-No Slack and no Docker here: Slack and the console shell both call
-:meth:`Service.handle` and render the :class:`Reply` their own way.  Every command,
-whatever its fate, leaves one entry in the audit trail, with its text redacted.
+No Slack and no Docker here: Slack and the console shell both call :meth:`Service.handle`
+with what a person typed, and Slack calls :meth:`Service.click` with a button they
+pressed; each front end renders the :class:`~bot.core.replies.Reply` its own way.  Every
+command and every click, whatever its fate, leaves its entry in the audit trail, with
+typed text redacted.
 """
 
 from __future__ import annotations
@@ -11,23 +13,29 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from enum import Enum
 
 import redis
 
-from bot.core import commands, explain
+from bot.core import explain
 from bot.core.access import Decision, Policy
-from bot.core.approvals import Approvals
+from bot.core.approvals import Approvals, Outcome
 from bot.core.audit import AuditLog
-from bot.core.commands import Command
+from bot.core.errors import CommandError, CredentialsInChat, message_of
+from bot.core.grammar.credentials import normalize, redact
+from bot.core.grammar.help import help_text
+from bot.core.grammar.parser import parse
+from bot.core.grammar.spec import COMMAND_WORD, JOBS_DEFAULT_LIMIT, Command
 from bot.core.jobs import CancelOutcome, Jobs, is_live
 from bot.core.metrics import Metrics
 from bot.core.queueing import JobQueue, Origin
+from bot.core.replies import Click, ClickAction, Reply, ReplyKind, Request
+from bot.core.text import Icon, Text, code, codes, icon, t
+from bot.core.text import command as typed
 from workers.kernel import references
+from workers.kernel.actions import ACTIONS
 from workers.kernel.audit import AuditEntry
 from workers.kernel.config import Config, RegistryConfig
-from workers.kernel.errors import CredentialsInChat, RegopsError, UsageError
+from workers.kernel.errors import RegopsError, UsageError
 from workers.kernel.jobs import JobRecord, JobSpec
 from workers.kernel.keys import idempotency_key, rq_workers_key
 from workers.kernel.values import as_str
@@ -37,60 +45,25 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL_SECONDS = 3600
 """How long a request's idempotency key (Slack's ``trigger_id``) maps to the job it made."""
 
-
-class ReplyKind(str, Enum):
-    QUEUED = "queued"
-    APPROVAL = "approval"
-    HELP = "help"
-    ANSWER = "answer"
-    DUPLICATE = "duplicate"
-    USAGE_ERROR = "usage_error"
-    CREDENTIALS = "credentials"
-    DENIED = "denied"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Request:
-    """One command as a front end received it. ``user_id`` is who typed it."""
-
-    user_id: str
-    text: str
-    channel_id: str | None = None
-    frontend: str = "slack"
-    response_url: str | None = None
-    idempotency_key: str | None = None
-    """Identifies one request across redeliveries (Slack's ``trigger_id``): a repeat makes no second job."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the front end shows the person right away (ephemerally in Slack)."""
-
-    kind: ReplyKind
-    text: str
-    job: JobRecord | None = None
-
-    @property
-    def queued(self) -> bool:
-        return self.kind is ReplyKind.QUEUED
+_QUIET_APPROVAL_OUTCOMES = frozenset({Outcome.RECORDED, Outcome.APPROVED, Outcome.REJECTED})
+"""Click outcomes the job's own message shows: the clicker needs no separate answer."""
 
 
 def _action_word(text: str) -> str:
     """The command's action for metrics, or "unknown" (bad input must not mint new label values)."""
-    words = commands.normalize(text).split()
-    if words and words[0].lower() == commands.SLASH_COMMAND:
+    words = normalize(text).split()
+    if words and words[0].lower() == COMMAND_WORD:
         words = words[1:]
     word = words[0].lower() if words else ""
-    return word if word in commands.ACTIONS else "unknown"
+    return word if word in ACTIONS else "unknown"
 
 
 def new_job_id() -> str:
     return secrets.token_hex(6)
 
 
-def _names(names: Iterable[str]) -> str:
-    return ", ".join(f"`{n}`" for n in names)
+def _denied(reason: Text) -> Text:
+    return icon(Icon.DENIED) + reason
 
 
 class Service:
@@ -102,8 +75,8 @@ class Service:
         *,
         audit: AuditLog,
         approvals: Approvals,
-        clock: Callable[[], float] = time.time,
         jobs: Jobs,
+        clock: Callable[[], float] = time.time,
         job_ids: Callable[[], str] = new_job_id,
         metrics: Metrics | None = None,
     ) -> None:
@@ -117,6 +90,8 @@ class Service:
         self._metrics = metrics
         self.jobs = jobs
 
+    # ---- typed commands ------------------------------------------------------------------
+
     def handle(self, request: Request) -> Reply:
         try:
             return self._handle(request)
@@ -125,36 +100,30 @@ class Service:
             log.warning("command refused: credentials in chat user=%s channel=%s", request.user_id,
                         request.channel_id)
             self._record(request, "refused", "credentials in chat")
-            return Reply(ReplyKind.CREDENTIALS, exc.user_message)
+            return Reply(ReplyKind.CREDENTIALS, exc.warning(request.sent_through))
         except UsageError as exc:
             log.info("command invalid user=%s channel=%s", request.user_id, request.channel_id)
             self._record(request, "invalid", "")
-            return Reply(ReplyKind.USAGE_ERROR, exc.user_message)
+            return Reply(ReplyKind.USAGE_ERROR, message_of(exc))
         except redis.RedisError:
             ref = secrets.token_hex(4)
             log.exception("command failed: Redis unavailable ref=%s user=%s", ref, request.user_id)
-            return Reply(
-                ReplyKind.ERROR,
-                f"regops could not reach its job queue, so nothing was queued. Try again in a moment "
-                f"(reference `{ref}`).",
-            )
+            return Reply(ReplyKind.ERROR, t("regops could not reach its job queue, so nothing was queued. "
+                                            "Try again in a moment (reference {}).", code(ref)))
         except Exception:
             ref = secrets.token_hex(4)
             log.exception("command failed unexpectedly ref=%s user=%s", ref, request.user_id)
-            return Reply(
-                ReplyKind.ERROR,
-                f"Something went wrong on regops' side and nothing was queued (reference `{ref}`).",
-            )
+            return Reply(ReplyKind.ERROR, t("Something went wrong on regops' side and nothing was queued "
+                                            "(reference {}).", code(ref)))
 
     def _handle(self, request: Request) -> Reply:
-        command = commands.parse(request.text)
+        command = parse(request.text)
         log.info("command received user=%s channel=%s action=%s text=%r", request.user_id,
                  request.channel_id, command.action, command.text)
         if command.action == "help":
             allowed = self._policy.permitted_actions(request.user_id, request.channel_id)
-            reply = Reply(ReplyKind.HELP, commands.help_text(command.topic, actions=allowed))
             self._record(request, "answered", "help is open to everyone")
-            return reply
+            return Reply(ReplyKind.HELP, help_text(command.topic, actions=allowed))
         if command.action == "whoami":
             identity = self._policy.whoami(request.user_id, request.channel_id)
             self._record(request, "answered", "whoami is open to everyone")
@@ -168,56 +137,98 @@ class Service:
             action = command.subject_action or ""
             decision = self._decide(request, action, command, registry, host)
             self._record(request, "answered", decision.rule)
-            return Reply(ReplyKind.ANSWER, explain.can_i_text(decision, action,
-                                                              reference or f"registry {registry.server}"))
+            target = code(reference) if reference else t("registry {}", code(registry.server))
+            return Reply(ReplyKind.ANSWER, explain.can_i_text(decision, action, target))
 
         decision = self._decide(request, command.action, command, registry, host)
-        target = reference or registry.server
         if not decision.allowed:
             log.info("command denied user=%s action=%s target=%s rule=%r code=%s unresolved=%s",
-                     request.user_id, command.action, target, decision.rule, decision.code.value,
-                     ",".join(decision.unresolved_groups) or "-")
+                     request.user_id, command.action, reference or registry.server, decision.rule,
+                     decision.code.value, ",".join(decision.unresolved_groups) or "-")
             self._record(request, "denied", decision.rule)
-            return Reply(ReplyKind.DENIED, f":no_entry: {decision.reason}")
+            return Reply(ReplyKind.DENIED, _denied(decision.reason))
         return self._submit(request, command, registry, host, reference, decision)
 
     def _about_jobs(self, request: Request, command: Command) -> Reply:
         user, channel = request.user_id, request.channel_id
         if command.action == "jobs":
-            limit = command.limit or commands.JOBS_DEFAULT_LIMIT
+            limit = command.limit or JOBS_DEFAULT_LIMIT
             records = self.jobs.recent(user, channel, limit=limit, mine=command.mine, image=command.image)
             self._record(request, "answered", "jobs: own jobs and jobs the roles allow")
             return Reply(ReplyKind.ANSWER, explain.jobs_text(records, mine=command.mine, image=command.image,
                                                              limit=limit))
         if command.action == "hosts":
-            decisions = {host: self._policy.decide(user, "hosts", channel=channel, host=host)
-                         for host in self._config.hosts}
-            shown = [host for host, decision in decisions.items() if decision.allowed]
-            if not shown:
-                decision = decisions[self._config.default_host]
-                self._record(request, "denied", decision.rule)
-                return Reply(ReplyKind.DENIED, f":no_entry: {decision.reason}")
-            self._record(request, "answered", decisions[shown[0]].rule)
-            return Reply(ReplyKind.ANSWER, explain.hosts_text(self.jobs.hosts(shown)))
+            return self._hosts(request)
         job_id = command.job_id or ""
         if command.action == "cancel":
-            result = self.jobs.cancel(job_id, user, channel)
-            if result.outcome is CancelOutcome.REFUSED:
-                self._record(request, "denied", result.rule, job_id)
-                return Reply(ReplyKind.DENIED, f":no_entry: {result.message}")
-            decided = "allowed" if result.outcome is CancelOutcome.CANCELLED else "answered"
-            self._record(request, decided, result.rule or result.outcome.value, job_id)
-            return Reply(ReplyKind.ANSWER, result.message)
+            return self._cancel(request, job_id)
         record = self.jobs.get(job_id)
         if record is None:
             self._record(request, "answered", "no such job", job_id)
-            return Reply(ReplyKind.ANSWER, f"There is no job `{job_id}` (or it is too old to show).")
+            return Reply(ReplyKind.ANSWER, t("There is no job {} (or it is too old to show).", code(job_id)))
         decision = self.jobs.decide(user, "status", record, channel)
         if not decision.allowed:
             self._record(request, "denied", decision.rule, job_id)
-            return Reply(ReplyKind.DENIED, f":no_entry: {decision.reason}")
+            return Reply(ReplyKind.DENIED, _denied(decision.reason))
         self._record(request, "answered", decision.rule, job_id)
         return Reply(ReplyKind.ANSWER, explain.status_text(record, self.jobs.approval(job_id), self._clock()))
+
+    def _hosts(self, request: Request) -> Reply:
+        decisions = {host: self._policy.decide(request.user_id, "hosts", channel=request.channel_id, host=host)
+                     for host in self._config.hosts}
+        shown = [host for host, decision in decisions.items() if decision.allowed]
+        if not shown:
+            decision = decisions[self._config.default_host]
+            self._record(request, "denied", decision.rule)
+            return Reply(ReplyKind.DENIED, _denied(decision.reason))
+        self._record(request, "answered", decisions[shown[0]].rule)
+        return Reply(ReplyKind.ANSWER, explain.hosts_text(self.jobs.hosts(shown)))
+
+    def _cancel(self, request: Request, job_id: str) -> Reply:
+        result = self.jobs.cancel(job_id, request.user_id, request.channel_id)
+        if result.outcome is CancelOutcome.REFUSED:
+            self._record(request, "denied", result.rule, job_id)
+            return Reply(ReplyKind.DENIED, _denied(result.message))
+        cancelled = result.outcome is CancelOutcome.CANCELLED
+        self._record(request, "allowed" if cancelled else "answered", result.rule or result.outcome.value, job_id)
+        return Reply(ReplyKind.ANSWER, result.message, shown_in_message=cancelled)
+
+    # ---- button clicks -------------------------------------------------------------------
+
+    def click(self, click: Click) -> Reply:
+        """A button pressed on a job's message, decided by the same rules as typed commands.
+
+        A cancel click is the ``cancel`` command (same checks, same audit entry); approve and
+        reject are decided (and audited) by the approvals.  Anything the job's message does not
+        show is told to the clicker alone, as a notice the relay delivers.
+        """
+        try:
+            reply = self._click(click)
+            if not reply.shown_in_message:
+                self._approvals.notice(click.job_id, click.user_id, click.channel_id or "", reply.text)
+            return reply
+        except redis.RedisError:
+            log.exception("click %s job=%s user=%s: Redis unavailable; nothing changed", click.action.value,
+                          click.job_id, click.user_id)
+            return Reply(ReplyKind.ERROR, t("regops could not reach Redis; nothing changed. Try again."))
+
+    def _click(self, click: Click) -> Reply:
+        if click.action is ClickAction.CANCEL:
+            request = Request(user_id=click.user_id, text=f"cancel {click.job_id}", channel_id=click.channel_id,
+                              frontend=click.frontend)
+            reply = self._cancel(request, click.job_id)
+            log.info("cancel click job=%s user=%s kind=%s", click.job_id, click.user_id, reply.kind.value)
+            return reply
+        approve = click.action is ClickAction.APPROVE
+        decide = self._approvals.approve if approve else self._approvals.reject
+        result = decide(click.job_id, click.user_id, click.channel_id)
+        log.info("approval click job=%s user=%s approve=%s outcome=%s rule=%r", click.job_id, click.user_id,
+                 approve, result.outcome.value, result.rule)
+        kind = ReplyKind.DENIED if result.outcome is Outcome.REFUSED else ReplyKind.ANSWER
+        text = _denied(result.message) if kind is ReplyKind.DENIED else result.message
+        return Reply(kind, text, shown_in_message=result.outcome in _QUIET_APPROVAL_OUTCOMES)
+
+    # ---- queueing ------------------------------------------------------------------------
 
     def _decide(self, request: Request, action: str, command: Command, registry: RegistryConfig,
                 host: str) -> Decision:
@@ -236,13 +247,8 @@ class Service:
         extra = {"server": registry.server}
         if command.image and command.tag:
             extra.update(image=command.image, tag=command.tag)  # what permissions on the job are decided on
-        record = JobRecord(job_id=job_id, action=command.action, registry=registry.name, host=host,
-                           requester=request.user_id, reference=reference, source=source,
-                           queued_at=self._clock(), extra=extra)
         origin = Origin(frontend=request.frontend, user=request.user_id, channel=request.channel_id,
                         response_url=request.response_url)
-        timeout = self._config.timeouts.for_action(command.action)
-        what = f"{command.action} of " + (f"`{reference}`" if reference else f"registry `{registry.server}`")
         # One round trip before the transaction: claim the request's idempotency key and read
         # which workers the host has, whose heartbeats then ride along in the transaction.
         first = self._queue.connection.pipeline(transaction=False)
@@ -256,15 +262,22 @@ class Service:
             return self._duplicate(request, as_str(answers[1]))
         workers = sorted(as_str(member) for member in answers[-1])
         try:
-            return self._write(request, command, record, spec, origin, timeout, decision, what, workers)
+            note = None if decision.approval is not None else self._queue.waiting_note(reference)
+            record = JobRecord(job_id=job_id, action=command.action, registry=registry.name, host=host,
+                               requester=request.user_id, reference=reference, source=source,
+                               queued_at=self._clock(), message=note, extra=extra)
+            return self._write(request, command, record, spec, origin, decision, workers)
         except Exception:
             if key is not None:
                 self._forget(key)  # nothing was queued: a retry of this request must be free to queue it
             raise
 
     def _write(self, request: Request, command: Command, record: JobRecord, spec: JobSpec, origin: Origin,
-               timeout: int, decision: Decision, what: str, workers: list[str]) -> Reply:
+               decision: Decision, workers: list[str]) -> Reply:
         job_id, host, reference = record.job_id, record.host, record.reference
+        what = t("{} of {}", command.action, code(reference)) if reference else \
+            t("{} of registry {}", command.action, code(spec.server))
+        timeout = self._config.timeouts.for_action(command.action)
         pipe = self._queue.pipeline()
         if decision.approval is not None:
             self._approvals.request(record, spec, origin, decision.approval, timeout, pipeline=pipe)
@@ -272,10 +285,9 @@ class Service:
             pipe.execute()
             log.info("approval requested job=%s user=%s action=%s target=%s rule=%r", job_id,
                      request.user_id, command.action, reference or spec.server, decision.rule)
-            return Reply(ReplyKind.APPROVAL,
-                         f":lock: The {what} needs approval ({decision.reason}). The request `{job_id}` "
-                         f"has been posted in this channel; the job is queued once it is approved.",
-                         job=record)
+            return Reply(ReplyKind.APPROVAL, t(
+                "{}The {} needs approval ({}). The request {} has been posted in this channel; the job is "
+                "queued once it is approved.", icon(Icon.APPROVAL), what, decision.reason, code(job_id)), job=record)
         self._queue.enqueue(record, spec, origin, timeout, pipeline=pipe)
         self._record(request, "queued", decision.rule, job_id, pipeline=pipe)
         pipe.llen(self._queue.queue(host).key)
@@ -289,22 +301,23 @@ class Service:
         log.info("job enqueued job=%s user=%s action=%s target=%s host=%s position=%s live_workers=%d rule=%r",
                  job_id, request.user_id, command.action, reference or spec.server, host, position, live,
                  decision.rule)
-        text = (f":inbox_tray: Queued {what} on host `{host}` as job `{job_id}`, position {position} in the "
-                f"queue for {host}.")
+        text = t("{}Queued {} on host {} as job {}, position {} in the queue for {}.", icon(Icon.QUEUED), what,
+                 code(host), code(job_id), int(position), host)
+        if record.message:
+            text += t(" It is {}.", record.message)
         if not live:
-            text += (f" :warning: No worker is live for host {host} right now: the job waits in the queue "
-                     f"until one starts.")
-        text += f" Its progress and result will follow here; job {job_id} can be cancelled with " \
-                f"`/registry cancel {job_id}`."
+            text += t(" {}No worker is live for host {} right now: the job waits in the queue until one starts.",
+                      icon(Icon.WARNING), host)
+        text += t(" Its progress and result will follow here; job {} can be cancelled with {}.", job_id,
+                  typed(f"cancel {job_id}"))
         return Reply(ReplyKind.QUEUED, text, job=record)
 
     def _duplicate(self, request: Request, job_id: str) -> Reply:
         log.info("command repeated user=%s job=%s: same request delivered again, nothing queued",
                  request.user_id, job_id)
         self._record(request, "answered", "repeated request", job_id)
-        return Reply(ReplyKind.DUPLICATE,
-                     f":repeat: This request was already received: already queued as job {job_id} "
-                     f"(`{job_id}`). Nothing new was queued.")
+        return Reply(ReplyKind.DUPLICATE, t("{}This request was already received: already queued as job {} ({}). "
+                                            "Nothing new was queued.", icon(Icon.REPEAT), job_id, code(job_id)))
 
     def _forget(self, key: str) -> None:
         try:
@@ -316,7 +329,7 @@ class Service:
     def _record(self, request: Request, decision: str, rule: str, job_id: str = "",
                 pipeline: redis.client.Pipeline | None = None) -> None:
         entry = AuditEntry(at=self._clock(), user=request.user_id, channel=request.channel_id or "",
-                           kind="command", command=commands.redact(request.text), decision=decision,
+                           kind="command", command=redact(request.text), decision=decision,
                            rule=rule, job_id=job_id, outcome="")
         try:
             self._audit.record(entry, pipeline=pipeline)
@@ -331,21 +344,14 @@ class Service:
         name = command.registry or self._config.default_registry
         registry = self._config.registries.get(name)
         if registry is None:
-            raise UsageError(
-                f"unknown registry `{name}`. Configured registries: {_names(self._config.registries)}. "
-                f"Use `--registry NAME` with one of them, or leave it out for the default "
-                f"(`{self._config.default_registry}`)."
-            )
+            raise _unknown("registry", name, self._config.registries, "--registry NAME",
+                           self._config.default_registry)
         return registry
 
     def _host(self, command: Command) -> str:
         host = command.host or self._config.default_host
         if host not in self._config.hosts:
-            raise UsageError(
-                f"unknown Docker host `{host}`. Configured hosts: {_names(self._config.hosts)}. "
-                f"Use `--host NAME` with one of them, or leave it out for the default "
-                f"(`{self._config.default_host}`)."
-            )
+            raise _unknown("Docker host", host, self._config.hosts, "--host NAME", self._config.default_host)
         return host
 
     @staticmethod
@@ -355,4 +361,10 @@ class Service:
         try:
             return references.full_reference(registry.server, registry.namespace, command.image, command.tag)
         except RegopsError as exc:
-            raise UsageError(exc.user_message) from exc
+            raise CommandError(message_of(exc)) from exc
+
+
+def _unknown(noun: str, name: str, names: Iterable[str], option: str, default: str) -> CommandError:
+    plural = "registries" if noun == "registry" else "hosts"
+    return CommandError(t("unknown {} {}. Configured {}: {}. Use {} with one of them, or leave it out for the "
+                            "default ({}).", noun, code(name), plural, codes(names), code(option), code(default)))

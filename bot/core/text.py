@@ -63,6 +63,17 @@ class Text:
 
     pieces: tuple[Piece, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Adjacent plain pieces become one, so that equal words make equal texts however they were built.
+        merged: list[Piece] = []
+        for piece in self.pieces:
+            if merged and piece.kind is Kind.PLAIN and merged[-1].kind is Kind.PLAIN:
+                merged[-1] = Piece(Kind.PLAIN, merged[-1].value + piece.value)
+            elif piece.value or piece.children or piece.kind is Kind.BOLD:
+                merged.append(piece)
+        if len(merged) != len(self.pieces):
+            object.__setattr__(self, "pieces", tuple(merged))
+
     def __add__(self, other: Text | str) -> Text:
         return Text(self.pieces + as_text(other).pieces)
 
@@ -195,7 +206,9 @@ def as_text(value: Text | str) -> Text:
 
 # ---- templates ------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"`[^`]*`|(?<![^\s(\[\"'“—])\*(?=\S)[^*\n]*?(?<=\S)\*(?=$|[\s.,:;!?)\]—])|\{\}")
+# A code span; or bold: `*` after a space (or at the start) before a word, up to a `*` after a word
+# and before a space or punctuation (so `["*"]` and `centos7-*` stay plain); or a placeholder.
+_TOKEN = re.compile(r"`[^`]*`|(?<![^\s(])\*(?=[\w{])[^*\n]*?(?<=[\w})])\*(?=$|[\s.,:;!?)\]—])|\{\}")
 
 
 def t(template: str, *parts: Text | str | float) -> Text:

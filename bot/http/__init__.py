@@ -1,1 +1,1 @@
-"""bot/http"""
+"""The HTTP edge: the WSGI app (/slack/events, /healthz, /metrics) and the server that runs it."""

@@ -1,4 +1,4 @@
-"""Thin Bolt listeners: slash commands to the service, approval and cancel buttons to their deciders.
+"""Thin Bolt listeners: slash commands and the approve, reject and cancel buttons, all to the service.
 
 With ``process_before_response=True`` the listener's ``ack`` payload *is* the HTTP
 response, and Bolt does not poll for it; listeners therefore stay fast: they parse,
@@ -13,23 +13,17 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from slack_bolt import Ack, App
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
-from bot.core.approvals import Approvals, Outcome
-from bot.core.jobs import CancelOutcome, Jobs
-from bot.core.service import Request, Service
+from bot.core.replies import Click, ClickAction, Request
+from bot.core.service import Service
 from bot.slack.blocks import APPROVE_ACTION, CANCEL_ACTION, REJECT_ACTION, reply_body
 from workers.kernel.secrets import Secret
 
-log = logging.getLogger(__name__)
 
-_QUIET_OUTCOMES = frozenset({Outcome.RECORDED, Outcome.APPROVED, Outcome.REJECTED})
-
-
-def build_app(service: Service, approvals: Approvals, *, signing_secret: Secret, bot_token: Secret,
+def build_app(service: Service, *, signing_secret: Secret, bot_token: Secret,
               api_url: str) -> App:
     """The Bolt app: signature checks (Bolt's own), slash commands and approval clicks.
 
@@ -49,9 +43,9 @@ def build_app(service: Service, approvals: Approvals, *, signing_secret: Secret,
         logger=logging.getLogger("slack_bolt"),
     )
     app.command(re.compile(r"^/.+"))(_command_listener(service))
-    app.action(APPROVE_ACTION)(_decision_listener(approvals, approve=True))
-    app.action(REJECT_ACTION)(_decision_listener(approvals, approve=False))
-    app.action(CANCEL_ACTION)(_cancel_listener(service.jobs, approvals))
+    app.action(APPROVE_ACTION)(_click_listener(service, ClickAction.APPROVE))
+    app.action(REJECT_ACTION)(_click_listener(service, ClickAction.REJECT))
+    app.action(CANCEL_ACTION)(_click_listener(service, ClickAction.CANCEL))
     return app
 
 
@@ -65,50 +59,26 @@ def _command_listener(service: Service) -> Callable[..., None]:
             response_url=command.get("response_url"),
             # Slack's retries and a replayed request carry the same trigger_id: one job for all of them.
             idempotency_key=command.get("trigger_id") or None,
+            sent_through="Slack",
         )
         ack(**reply_body(service.handle(request)))
 
     return on_command
 
 
-def _click(body: dict[str, Any], action: dict[str, Any]) -> tuple[str, str, str]:
+def _click(body: dict[str, Any], action: dict[str, Any], kind: ClickAction) -> Click:
     """Who clicked, in which channel, on which job's button.
 
     Authorize on who clicked, never on whom the message was addressed to.
     """
     user = (body.get("user") or {}).get("id", "")
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
-    return user, channel, str(action.get("value", ""))
+    return Click(action=kind, job_id=str(action.get("value", "")), user_id=user, channel_id=channel or None)
 
 
-def _decision_listener(approvals: Approvals, *, approve: bool) -> Callable[..., None]:
+def _click_listener(service: Service, kind: ClickAction) -> Callable[..., None]:
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
-        user, channel, job_id = _click(body, action)
-        try:
-            result = approvals.approve(job_id, user, channel) if approve else approvals.reject(job_id, user, channel)
-            log.info("approval click job=%s user=%s approve=%s outcome=%s rule=%r", job_id, user, approve,
-                     result.outcome.value, result.rule)
-            if result.outcome not in _QUIET_OUTCOMES:
-                approvals.notice(job_id, user, channel, result.message)
-        except redis.RedisError:
-            log.exception("approval click job=%s user=%s: Redis unavailable; nothing changed", job_id, user)
-
-    return on_click
-
-
-def _cancel_listener(jobs: Jobs, approvals: Approvals) -> Callable[..., None]:
-    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
-        user, channel, job_id = _click(body, action)
-        try:
-            result = jobs.cancel(job_id, user, channel)
-            log.info("cancel click job=%s user=%s outcome=%s rule=%r", job_id, user, result.outcome.value,
-                     result.rule)
-            # A cancellation shows in the job's own message; anything else is told to the clicker alone.
-            if result.outcome is not CancelOutcome.CANCELLED:
-                approvals.notice(job_id, user, channel, result.message)
-        except redis.RedisError:
-            log.exception("cancel click job=%s user=%s: Redis unavailable; nothing changed", job_id, user)
+        service.click(_click(body, action, kind))
 
     return on_click

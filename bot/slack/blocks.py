@@ -1,4 +1,4 @@
-"""Rendering replies and job states: plain sentences for any front end, Block Kit for Slack.
+"""Replies and job states as Slack messages: mrkdwn text and Block Kit blocks.
 
 Every Slack message carries a fallback ``text`` that holds the key facts on its own
 (full reference, digest or failure reason), as notifications and screen readers
@@ -7,14 +7,15 @@ show only that.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.core.approvals import ApprovalView
-from bot.core.outcomes import duration_text, outcome_text
-from workers.kernel.jobs import ACTIVE_STATES, EventType, JobRecord, JobState
-
-if TYPE_CHECKING:  # the service renders job lines with this module: no import cycle at run time
-    from bot.core.service import Reply
+from bot.core.outcomes import duration_text, outcome_details, outcome_text, state_word
+from bot.core.replies import Reply
+from bot.core.text import code, join, t, user
+from bot.slack.mrkdwn import mrkdwn
+from workers.kernel.config import USER_ID
+from workers.kernel.jobs import ACTIVE_STATES, JobRecord, JobState
 
 APPROVE_ACTION = "regops_approve"
 REJECT_ACTION = "regops_reject"
@@ -26,10 +27,10 @@ SECTION_LIMIT = 3000
 Blocks = list[dict[str, Any]]
 
 _EMOJI = {
-    EventType.QUEUED.value: ":hourglass_flowing_sand:",
+    JobState.QUEUED: ":hourglass_flowing_sand:",
     JobState.RUNNING: ":arrows_counterclockwise:",
-    EventType.SUCCEEDED.value: ":white_check_mark:",
-    EventType.FAILED.value: ":x:",
+    JobState.SUCCEEDED: ":white_check_mark:",
+    JobState.FAILED: ":x:",
     JobState.AWAITING_APPROVAL: ":lock:",
     JobState.REJECTED: ":no_entry_sign:",
     JobState.EXPIRED: ":hourglass:",
@@ -38,7 +39,7 @@ _EMOJI = {
 
 
 def _approvers(names: tuple[str, ...]) -> str:
-    return ", ".join(f"<@{n}>" if n[:1] in ("U", "W") and n.isupper() else f"`{n}`" for n in names)
+    return mrkdwn(join(", ", (user(name) if USER_ID.fullmatch(name) else code(name) for name in names)))
 
 
 def _approval_lines(record: JobRecord, approval: ApprovalView | None) -> list[str]:
@@ -52,7 +53,7 @@ def _approval_lines(record: JobRecord, approval: ApprovalView | None) -> list[st
     if approval.approved_by:
         lines.append(f"approved by {_approvers(approval.approved_by)}")
     if approval.state == JobState.REJECTED and approval.rejected_by:
-        lines.append(f"rejected by <@{approval.rejected_by}>")
+        lines.append(f"rejected by {mrkdwn(user(approval.rejected_by))}")
     return lines
 
 
@@ -79,13 +80,12 @@ def job_message(record: JobRecord, approval: ApprovalView | None = None) -> tupl
     A job that needed approval keeps one message from the request to the outcome: the
     buttons show only while the request is pending.
     """
-    line = outcome_text(record)
     approval_lines = _approval_lines(record, approval)
-    text = f"{line} (requested by <@{record.requester}>, job {record.job_id})"
+    text = mrkdwn(t("{} (requested by {}, job {})", outcome_text(record), user(record.requester), record.job_id))
     if approval_lines:
         text += " — " + "; ".join(approval_lines)
     emoji = _EMOJI.get(record.state, ":grey_question:")
-    blocks: Blocks = [_section(f"{emoji} *{line.split(':', 1)[0]}*:{line.split(':', 1)[1]}")]
+    blocks: Blocks = [_section(f"{emoji} {mrkdwn(t('*{}*: {}', state_word(record), outcome_details(record)))}")]
     if record.state == JobState.RUNNING and record.progress is not None:
         blocks.append(_section(f"`{progress_bar(record.progress)}` {record.progress}%"))
     if approval is not None and approval.state == JobState.AWAITING_APPROVAL and record.state == JobState.AWAITING_APPROVAL:
@@ -104,10 +104,10 @@ def job_message(record: JobRecord, approval: ApprovalView | None = None) -> tupl
                          "confirm": {"type": "plain_text", "text": "Cancel the job"},
                          "deny": {"type": "plain_text", "text": "Keep it"}}},
         ]})
-    details = [f"requested by <@{record.requester}>", *approval_lines, f"host `{record.host}`",
-               f"job `{record.job_id}`"]
+    details = [mrkdwn(t("requested by {}", user(record.requester))), *approval_lines,
+               mrkdwn(t("host {}", code(record.host))), mrkdwn(t("job {}", code(record.job_id)))]
     took = duration_text(record.duration)
-    if took and record.state in (EventType.SUCCEEDED.value, EventType.FAILED.value, JobState.CANCELLED):
+    if took and record.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
         details.append(f"took {took}")
     blocks.append(_context(" · ".join(details)))
     return text, blocks
@@ -115,27 +115,22 @@ def job_message(record: JobRecord, approval: ApprovalView | None = None) -> tupl
 
 def deployment_notification(record: JobRecord) -> tuple[str, Blocks]:
     """The message for the deployment channel after a successful push."""
-    text = (f"Deployed `{record.reference}` — digest `{record.digest}` — pushed by <@{record.requester}> "
-            f"(job {record.job_id})")
+    reference, digest, by = code(record.reference), code(record.digest), user(record.requester)
+    text = mrkdwn(t("Deployed {} — digest {} — pushed by {} (job {})", reference, digest, by, record.job_id))
     blocks: Blocks = [
-        _section(f":rocket: *Deployed* `{record.reference}`\nDigest `{record.digest}`"),
-        _context(f"pushed by <@{record.requester}> · host `{record.host}` · job `{record.job_id}`"),
+        _section(":rocket: " + mrkdwn(t("*Deployed* {}\nDigest {}", reference, digest))),
+        _context(mrkdwn(t("pushed by {} · host {} · job {}", by, code(record.host), code(record.job_id)))),
     ]
     return text, blocks
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters escaped, so echoed user input cannot mention or link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def reply_body(reply: Reply) -> dict[str, Any]:
     """The HTTP response body for a slash command: always ephemeral.
 
-    Replies echo what the user typed (in error messages), so the whole text is escaped:
-    replies never carry intended mentions or links.
+    Every piece of the reply is escaped by the renderer, so what the person typed cannot mention
+    or link, while the mentions regops means (a user, a channel) arrive as mentions.
     """
-    text = escape(reply.text)
+    text = mrkdwn(reply.text)
     paragraphs = [p for p in text.split("\n\n") if p.strip()] or [text]
     blocks: Blocks = []
     chunk = ""

@@ -24,10 +24,12 @@ from slack_sdk.errors import SlackApiError
 from bot.core.approvals import NOTICE_EVENT, read_view
 from bot.core.metrics import Metrics
 from bot.core.queueing import Origin
+from bot.core.text import Text
 from bot.core.watchdog import Watchdog
 from bot.slack.blocks import deployment_notification, job_message
 from bot.slack.consumer import StreamConsumer
-from workers.kernel.jobs import ENDED_STATES, TERMINAL_EVENTS, EventType, JobRecord, JobState
+from bot.slack.mrkdwn import mrkdwn
+from workers.kernel.jobs import ENDED_STATES, EventType, JobRecord, JobState
 from workers.kernel.keys import (
     EVENTS_STREAM,
     RELAY_DUE_KEY,
@@ -182,7 +184,7 @@ class Relay(StreamConsumer):
             if fields.get("type") == NOTICE_EVENT:
                 self._notice(fields)
             elif job_id:
-                self.sync(job_id, final_hint=fields.get("type") in TERMINAL_EVENTS)
+                self.sync(job_id)
         except TransientSlackError as exc:
             log.warning("relay: job %s not relayed yet (%s); will retry", job_id, exc)
             return 0
@@ -191,7 +193,7 @@ class Relay(StreamConsumer):
 
     # ---- one job --------------------------------------------------------------------------
 
-    def sync(self, job_id: str, final_hint: bool = False) -> None:
+    def sync(self, job_id: str) -> None:
         """Bring the job's Slack message in line with its record."""
         origin_fields = self._redis.hgetall(origin_key(job_id))
         if not origin_fields or origin_fields.get("frontend") != "slack":
@@ -316,7 +318,8 @@ class Relay(StreamConsumer):
         """An ephemeral answer to one person (e.g. a click they were not allowed to make)."""
         try:
             self._call(self._client.chat_postEphemeral, channel=fields.get("channel", ""),
-                       user=fields.get("user", ""), text=fields.get("message", ""))
+                       user=fields.get("user", ""),
+                       text=mrkdwn(Text.from_json(fields.get("message", ""))))
         except SlackApiError as exc:
             error = exc.response.get("error", "") if exc.response is not None else ""
             self._slack_failed("chat.postEphemeral", fields.get("job_id", ""), error)

@@ -16,7 +16,9 @@ from rq.utils import utcformat
 from bot.core.approvals import Outcome
 from bot.core.assembly import build_core
 from bot.core.jobs import CancelOutcome, Jobs, image_and_tag
-from bot.core.service import ReplyKind, Request, Service
+from bot.core.replies import ReplyKind, Request
+from bot.core.service import Service
+from tests.support.texts import slack
 from workers.kernel.config import parse_config
 from workers.kernel.jobs import JobRecord
 from workers.kernel.keys import (
@@ -93,12 +95,12 @@ def service(text_redis: redis.Redis, stops: Stops) -> Service:
 
 def run(service: Service, user: str, text: str, key: str | None = None) -> tuple[ReplyKind, str]:
     reply = service.handle(Request(user_id=user, text=text, channel_id="C0OPS", idempotency_key=key))
-    return reply.kind, reply.text
+    return reply.kind, slack(reply.text)
 
 
 def queue(service: Service, user: str, text: str) -> str:
     reply = service.handle(Request(user_id=user, text=text, channel_id="C0OPS"))
-    assert reply.job is not None, reply.text
+    assert reply.job is not None, slack(reply.text)
     return reply.job.job_id
 
 

@@ -12,7 +12,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from bot.core.assembly import build_core
-from bot.core.service import ReplyKind, Request, Service
+from bot.core.replies import ReplyKind, Request
+from bot.core.service import Service
+from tests.support.texts import slack
 from workers.kernel.config import parse_config
 from workers.kernel.jobs import JobRecord
 from workers.kernel.keys import EVENTS_STREAM, job_key, origin_key, queue_name
@@ -54,7 +56,7 @@ def test_a_push_is_queued_as_json_with_the_full_reference_and_no_credentials(
                                    channel_id="C0OPS", response_url="https://hooks.example/r"))
     assert reply.kind is ReplyKind.QUEUED
     ref = "dockerhub.example.com:5100/com.example.namespace/centos7-elasticsearch:latest"
-    assert ref in reply.text and "000000000001" in reply.text
+    assert ref in slack(reply.text) and "000000000001" in slack(reply.text)
 
     raw = Redis_bytes(text_redis)
     job = Job.fetch("000000000001", connection=raw, serializer=JSONSerializer)
@@ -102,14 +104,14 @@ def test_bad_or_forbidden_commands_are_answered_and_queue_nothing(
     reply = service.handle(Request(user_id=user, text=text, channel_id="C0OPS"))
     assert reply.kind is kind
     for fragment in must_contain:
-        assert fragment in reply.text
-    assert "s3cret" not in reply.text
+        assert fragment in slack(reply.text)
+    assert "s3cret" not in slack(reply.text)
     _nothing_queued(text_redis)
 
 
 def test_help_is_open_to_everyone_and_queues_nothing(service: Service, text_redis: redis.Redis) -> None:
     reply = service.handle(Request(user_id="U0NOBODY", text="help push"))
-    assert reply.kind is ReplyKind.HELP and "push" in reply.text
+    assert reply.kind is ReplyKind.HELP and "push" in slack(reply.text)
     _nothing_queued(text_redis)
 
 
@@ -119,4 +121,43 @@ def test_redis_down_is_answered_without_raw_exception_text(text_redis: redis.Red
     service = build_core(config, dead, dead).service
     reply = service.handle(Request(user_id="U0ADMIN", text="push centos7 latest"))
     assert reply.kind is ReplyKind.ERROR
-    assert "nothing was queued" in reply.text and "Connection" not in reply.text
+    assert "nothing was queued" in slack(reply.text) and "Connection" not in slack(reply.text)
+
+
+def test_a_second_job_of_one_reference_says_which_job_it_waits_for(service: Service, text_redis: redis.Redis) -> None:
+    """Defect: the second push of a reference only showed "queued", not that it waits for the first."""
+    first = service.handle(Request(user_id="U0DEV1", text="push centos7-a latest", channel_id="C0OPS"))
+    second = service.handle(Request(user_id="U0DEV1", text="push centos7-a latest --host build-2",
+                                    channel_id="C0OPS"))
+    other = service.handle(Request(user_id="U0DEV1", text="push centos7-b latest", channel_id="C0OPS"))
+    assert first.job is not None and second.job is not None and other.job is not None
+    waiting = f"waiting for job {first.job.job_id} (same reference)"
+    assert waiting in slack(second.text)
+    assert JobRecord.from_fields(text_redis.hgetall(job_key(second.job.job_id))).message == waiting
+    assert "waiting for job" not in slack(first.text) + slack(other.text)
+    # Once the first has ended, a new job of the reference waits for nobody.
+    text_redis.hset(job_key(first.job.job_id), "state", "succeeded")
+    text_redis.hset(job_key(second.job.job_id), "state", "failed")
+    third = service.handle(Request(user_id="U0DEV1", text="push centos7-a latest", channel_id="C0OPS"))
+    assert "waiting for job" not in slack(third.text)
+
+
+def test_a_refused_cancel_click_is_audited_like_a_typed_cancel(service: Service, text_redis: redis.Redis) -> None:
+    """Defect: Slack buttons bypassed the service, so a refused Cancel click left no audit entry."""
+    from bot.core.replies import Click, ClickAction
+    from workers.kernel.keys import AUDIT_STREAM
+
+    queued = service.handle(Request(user_id="U0ADMIN", text="push web-frontend 1", channel_id="C0OPS"))
+    assert queued.job is not None
+    job_id = queued.job.job_id
+    typed = service.handle(Request(user_id="U0DEV1", text=f"cancel {job_id}", channel_id="C0OPS"))
+    clicked = service.click(Click(ClickAction.CANCEL, job_id, "U0DEV1", "C0OPS"))
+    assert typed.kind is clicked.kind is ReplyKind.DENIED
+    entries = [fields for _id, fields in text_redis.xrange(AUDIT_STREAM)
+               if fields["job_id"] == job_id and fields["kind"] == "command"]
+    decisions = [(entry["user"], entry["command"], entry["decision"]) for entry in entries]
+    assert decisions.count(("U0DEV1", f"cancel {job_id}", "denied")) == 2
+    # The clicker is told why, ephemerally, through the relay's notice; the job is still queued.
+    notices = [fields for _id, fields in text_redis.xrange(EVENTS_STREAM) if fields.get("type") == "notice"]
+    assert len(notices) == 1 and notices[0]["user"] == "U0DEV1"
+    assert JobRecord.from_fields(text_redis.hgetall(job_key(job_id))).state == "queued"

@@ -29,18 +29,24 @@ def test_a_scripted_shell_session_pushes_and_prints_every_event(
         redis_server: RedisServer, docker_engine: DockerEngine, registry: Registry) -> None:
     redis.Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/5").flushdb()
     build_image(docker_engine.host, "centos7-shell", "3.1", layers=2, seed="shell-e2e")
-    result = run_shell("help\n/registry push centos7-shell 3.1\n", redis_server, docker_engine, registry)
+    result = run_shell("help\nwhoami\n/registry push centos7-shell 3.1\n", redis_server, docker_engine, registry)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "push IMAGE TAG" in out  # the help text
     reference = f"{registry.server}/{NAMESPACE}/centos7-shell:3.1"
-    assert f"Queued push of `{reference}`" in out
+    assert f"Queued push of {reference}" in out
+    # The console shows no Slack markup (defect: `*Your access*`, `<#C0CONSOLE>`, backticks, `/registry …`).
+    assert "Your access" in out
+    for markup in ("`", "*Your access*", "<#", "<@", "/registry ", ":inbox_tray:"):
+        assert markup not in out, (markup, out)
     digest = registry.manifest_digest(f"{NAMESPACE}/centos7-shell", "3.1")
     assert digest
     lines = out.splitlines()
     started = [line for line in lines if line.startswith("[job ") and "started" in line]
     finished = [line for line in lines if line.startswith("[job ") and "succeeded" in line]
-    assert started and finished and lines.index(started[0]) < lines.index(finished[0])
+    queued = [line for line in lines if line.startswith("[job ") and "] queued" in line]
+    assert queued and started and finished
+    assert lines.index(queued[0]) < lines.index(started[0]) < lines.index(finished[0])
     assert digest in finished[0]
 
 
@@ -60,3 +66,10 @@ def test_the_shell_applies_the_same_policy_as_slack(
     assert "may not push" in result.stdout or "not allowed" in result.stdout or "no grant" in result.stdout, \
         result.stdout
     assert "Queued" not in result.stdout
+
+
+def test_a_refused_password_in_the_console_does_not_say_it_was_sent_to_slack(
+        redis_server: RedisServer, docker_engine: DockerEngine, registry: Registry) -> None:
+    result = run_shell("login -p hunter2secret\n", redis_server, docker_engine, registry)
+    assert "rotate" in result.stdout and "Slack" not in result.stdout
+    assert "hunter2secret" not in result.stdout + result.stderr

@@ -268,10 +268,13 @@ def test_two_pushes_of_one_reference_never_run_at_once_and_the_second_says_it_wa
             assert _state(stack, first) == "running"
             _, body = stack.command("push centos7-same 1 --host build-2", user="U0ADMIN")
             second = job_id_of(body)
+            assert f"waiting for job {first} (same reference)" in body["text"]  # said in the ack already
+            # Taken by the worker of build-2, which waits on the reference lock: the message says so too.
+            wait_until(lambda: _state(stack, second) == "running", 15, "the second push to be taken by build-2")
             stack.slack.wait_for(
-                lambda: any(f"job {second}" in (m.get("text") or "") and f"waiting for job {first}" in m["text"]
-                            for m in stack.slack.messages.values()), 15, "the second job's waiting note")
-            assert _state(stack, second) == "running"
+                lambda: any(m.get("text", "").startswith("running") and f"job {second}" in m["text"]
+                            and f"waiting for job {first}" in m["text"] for m in stack.slack.messages.values()),
+                15, "the second job's waiting note while on the lock")
         finally:
             first_worker.signal_all(signal.SIGCONT)
         assert stack.final_message(first, timeout=60)["text"].startswith("succeeded")

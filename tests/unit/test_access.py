@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.core.access import Decision, DecisionCode, Policy, StaticMembership
+from bot.core.text import markup
+from tests.support.texts import slack
 from workers.kernel.config import AccessConfig, ApprovalRule, Grant, Role, parse_config
 from workers.kernel.errors import ConfigError
 
@@ -60,7 +62,7 @@ def test_policy_table(
 
 def test_a_denial_names_the_action_and_the_image_and_tag() -> None:
     decision = Policy(ACCESS).decide("U0DEV1", "push", "web/app", "1.0")
-    assert decision.reason.startswith(
+    assert slack(decision.reason).startswith(
         "you may not push `web/app:1.0`: no grant gives you a role that allows it"
     )
 
@@ -70,7 +72,7 @@ def test_a_login_denial_names_the_action() -> None:
     assert decision == Decision(
         False,
         "no grant matches",
-        "you may not run `login`: no grant gives you any role; ask a regops admin for access",
+        markup("you may not run `login`: no grant gives you any role; ask a regops admin for access"),
         DecisionCode.NO_GRANT,
     )
 
@@ -363,8 +365,8 @@ def test_team_policy_table(
     assert (decision.approval is not None) is (code is APPROVAL)
     if image is not None and code is not OPEN:
         # Every answer names the action and the image:tag.
-        assert f"`{image}:{tag}`" in decision.reason
-        assert action in decision.reason
+        assert f"`{image}:{tag}`" in slack(decision.reason)
+        assert action in slack(decision.reason)
 
 
 @pytest.mark.parametrize(
@@ -396,7 +398,7 @@ def test_a_denial_says_why(user: str, channel: str, fragments: list[str]) -> Non
     decision = Policy(TEAM, MEMBERSHIP).decide(user, "push", "centos7-x", "1.0", channel=channel)
     assert decision.allowed is False
     for fragment in fragments:
-        assert fragment in decision.reason
+        assert fragment in slack(decision.reason)
 
 
 def test_an_unresolved_group_is_listed_only_when_it_mattered() -> None:
@@ -468,7 +470,7 @@ def test_a_listed_user_does_not_depend_on_the_group_lookup() -> None:
 )
 def test_an_approval_carries_its_rule(image: str, tag: str, index: int, reason: str) -> None:
     decision = Policy(TEAM, MEMBERSHIP).decide("U0ADMIN", "push", image, tag)
-    assert decision.reason == reason
+    assert slack(decision.reason) == reason
     assert decision.approval == TEAM.approvals[index]
     assert decision.approval is not None
     expected = [(1, ("admin",), 1800), (2, ("admin", "U0BOSS"), 3600), (1, ("deployer",), 1800)][index]
@@ -483,7 +485,7 @@ def test_an_approvals_rule_may_protect_login() -> None:
     )
     decision = Policy(access).decide("U1", "login", registry="main")
     assert decision.code is APPROVAL
-    assert decision.reason == "`login` on registry `main` needs 1 approval from admin (approvals[0])"
+    assert slack(decision.reason) == "`login` on registry `main` needs 1 approval from admin (approvals[0])"
     assert Policy(access).decide("U1", "push", "web/a", "1").code is ALLOWED
 
 
@@ -624,7 +626,7 @@ def test_a_refused_approval_says_why(
         user, TEAM.approvals[rule], requester=requester, channel=channel
     )
     for fragment in fragments:
-        assert fragment in decision.reason
+        assert fragment in slack(decision.reason)
     assert decision.unresolved_groups == groups
 
 

@@ -1,4 +1,4 @@
-"""The command grammar (bot.core.commands): forms, errors, did-you-mean, credential refusal."""
+"""The command grammar (bot.core.grammar): forms, errors, did-you-mean, credential refusal."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ from typing import Any
 
 import pytest
 
-from bot.core import commands
-from bot.core.commands import ACTIONS, REDACTED, Command, help_text, normalize, parse, redact, usage
-from workers.kernel.errors import CredentialsInChat, UsageError
+from bot.core.errors import CredentialsInChat
+from bot.core.grammar import parser
+from bot.core.grammar.credentials import REDACTED, normalize, redact
+from bot.core.grammar.help import help_text, usage
+from bot.core.grammar.parser import parse
+from bot.core.grammar.spec import Command
+from tests.support.texts import slack
+from workers.kernel.actions import ACTIONS
+from workers.kernel.errors import UsageError
 
 PUSH_USAGE = "`/registry push IMAGE TAG [--source REF] [--registry NAME] [--host NAME]`"
 PULL_USAGE = "`/registry pull IMAGE TAG [--registry NAME] [--host NAME]`"
@@ -159,7 +165,7 @@ def test_bad_input_says_what_was_wrong_and_what_would_be_right(text: str, fragme
         parse(text)
     assert not isinstance(info.value, CredentialsInChat)
     for fragment in fragments:
-        assert fragment in info.value.user_message
+        assert fragment in slack(info.value)
 
 
 SECRET = "Hunter2Secret"
@@ -209,9 +215,9 @@ def test_credentials_are_refused_and_never_echoed(text: str) -> None:
     with pytest.raises(CredentialsInChat) as info:
         parse(text)
     error = info.value
-    assert "rotate" in error.user_message
-    assert "registry account configured on the workers" in error.user_message
-    for shown in (str(error), repr(error), error.user_message, *map(str, error.args)):
+    assert "rotate" in slack(error)
+    assert "registry account configured on the workers" in slack(error)
+    for shown in (str(error), repr(error), slack(error), *map(str, error.args)):
         assert SECRET not in shown
         assert SECRET.lower() not in shown.lower()
         assert "user001" not in shown
@@ -228,8 +234,8 @@ def test_no_command_text_is_built_when_credentials_are_refused(
     def record(*args: Any, **kwargs: Any) -> None:
         built.append((args, kwargs))
 
-    monkeypatch.setattr(commands, "_canonical_text", record)
-    monkeypatch.setattr(commands, "Command", record)
+    monkeypatch.setattr(parser, "_canonical_text", record)
+    monkeypatch.setattr(parser, "Command", record)
     with pytest.raises(CredentialsInChat):
         parse(text)
     assert built == []
@@ -263,7 +269,7 @@ def test_option_lookalikes_are_plain_usage_errors(text: str) -> None:
     with pytest.raises(UsageError) as info:
         parse(text)
     assert not isinstance(info.value, CredentialsInChat)
-    assert "unknown option" in info.value.user_message
+    assert "unknown option" in slack(info.value)
 
 
 @pytest.mark.parametrize(
@@ -294,18 +300,19 @@ def test_normalize_undoes_chat_typography(text: str, expected: str) -> None:
     ],
 )
 def test_usage_lines(action: str, line: str) -> None:
-    assert usage(action) == line
+    assert slack(usage(action)) == line
 
 
 def test_usage_of_an_unknown_command_suggests_the_closest() -> None:
-    with pytest.raises(UsageError, match="Did you mean `push`"):
+    with pytest.raises(UsageError) as info:
         usage("psuh")
+    assert "Did you mean `push`" in slack(info.value)
 
 
 def test_overall_help_lists_every_command_with_an_example() -> None:
-    text = help_text()
+    text = slack(help_text())
     for action in ACTIONS:
-        assert usage(action) in text
+        assert slack(usage(action)) in text
     assert "`/registry push centos7-elasticsearch latest`" in text
 
 
@@ -321,11 +328,11 @@ def test_overall_help_lists_every_command_with_an_example() -> None:
 def test_overall_help_can_show_only_the_given_actions(
     actions: list[str], shown: list[str], hidden: list[str]
 ) -> None:
-    text = help_text(actions=actions)
+    text = slack(help_text(actions=actions))
     for action in shown:
-        assert usage(action) in text
+        assert slack(usage(action)) in text
     for action in hidden:
-        assert usage(action) not in text
+        assert slack(usage(action)) not in text
 
 
 @pytest.mark.parametrize(
@@ -353,7 +360,7 @@ def test_overall_help_can_show_only_the_given_actions(
     ],
 )
 def test_command_help_has_usage_and_examples(topic: str, fragments: list[str]) -> None:
-    text = help_text(topic)
+    text = slack(help_text(topic))
     for fragment in fragments:
         assert fragment in text
 
@@ -364,15 +371,15 @@ def test_command_help_has_usage_and_examples(topic: str, fragments: list[str]) -
 )
 def test_help_for_an_unknown_topic_is_a_usage_error(topic: str, fragment: str) -> None:
     with pytest.raises(UsageError) as info:
-        help_text(topic)
-    assert f"unknown command `{topic}`" in info.value.user_message
-    assert fragment in info.value.user_message
+        slack(help_text(topic))
+    assert f"unknown command `{topic}`" in slack(info.value)
+    assert fragment in slack(info.value)
 
 
 def test_zzz_has_no_did_you_mean() -> None:
     with pytest.raises(UsageError) as info:
-        help_text("zzz")
-    assert "Did you mean" not in info.value.user_message
+        slack(help_text("zzz"))
+    assert "Did you mean" not in slack(info.value)
 
 
 # --- whoami and can-i ---------------------------------------------------------------------------
@@ -471,19 +478,19 @@ def test_self_service_errors(text: str, fragments: list[str]) -> None:
         parse(text)
     assert not isinstance(info.value, CredentialsInChat)
     for fragment in fragments:
-        assert fragment in info.value.user_message
+        assert fragment in slack(info.value)
 
 
 def test_can_i_login_with_arguments_is_refused_as_credentials() -> None:
     with pytest.raises(CredentialsInChat) as info:
         parse("can-i login admin hunter2")
-    assert "hunter2" not in info.value.user_message
-    assert "rotate" in info.value.user_message
+    assert "hunter2" not in slack(info.value)
+    assert "rotate" in slack(info.value)
 
 
 def test_the_overview_lists_self_service_commands_in_order() -> None:
-    text = help_text()
-    positions = [text.index(usage(action)) for action in ACTIONS]
+    text = slack(help_text())
+    positions = [text.index(slack(usage(action))) for action in ACTIONS]
     assert positions == sorted(positions)
     assert ACTIONS == ("push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel",
                        "hosts")

@@ -6,6 +6,8 @@ import pytest
 
 from bot.core.access import Decision, DecisionCode, Policy, StaticMembership
 from bot.core.explain import can_i_text, whoami_text
+from bot.core.text import code, markup, t
+from tests.support.texts import slack
 from workers.kernel.config import AccessConfig, ApprovalRule, Grant, Role
 
 ACCESS = AccessConfig(
@@ -79,7 +81,7 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
     ],
 )
 def test_whoami_text(user: str, channel: str | None, present: list[str], absent: list[str]) -> None:
-    text = whoami_text(POLICY.whoami(user, channel))
+    text = slack(whoami_text(POLICY.whoami(user, channel)))
     for fragment in present:
         assert fragment in text, text
     for fragment in absent:
@@ -87,7 +89,7 @@ def test_whoami_text(user: str, channel: str | None, present: list[str], absent:
 
 
 def test_whoami_text_without_any_role() -> None:
-    text = whoami_text(Policy(AccessConfig()).whoami("U0NEW", "C0OPS"))
+    text = slack(whoami_text(Policy(AccessConfig()).whoami("U0NEW", "C0OPS")))
     assert "You have no role in <#C0OPS>: no grant applies to you in this channel." in text
     assert (
         "You may run only `whoami`, `can-i`, `help` (open to everyone). Ask a regops admin for access."
@@ -142,28 +144,28 @@ def test_whoami_text_without_any_role() -> None:
 )
 def test_can_i_text(user: str, action: str, tag: str, channel: str, expected: str) -> None:
     decision = POLICY.decide(user, action, "centos7-x", tag, channel=channel)
-    assert can_i_text(decision, action, f"{REFERENCE}:{tag}") == expected
+    assert slack(can_i_text(decision, action, f"{REFERENCE}:{tag}")) == expected
 
 
 @pytest.mark.parametrize(
     ("decision", "start"),
     [
         (
-            Decision(True, "help is open to everyone", "you may run `help`", DecisionCode.OPEN),
+            Decision(True, "help is open to everyone", markup("you may run `help`"), DecisionCode.OPEN),
             "Yes: `help` is open",
         ),
-        (Decision(True, "grants[0] role admin", "you may run `login`"), "Yes: you may login `registry main`"),
+        (Decision(True, "grants[0] role admin", markup("you may run `login`")), "Yes: you may login `registry main`"),
         (
-            Decision(False, "no grant matches", "you may not run `login`", DecisionCode.NO_GRANT),
+            Decision(False, "no grant matches", markup("you may not run `login`"), DecisionCode.NO_GRANT),
             "No: you may not run",
         ),
     ],
 )
 def test_can_i_text_starts_with_the_answer(decision: Decision, start: str) -> None:
     action = "help" if decision.code is DecisionCode.OPEN else "login"
-    assert can_i_text(decision, action, "registry main").startswith(start)
+    assert slack(can_i_text(decision, action, "registry main")).startswith(start)
 
 
 def test_can_i_text_keeps_a_target_that_is_already_formatted() -> None:
-    decision = Decision(True, "grants[0] role admin", "you may run `login`")
-    assert "registry `main`" in can_i_text(decision, "login", "registry `main`")
+    decision = Decision(True, "grants[0] role admin", markup("you may run `login`"))
+    assert "registry `main`" in slack(can_i_text(decision, "login", t("registry {}", code("main"))))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bot.core.outcomes import outcome_text
-from bot.core.service import Reply, ReplyKind
+from bot.core.replies import Reply, ReplyKind
+from bot.core.text import channel, code, plain, t, user
 from bot.slack.blocks import SECTION_LIMIT, deployment_notification, job_message, reply_body
+from tests.support.texts import slack
 from workers.kernel.jobs import JobRecord
 
 REF = "dockerhub.example.com:5100/com.example.namespace/centos7-elasticsearch:latest"
@@ -75,7 +77,7 @@ def test_the_fallback_text_starts_with_the_state_and_carries_the_key_facts(
 ) -> None:
     text, blocks = job_message(record(**changes))
     assert text.split(":", 1)[0] == first_word
-    assert outcome_text(record(**changes)).startswith(first_word)
+    assert slack(outcome_text(record(**changes))).startswith(first_word)
     for fact in must_contain:
         assert fact in text
     assert "job 0123456789ab" in text and "<@U0DEV1>" in text
@@ -99,7 +101,7 @@ def test_the_deployment_notification_names_reference_digest_and_requester() -> N
 
 def test_replies_are_ephemeral_and_long_text_is_split_into_sections_within_slacks_limit() -> None:
     long_text = "\n\n".join(f"paragraph {i} " + "x" * 900 for i in range(8))
-    body = reply_body(Reply(ReplyKind.HELP, long_text))
+    body = reply_body(Reply(ReplyKind.HELP, plain(long_text)))
     assert body["response_type"] == "ephemeral"
     assert len(body["blocks"]) > 1
     assert all(len(b["text"]["text"]) <= SECTION_LIMIT for b in body["blocks"])
@@ -107,9 +109,17 @@ def test_replies_are_ephemeral_and_long_text_is_split_into_sections_within_slack
 
 
 def test_echoed_user_input_cannot_mention_or_link() -> None:
-    body = reply_body(Reply(ReplyKind.USAGE_ERROR, "unknown command `<!channel>` & `<@U0ADMIN>`"))
-    assert "<!channel>" not in body["text"] and "<@U0ADMIN>" not in body["text"]
+    typed = t("unknown command {} & {} and {}", code("<!channel>"), code("<@U0ADMIN>"), "<https://x|y>")
+    body = reply_body(Reply(ReplyKind.USAGE_ERROR, typed))
+    assert "<!channel>" not in body["text"] and "<@U0ADMIN>" not in body["text"] and "<https" not in body["text"]
     assert "&lt;!channel&gt;" in body["text"] and "&amp;" in body["blocks"][0]["text"]["text"]
+
+
+def test_regops_own_mentions_in_a_reply_arrive_as_mentions() -> None:
+    """Defect: ephemeral replies escaped the whole text, so regops' own mentions showed as &lt;@U…&gt;."""
+    body = reply_body(Reply(ReplyKind.ANSWER, t("{} in {} asked {}", user("U0GRP"), channel("C0OPS"), "<@U0X>")))
+    assert body["text"] == "<@U0GRP> in <#C0OPS> asked &lt;@U0X&gt;"
+    assert body["blocks"][0]["text"]["text"] == body["text"]
 
 
 def test_a_running_job_shows_what_the_worker_waits_for() -> None:

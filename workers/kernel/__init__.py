@@ -1,1 +1,1 @@
-"""workers/kernel"""
+"""The shared kernel: what the bot and the workers both import (stdlib and PyYAML only)."""

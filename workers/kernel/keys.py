@@ -50,6 +50,11 @@ def reference_lock_key(reference: str) -> str:
     return f"{PREFIX}:reflock:{reference}"
 
 
+def reference_job_key(reference: str) -> str:
+    """String: the id of the job last queued for a full reference (to say what a new one waits for)."""
+    return f"{PREFIX}:refjob:{reference}"
+
+
 def idempotency_key(key: str) -> str:
     """String: the job id the first delivery of a request made (Slack retries reuse ``trigger_id``)."""
     return f"{PREFIX}:request:{key}"

@@ -1,0 +1,280 @@
+"""The command grammar: text typed after ``/registry`` becomes a :class:`Command` or a CommandError.
+
+Parsing is syntax only.  It knows nothing of the config (whether a ``--registry`` or
+``--host`` exists is the service's question) nor of permissions (checked after syntax).
+Every error says what was wrong and what would be right.  Credentials are refused before
+anything else is looked at (:mod:`bot.core.grammar.credentials`).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+
+from bot.core.errors import CommandError, CredentialsInChat
+from bot.core.grammar.credentials import ascii_dashes, normalize, refuse_credentials
+from bot.core.grammar.help import (
+    did_you_mean,
+    option_usage,
+    short_overview,
+    spec_of,
+    unknown_command,
+    usage_line,
+)
+from bot.core.grammar.spec import (
+    CAN_I_ACTIONS,
+    COMMAND_WORD,
+    JOB_ID_PATTERN,
+    JOBS_DEFAULT_LIMIT,
+    JOBS_MAX_LIMIT,
+    OPTION_VALUES,
+    SPECS,
+    Command,
+    Spec,
+)
+from bot.core.text import Text, code, codes, command, markup, t
+from workers.kernel.actions import JOB_COMMANDS, NAME_PATTERN, SELF_SERVICE
+from workers.kernel.errors import UsageError
+from workers.kernel.references import check_image_name, check_source, check_tag
+
+_INPUT_LIMIT = 64
+"""How much of a typed word an error message shows."""
+
+
+def _word(value: str) -> Text:
+    return code(value, _INPUT_LIMIT)
+
+
+def _checked(check: object, value: str) -> str:
+    """``check(value)``, its plain UsageError (from the reference grammar) made a CommandError."""
+    assert callable(check)
+    try:
+        result = check(value)
+    except CommandError:
+        raise
+    except UsageError as exc:
+        raise CommandError(markup(exc.user_message)) from None
+    assert isinstance(result, str)
+    return result
+
+
+def _tokenize(text: str) -> list[str]:
+    try:
+        tokens = shlex.split(text, posix=True)
+    except ValueError:
+        raise CommandError(t(
+            "unbalanced quotes: close every `\"` and `'` you open, or leave the quotes out "
+            "(no value regops takes needs them). See {}.", command("help"))) from None
+    tokens = [ascii_dashes(token) for token in tokens]
+    if tokens and tokens[0].lower() == COMMAND_WORD:
+        tokens = tokens[1:]
+    return tokens
+
+
+def _takes(spec: Spec) -> Text:
+    return t("{} takes {}. Usage: {}", code(spec.action),
+             codes(option_usage(name) for name in spec.options) if spec.options else t("no options"),
+             usage_line(spec))
+
+
+def _split_options(spec: Spec, tokens: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Positional arguments and ``{option: value}``; options may come anywhere."""
+    positionals: list[str] = []
+    options: dict[str, str] = {}
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if not token.startswith("-") or token == "-":
+            positionals.append(token)
+            continue
+        if not token.startswith("--"):
+            name = token[1:].partition("=")[0].lower()
+            hint = t(" Options take two dashes: {}.", code(f"--{name}")) if name in spec.options else Text()
+            raise CommandError(t("unknown option {} for {}.{} {}", _word(token.partition("=")[0]),
+                                 code(spec.action), hint, _takes(spec)))
+        name, equals, value = token[2:].partition("=")
+        name = name.lower()
+        if name not in spec.options:
+            if name in OPTION_VALUES:
+                problem = t("{} is not an option of {}", code(f"--{name}"), code(spec.action))
+                hint = Text()
+            else:
+                problem = t("unknown option {} for {}", _word("--" + name), code(spec.action))
+                hint = did_you_mean(name, spec.options, prefix="--")
+            raise CommandError(t("{}.{} {}", problem, hint, _takes(spec)))
+        if not OPTION_VALUES[name]:
+            if equals:
+                raise CommandError(t("{} takes no value. Usage: {}", code(f"--{name}"), usage_line(spec)))
+            _once(spec, name, options)
+            options[name] = ""
+            continue
+        # Values never start with "-", so "--host --registry x" is a missing value, not host "--registry".
+        if not equals and index < len(tokens) and not tokens[index].startswith("-"):
+            value = tokens[index]
+            index += 1
+        if not value:
+            raise CommandError(t("option {} needs a value: {}. Usage: {}", code(f"--{name}"),
+                                 code(option_usage(name)), usage_line(spec)))
+        _once(spec, name, options)
+        options[name] = value
+    return positionals, options
+
+
+def _once(spec: Spec, name: str, options: Mapping[str, str]) -> None:
+    if name in options:
+        raise CommandError(t("option {} is given twice: give it once. Usage: {}", code(f"--{name}"),
+                             usage_line(spec)))
+
+
+def _check_count(label: str, arguments: tuple[str, ...], optional: int, positionals: list[str],
+                 usage: Text) -> None:
+    """Raise unless ``positionals`` fills ``arguments`` (plus at most ``optional`` more)."""
+    wanted = len(arguments) + optional
+    if len(positionals) < len(arguments):
+        given = len(positionals)
+        if given and arguments[given - 1] == "IMAGE" and ":" in positionals[-1]:
+            # `push centos7:latest` is the commonest slip: explain the split instead of "missing TAG".
+            try:
+                check_image_name(positionals[-1])
+            except UsageError as exc:
+                raise CommandError(t("{}. Usage: {}", markup(exc.user_message), usage)) from None
+        missing = " and ".join(arguments[given:])
+        raise CommandError(t("{} is missing {}. Usage: {}", code(label), missing, usage))
+    if len(positionals) > wanted:
+        if label.split()[-1] == "login":
+            # The only words someone adds to `login` are a user name and a password.
+            raise CredentialsInChat(login_arguments=True)
+        extra = codes((word[:_INPUT_LIMIT - 1] + "…" if len(word) > _INPUT_LIMIT else word
+                       for word in positionals[wanted:]), " ")
+        raise CommandError(t("unexpected extra argument(s) {} for {}. Usage: {}", extra, code(label), usage))
+
+
+def _subject_action(word: str, usage: Text) -> str:
+    """The ACTION of ``can-i``: one of :data:`CAN_I_ACTIONS`."""
+    action = word.lower()
+    if action in CAN_I_ACTIONS:
+        return action
+    choices = codes(CAN_I_ACTIONS)
+    if action in SELF_SERVICE:
+        raise CommandError(t("{} is open to everyone, so there is nothing to check: `can-i` checks {}. "
+                             "Usage: {}", code(action), choices, usage))
+    raise CommandError(t("`can-i` cannot check {}.{} It checks {}. Usage: {}", _word(word),
+                         did_you_mean(action, CAN_I_ACTIONS), choices, usage))
+
+
+def _check_name(option: str, value: str) -> str:
+    if not NAME_PATTERN.fullmatch(value):
+        raise CommandError(t("{} {} is not a valid name: names are letters, digits, `_`, `.` and `-`, "
+                             "starting with a letter or digit", code(f"--{option}"), _word(value)))
+    return value
+
+
+def _target_options(options: Mapping[str, str]) -> dict[str, str | None]:
+    return {"registry": _check_name("registry", options["registry"]) if "registry" in options else None,
+            "host": _check_name("host", options["host"]) if "host" in options else None}
+
+
+def _parse_can_i(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
+    usage = usage_line(spec)
+    if not positionals:
+        raise CommandError(t("`can-i` is missing ACTION. Usage: {}", usage))
+    subject = _subject_action(positionals[0], usage)
+    target = positionals[1:]
+    needed = () if subject == "login" else ("IMAGE", "TAG")
+    _check_count(f"can-i {subject}", needed, 0, target, usage)
+    return Command(
+        action="can-i",
+        subject_action=subject,
+        image=_checked(check_image_name, target[0]) if target else None,
+        tag=_checked(check_tag, target[1]) if target else None,
+        text=_canonical_text("can-i", [subject, *target], options),
+        **_target_options(options),
+    )
+
+
+def _canonical_text(action: str, positionals: list[str], options: Mapping[str, str]) -> str:
+    words = [action, *positionals]
+    for name in OPTION_VALUES:
+        if name in options:
+            words += [f"--{name}", options[name]] if OPTION_VALUES[name] else [f"--{name}"]
+    return shlex.join(words)
+
+
+def check_job_id(word: str, usage: Text) -> str:
+    """A job id as typed (backticks from a copied message are fine), or CommandError."""
+    job_id = word.strip("`").lower()
+    if not JOB_ID_PATTERN.fullmatch(job_id):
+        raise CommandError(t("{} is not a job id: a job id is hex digits such as `0123456789ab`, as the "
+                             "acknowledgement and the job's message show it. Usage: {}", _word(word), usage))
+    return job_id
+
+
+def _check_limit(value: str, usage: Text) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= JOBS_MAX_LIMIT:
+        raise CommandError(t("`--limit` {} is not a number from 1 to {}. Usage: {}", _word(value),
+                             JOBS_MAX_LIMIT, usage))
+    return int(value)
+
+
+def _parse_jobs_command(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
+    usage = usage_line(spec)
+    _check_count(spec.action, spec.arguments, len(spec.optional_arguments), positionals, usage)
+    text = _canonical_text(spec.action, positionals, options)
+    if spec.action in ("status", "cancel"):
+        return Command(action=spec.action, job_id=check_job_id(positionals[0], usage), text=text)
+    if spec.action == "jobs":
+        return Command(
+            action="jobs",
+            image=_checked(check_image_name, options["image"]) if "image" in options else None,
+            mine="mine" in options,
+            limit=_check_limit(options["limit"], usage) if "limit" in options else JOBS_DEFAULT_LIMIT,
+            text=text,
+        )
+    return Command(action=spec.action, text=text)
+
+
+def _parse_help(positionals: list[str]) -> Command:
+    topic = positionals[0].lower() if positionals else None
+    if topic is not None:
+        spec_of(topic)
+    return Command(action="help", topic=topic, text=_canonical_text("help", [topic] if topic else [], {}))
+
+
+def parse(text: str) -> Command:
+    """Parse what the person typed (``/registry`` optional) into a Command, or raise CommandError."""
+    normalized = normalize(text)
+    refuse_credentials(normalized)
+    tokens = _tokenize(normalized)
+    if not tokens:
+        raise CommandError(t("no command given. Commands: {}, e.g. {}. See {}.", short_overview(),
+                             command("push centos7-elasticsearch latest"), command("help")))
+    word, rest = tokens[0], tokens[1:]
+    action = "help" if word.lower() in ("--help", "-h") else word.lower()
+    if action not in SPECS:
+        raise unknown_command(word)
+    spec = SPECS[action]
+    if any(token.lower() in ("--help", "-h") for token in rest):
+        return Command(action="help", topic=action, text=f"help {action}")
+
+    positionals, options = _split_options(spec, rest)
+    if action == "can-i":
+        return _parse_can_i(spec, positionals, options)
+    if action in (*JOB_COMMANDS, "hosts"):
+        return _parse_jobs_command(spec, positionals, options)
+    _check_count(spec.action, spec.arguments, len(spec.optional_arguments), positionals, usage_line(spec))
+    if action == "help":
+        return _parse_help(positionals)
+
+    checks = {"SOURCE": check_source, "IMAGE": check_image_name, "TAG": check_tag}
+    values = {name: _checked(checks[name], value) for name, value in zip(spec.arguments, positionals, strict=False)}
+    if "source" in options:
+        _checked(check_source, options["source"])
+    return Command(
+        action=action,
+        image=values.get("IMAGE"),
+        tag=values.get("TAG"),
+        source=values.get("SOURCE") or options.get("source"),
+        text=_canonical_text(action, positionals, options),
+        **_target_options(options),
+    )

@@ -1,0 +1,245 @@
+"""How each command is written: its arguments, options, summary, details and examples.
+
+Data only.  The texts are written by regops with backticks for code spans; examples are
+written without the front end's prefix (``push IMAGE TAG``, not ``/registry push …``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from workers.kernel.actions import JOB_ACTIONS
+
+COMMAND_WORD = "/registry"
+"""The command's own name, which a person may type before the action (Slack's slash command)."""
+
+JOBS_DEFAULT_LIMIT = 10
+JOBS_MAX_LIMIT = 50
+
+JOB_ID_PATTERN = re.compile(r"[0-9a-f]{6,32}")
+"""What a job id looks like (regops makes 12 hex digits; a little slack for ids from elsewhere)."""
+
+CAN_I_ACTIONS: tuple[str, ...] = JOB_ACTIONS
+"""The actions ``can-i`` can ask about."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One parsed command; all values are syntactically valid."""
+
+    action: str
+    image: str | None = None
+    tag: str | None = None
+    source: str | None = None
+    registry: str | None = None
+    host: str | None = None
+    topic: str | None = None
+    text: str = ""
+    subject_action: str | None = None
+    """For ``can-i``: the action asked about (``image``/``tag`` are its target)."""
+    job_id: str | None = None
+    """For ``status`` and ``cancel``: the job asked about."""
+    mine: bool = False
+    """For ``jobs``: only the user's own jobs."""
+    limit: int | None = None
+    """For ``jobs``: how many jobs at most."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one command is written and explained."""
+
+    action: str
+    arguments: tuple[str, ...]
+    optional_arguments: tuple[str, ...]
+    """Given all together or not at all, e.g. ``[IMAGE TAG]``."""
+    options: tuple[str, ...]
+    summary: str
+    details: tuple[str, ...]
+    examples: tuple[str, ...]
+
+
+OPTION_VALUES: Mapping[str, str] = {"source": "REF", "registry": "NAME", "host": "NAME", "mine": "",
+                                      "image": "NAME", "limit": "N"}
+"""Each option's value placeholder; "" marks a flag, which takes no value."""
+
+OPTION_HELP: Mapping[str, str] = {
+    "source": "the local image to use instead of IMAGE:TAG: a reference like `centos7-elasticsearch:dev` "
+    "or an image ID like `0123456789ab`",
+    "registry": "a registry from the config (default: the configured default registry)",
+    "host": "the Docker host that runs the job (default: the configured default host)",
+    "mine": "only the jobs you asked for",
+    "image": "only jobs of this image name, e.g. `centos7-elasticsearch`",
+    "limit": f"how many jobs to show (default {JOBS_DEFAULT_LIMIT}, at most {JOBS_MAX_LIMIT})",
+}
+
+ARGUMENT_HELP: Mapping[str, str] = {
+    "IMAGE": "the image name only, lower-case, e.g. `centos7-elasticsearch`; regops adds REGISTRY/NAMESPACE",
+    "TAG": "the tag, e.g. `latest` or `1.4.2`",
+    "SOURCE": "the local image: a reference like `centos7-elasticsearch:latest` or an image ID",
+    "COMMAND": "a command to explain",
+    "ACTION": "the action to check: `push`, `pull`, `tag` or `login`",
+    "JOB": "a job id such as `0123456789ab`, as the acknowledgement and the job's message show it",
+}
+
+SPECS: Mapping[str, Spec] = {
+    "push": Spec(
+        "push",
+        ("IMAGE", "TAG"),
+        (),
+        ("source", "registry", "host"),
+        "tag a local image with the full registry reference, log in and push it",
+        (
+            (
+                "Tags the local image IMAGE:TAG (or `--source REF`) as REGISTRY/NAMESPACE/IMAGE:TAG, "
+                "logs in with the configured registry account and pushes that one tag."
+            ),
+        ),
+        (
+            "push centos7-elasticsearch latest",
+            "push centos7-elasticsearch 1.4.2 --source 0123456789ab",
+        ),
+    ),
+    "pull": Spec(
+        "pull",
+        ("IMAGE", "TAG"),
+        (),
+        ("registry", "host"),
+        "pull an image from the registry onto the Docker host",
+        ("Pulls REGISTRY/NAMESPACE/IMAGE:TAG onto the Docker host.",),
+        (
+            "pull centos7-elasticsearch latest",
+            "pull centos7-elasticsearch 1.4.2 --host build-1",
+        ),
+    ),
+    "tag": Spec(
+        "tag",
+        ("SOURCE", "IMAGE", "TAG"),
+        (),
+        ("registry", "host"),
+        "only tag a local image with the full registry reference (no push)",
+        ("Tags the local image SOURCE as REGISTRY/NAMESPACE/IMAGE:TAG on the Docker host.",),
+        (
+            "tag 0123456789ab centos7-elasticsearch latest",
+            "tag centos7-es:dev centos7-elasticsearch 1.4.2",
+        ),
+    ),
+    "login": Spec(
+        "login",
+        (),
+        (),
+        ("registry", "host"),
+        "check that the Docker host can log in to the registry",
+        (
+            (
+                "Logs in with the registry account configured on the workers. "
+                "It takes no user name or password: credentials are never taken in chat."
+            ),
+        ),
+        ("login", "login --registry main --host build-1"),
+    ),
+    "whoami": Spec(
+        "whoami",
+        (),
+        (),
+        (),
+        "show your roles, the grants that gave them and what you may do",
+        (
+            (
+                "Shows your roles here, the grants that gave them (by your user ID, `*` for everyone, "
+                "or a user group), the channels where they apply and the commands you may run. "
+                "Only you see the answer."
+            ),
+        ),
+        ("whoami",),
+    ),
+    "can-i": Spec(
+        "can-i",
+        ("ACTION",),
+        ("IMAGE", "TAG"),
+        ("registry", "host"),
+        "check whether you may run a command here, and whether it needs approval",
+        (
+            (
+                "Answers yes or no with the rule that decides, and whether an approval is needed "
+                "(how many, from whom, how long a request stays open). Nothing is run. "
+                "`push`, `pull` and `tag` need IMAGE and TAG (for `tag`, the target: no SOURCE); "
+                "`login` takes neither."
+            ),
+        ),
+        (
+            "can-i push centos7-elasticsearch latest",
+            "can-i pull web/app 1.4.2 --host build-1",
+            "can-i login --registry main",
+        ),
+    ),
+    "help": Spec(
+        "help",
+        (),
+        ("COMMAND",),
+        (),
+        "list the commands, or explain one",
+        ("Without COMMAND, lists the commands; with one, shows its usage, options and examples.",),
+        ("help", "help push"),
+    ),
+    "status": Spec(
+        "status",
+        ("JOB",),
+        (),
+        (),
+        "show one job: state, who asked, reference, host, timings, progress and outcome",
+        (
+            (
+                "Shows the job's state, requester, full reference, Docker host, when it was queued, "
+                "started and finished, its progress or outcome, and any approval. Only you see the answer. "
+                "You may see your own jobs, and others' where your role allows `status` on the image."
+            ),
+        ),
+        ("status 0123456789ab",),
+    ),
+    "jobs": Spec(
+        "jobs",
+        (),
+        (),
+        ("mine", "image", "limit"),
+        "list recent jobs, newest first",
+        (
+            (
+                "Lists recent jobs with their state, newest first: your own, and others' where your role "
+                "allows `jobs` on the image. Only you see the answer."
+            ),
+        ),
+        ("jobs", "jobs --mine", "jobs --image centos7-elasticsearch --limit 20"),
+    ),
+    "cancel": Spec(
+        "cancel",
+        ("JOB",),
+        (),
+        (),
+        "cancel a job that is queued, running or awaiting approval",
+        (
+            (
+                "A queued job is taken off its queue; a running one is stopped on its Docker host; a request "
+                "awaiting approval is closed. A job that has already ended cannot be cancelled. You may cancel "
+                "your own jobs, and others' where your role allows `cancel` on the image."
+            ),
+        ),
+        ("cancel 0123456789ab",),
+    ),
+    "hosts": Spec(
+        "hosts",
+        (),
+        (),
+        (),
+        "list the Docker hosts with their live workers, queue length and running job",
+        (
+            (
+                "For each configured Docker host: how many workers are live (by their recent heartbeat), "
+                "how many jobs wait in its queue, and which job runs there now."
+            ),
+        ),
+        ("hosts",),
+    ),
+}
