@@ -259,7 +259,11 @@ class Policy:
         granted = next((item for item in would_allow if item.applies), None)
         if granted is not None:
             return self._allowed(granted, action, image, tag, registry, target)
+        return self._denied(target, evaluations, would_allow)
 
+    @staticmethod
+    def _denied(target: Text, evaluations: list[_Evaluation], would_allow: list[_Evaluation]) -> Decision:
+        """Why no grant allows it: valid elsewhere, an unresolved group, no grant, or no role that allows it."""
         unresolved = tuple(
             dict.fromkeys(group for item in would_allow if item.channel_ok for group in item.unknown_groups)
         )
