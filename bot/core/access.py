@@ -311,7 +311,7 @@ class Policy:
         image: str | None,
         tag: str | None,
         registry: str | None,
-        target: str,
+        target: Text,
     ) -> Decision:
         rule = f"grants[{granted.grant.index}] role {granted.role.name}"
         approval = self._approval_for(action, image, tag)

@@ -26,7 +26,7 @@ SECTION_LIMIT = 3000
 
 Blocks = list[dict[str, Any]]
 
-_EMOJI = {
+_EMOJI: dict[str, str] = {
     JobState.QUEUED: ":hourglass_flowing_sand:",
     JobState.RUNNING: ":arrows_counterclockwise:",
     JobState.SUCCEEDED: ":white_check_mark:",

@@ -170,9 +170,9 @@ def _check_name(option: str, value: str) -> str:
     return value
 
 
-def _target_options(options: Mapping[str, str]) -> dict[str, str | None]:
-    return {"registry": _check_name("registry", options["registry"]) if "registry" in options else None,
-            "host": _check_name("host", options["host"]) if "host" in options else None}
+def _named(options: Mapping[str, str], option: str) -> str | None:
+    """The ``--registry``/``--host`` name given, checked, or None."""
+    return _check_name(option, options[option]) if option in options else None
 
 
 def _parse_can_i(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
@@ -189,7 +189,8 @@ def _parse_can_i(spec: Spec, positionals: list[str], options: Mapping[str, str])
         image=_checked(check_image_name, target[0]) if target else None,
         tag=_checked(check_tag, target[1]) if target else None,
         text=_canonical_text("can-i", [subject, *target], options),
-        **_target_options(options),
+        registry=_named(options, "registry"),
+        host=_named(options, "host"),
     )
 
 
@@ -276,5 +277,6 @@ def parse(text: str) -> Command:
         tag=values.get("TAG"),
         source=values.get("SOURCE") or options.get("source"),
         text=_canonical_text(action, positionals, options),
-        **_target_options(options),
+        registry=_named(options, "registry"),
+        host=_named(options, "host"),
     )
