@@ -26,6 +26,7 @@ from bot.core.assembly import build_core
 from bot.core.metrics import Metrics
 from bot.core.watchdog import Watchdog
 from bot.http.app import WebApp
+from bot.http.metrics import metrics_registry
 from bot.settings import Settings
 from bot.slack.app import build_app
 from bot.slack.audit_relay import AuditRelay
@@ -71,7 +72,7 @@ class BotProcess:
                          bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
         self.socket = (SocketModeConnection(bolt, settings.slack_app_token, settings.slack_api_url)
                        if settings.slack_app_token else None)
-        self.web = WebApp(bolt, self.health_problem, lambda: self.metrics.render(config.hosts))
+        self.web = WebApp(bolt, self.health_problem, metrics_registry(self.metrics, config.hosts))
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.relay = Relay(self.redis, self.client, consumer=consumer, respond=post_response_url,
                            notify_channel=config.notify_channel, housekeeping=core.approvals.expire_due,
