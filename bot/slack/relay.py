@@ -26,6 +26,7 @@ from bot.core.metrics import Metrics
 from bot.core.queueing import Origin
 from bot.core.watchdog import Watchdog
 from bot.slack.blocks import deployment_notification, job_message
+from bot.slack.client import TRANSIENT_ERRORS
 from bot.slack.consumer import StreamConsumer
 from workers.kernel.jobs import ENDED_STATES, TERMINAL_EVENTS, EventType, JobRecord, JobState
 from workers.kernel.keys import (
@@ -50,10 +51,6 @@ HOUSEKEEPING_SECONDS = 1.0
 
 class ResponseUrlSender(Protocol):
     def __call__(self, url: str, body: dict[str, Any]) -> None: ...
-
-
-TRANSIENT_ERRORS = frozenset({"ratelimited", "service_unavailable", "internal_error", "fatal_error",
-                              "request_timeout"})
 
 
 def _status(exc: SlackApiError) -> int:
