@@ -18,10 +18,13 @@ import docker
 import docker.errors
 import requests
 import urllib3.exceptions
+from docker.auth import INDEX_NAME, resolve_repository_name
+from docker.utils import parse_repository_tag
 
 from workers.credentials import RegistryCredentials
 from workers.errors import WorkerError
 from workers.kernel.jobs import FailureReason
+from workers.kernel.references import is_registry_host
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +58,28 @@ def split_reference(reference: str) -> tuple[str, str]:
         raise WorkerError(
             FailureReason.INVALID_REFERENCE, f"image reference {reference} must use a tag, not a digest"
         )
-    slash, colon = reference.rfind("/"), reference.rfind(":")
-    if colon <= slash or colon == len(reference) - 1:
+    repository, tag_ = parse_repository_tag(reference)  # a `:` before the last `/` is a port, not a tag
+    if not tag_:
         raise WorkerError(FailureReason.INVALID_REFERENCE, f"image reference {reference} has no tag")
-    return reference[:colon], reference[colon + 1 :]
+    return repository, tag_
 
 
 def registry_of(reference: str) -> str | None:
-    """The registry host[:port] a reference names, or None for a Docker Hub style name."""
-    first, sep, _ = reference.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return None
+    """The registry host[:port] the engine contacts for ``reference``, or None for a Docker Hub name."""
+    repository, _ = parse_repository_tag(reference)
+    try:
+        index, _remote = resolve_repository_name(repository)
+    except docker.errors.InvalidRepository as exc:
+        raise WorkerError(
+            FailureReason.INVALID_REFERENCE, f"image reference {reference} does not name a valid registry"
+        ) from exc
+    if index != INDEX_NAME:
+        return index
+    # docker-py takes only `.`, `:` and localhost for a host and maps index.docker.io to docker.io;
+    # the engine, which is what sends the credentials, also takes an upper-case component for one
+    # and contacts the host as written.
+    first, slash, _ = repository.partition("/")
+    return first if slash and is_registry_host(first) else None
 
 
 def connect(factory: Callable[[], docker.APIClient]) -> docker.APIClient:

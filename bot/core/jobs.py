@@ -291,12 +291,20 @@ class Jobs:
                     pipe.execute()
                     return self._cancelled(record, user, rule, "the approval request is closed"), None
                 if record.state == EventType.QUEUED.value:
-                    queue_key = self._queue.queue(record.host).key
-                    pipe.watch(queue_key)  # a worker's dequeue moves the id off this list
-                    if pipe.lpos(queue_key, job_id) is not None:
+                    queue = self._queue.queue(record.host)
+                    pipe.watch(queue.key)  # a worker's dequeue moves the id off this list
+                    if pipe.lpos(queue.key, job_id) is not None:
+                        try:
+                            rq_job: Job | None = Job.fetch(job_id, connection=self._redis,
+                                                           serializer=JSONSerializer)
+                        except NoSuchJobError:
+                            rq_job = None  # rq's hash is gone; a worker would skip the id
                         pipe.multi()
-                        pipe.lrem(queue_key, 0, job_id)
-                        pipe.hset(Job.key_for(job_id), "status", JobStatus.CANCELED.value)
+                        if rq_job is not None:
+                            # Off the queue, status canceled, into rq's CanceledJobRegistry: in our MULTI.
+                            rq_job.cancel(pipeline=pipe)
+                        else:
+                            queue.remove(job_id, pipeline=pipe)
                         self._write_cancelled(pipe, record, user, now)
                         pipe.execute()
                         return self._cancelled(record, user, rule, "it was taken off the queue"), None

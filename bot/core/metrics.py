@@ -2,14 +2,15 @@
 
 Counters are Redis hash fields incremented where the decision happens (the command's
 audit transaction, the relay's handling of a job's end, a failed Slack call); gauges are
-read at scrape time.  Every family is declared, with its ``# TYPE`` line, even before
-its first sample.
+read at scrape time.  This module records and reads them back as plain values
+(:class:`Snapshot`); ``bot.http.metrics`` turns a snapshot into the Prometheus exposition.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import redis
 
@@ -28,19 +29,43 @@ from workers.kernel.values import as_str
 
 COUNTED_TTL_SECONDS = 7 * 24 * 3600
 BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-
-FAMILIES = (
-    ("regops_commands_total", "counter", "Commands received, by action and decision."),
-    ("regops_jobs_total", "counter", "Jobs ended, by action and outcome."),
-    ("regops_job_duration_seconds", "histogram", "Run time of ended jobs (start to end), by action."),
-    ("regops_queue_length", "gauge", "Jobs waiting in each Docker host's queue."),
-    ("regops_relay_lag_seconds", "gauge", "Age of the most recent job event when the relay handled it."),
-    ("regops_slack_api_errors_total", "counter", "Slack Web API calls that failed, by method."),
-)
+BUCKET_LABELS = (*(f"{b:g}" for b in BUCKETS), "+Inf")
+"""The ``le`` of each duration bucket as recorded (and exposed): ``1``, ``5``, … ``3600``, ``+Inf``."""
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+@dataclass(frozen=True)
+class Durations:
+    """One action's run-time histogram: cumulative count per ``le`` (in :data:`BUCKET_LABELS` order) and sum."""
+
+    buckets: tuple[tuple[str, float], ...]
+    total_seconds: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every metric's current values, read from Redis in one round trip."""
+
+    commands: Mapping[tuple[str, str], float]
+    """(action, decision) → commands received."""
+    jobs: Mapping[tuple[str, str], float]
+    """(action, outcome) → jobs ended."""
+    durations: Mapping[str, Durations]
+    """action → run-time histogram."""
+    queue_lengths: Mapping[str, int]
+    """host → jobs waiting, in the order the hosts were asked for."""
+    relay_lag: float | None
+    """Seconds; None until the relay handled its first event."""
+    slack_errors: Mapping[str, float]
+    """Web API method → failed calls."""
+
+
+def _pairs(raw: Mapping) -> dict[tuple[str, str], float]:
+    """``{"action|decision": "3"}`` → ``{("action", "decision"): 3.0}``, sorted by key."""
+    pairs = {}
+    for key, value in sorted((as_str(k), as_str(v)) for k, v in raw.items()):
+        first, _, second = key.partition("|")
+        pairs[(first, second)] = float(value)
+    return pairs
 
 
 class Metrics:
@@ -76,8 +101,8 @@ class Metrics:
             pipe.hincrbyfloat(METRICS_DURATION_KEY, f"{record.action}|sum", duration)
         pipe.execute()
 
-    def render(self, hosts: Iterable[str]) -> str:
-        """The Prometheus text exposition of every family."""
+    def read(self, hosts: Iterable[str]) -> Snapshot:
+        """Every counter and gauge as it is now (for ``hosts``' queue lengths)."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(METRICS_COMMANDS_KEY)
         pipe.hgetall(METRICS_JOBS_KEY)
@@ -88,39 +113,22 @@ class Metrics:
         for host in host_list:
             pipe.llen(rq_queue_key(host))
         commands, jobs, durations, slack_errors, lag, *lengths = pipe.execute()
-        samples: dict[str, list[str]] = {name: [] for name, _kind, _help in FAMILIES}
-        for key, value in sorted((as_str(k), as_str(v)) for k, v in commands.items()):
-            action, _, decision = key.partition("|")
-            samples["regops_commands_total"].append(
-                f'regops_commands_total{{action="{_label(action)}",decision="{_label(decision)}"}} {value}')
-        for key, value in sorted((as_str(k), as_str(v)) for k, v in jobs.items()):
-            action, _, outcome = key.partition("|")
-            samples["regops_jobs_total"].append(
-                f'regops_jobs_total{{action="{_label(action)}",outcome="{_label(outcome)}"}} {value}')
         by_action: dict[str, dict[str, str]] = {}
         for key, value in ((as_str(k), as_str(v)) for k, v in durations.items()):
             action, _, part = key.partition("|")
             by_action.setdefault(action, {})[part] = value
-        for action in sorted(by_action):
-            parts = by_action[action]
-            for bound in (*(f"{b:g}" for b in BUCKETS), "+Inf"):
-                samples["regops_job_duration_seconds"].append(
-                    f'regops_job_duration_seconds_bucket{{action="{_label(action)}",le="{bound}"}} '
-                    f'{parts.get(bound, "0")}')
-            samples["regops_job_duration_seconds"].append(
-                f'regops_job_duration_seconds_sum{{action="{_label(action)}"}} {parts.get("sum", "0")}')
-            samples["regops_job_duration_seconds"].append(
-                f'regops_job_duration_seconds_count{{action="{_label(action)}"}} {parts.get("+Inf", "0")}')
-        for host, length in zip(host_list, lengths, strict=True):
-            samples["regops_queue_length"].append(f'regops_queue_length{{host="{_label(host)}"}} {length}')
-        if lag is not None:
-            samples["regops_relay_lag_seconds"].append(f"regops_relay_lag_seconds {as_str(lag)}")
-        for key, value in sorted((as_str(k), as_str(v)) for k, v in slack_errors.items()):
-            samples["regops_slack_api_errors_total"].append(
-                f'regops_slack_api_errors_total{{method="{_label(key)}"}} {value}')
-        lines: list[str] = []
-        for name, kind, help_text in FAMILIES:
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            lines.extend(samples[name])
-        return "\n".join(lines) + "\n"
+        return Snapshot(
+            commands=_pairs(commands),
+            jobs=_pairs(jobs),
+            durations={
+                action: Durations(
+                    buckets=tuple((le, float(parts.get(le, "0"))) for le in BUCKET_LABELS),
+                    total_seconds=float(parts.get("sum", "0")),
+                )
+                for action, parts in sorted(by_action.items())
+            },
+            queue_lengths=dict(zip(host_list, (int(n) for n in lengths), strict=True)),
+            relay_lag=float(as_str(lag)) if lag is not None else None,
+            slack_errors={method: float(count) for method, count in
+                          sorted((as_str(k), as_str(v)) for k, v in slack_errors.items())},
+        )

@@ -6,17 +6,20 @@ import json
 from collections.abc import Callable, Iterable
 
 import redis
+from prometheus_client.registry import CollectorRegistry
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot.http.metrics import CONTENT_TYPE, exposition
 
 SLACK_PATH = "/slack/events"
 
 
 class WebApp:
-    """Routes ``POST /slack/events`` to Bolt and answers ``GET /healthz`` itself."""
+    """Routes ``POST /slack/events`` to Bolt and answers ``GET /healthz`` and ``GET /metrics`` itself."""
 
     def __init__(self, bolt_app: App, health_problem: Callable[[], str | None],
-                 metrics: Callable[[], str] | None = None) -> None:
+                 metrics: CollectorRegistry | None = None) -> None:
         self._slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
         self._health_problem = health_problem
         self._metrics = metrics
@@ -34,10 +37,10 @@ class WebApp:
             if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
                 return _respond(start_response, "405 Method Not Allowed", {"error": "use GET"})
             try:
-                payload = self._metrics().encode()
+                payload = exposition(self._metrics)
             except redis.RedisError:
                 return _respond(start_response, "503 Service Unavailable", {"status": "redis unreachable"})
-            start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE),
                                       ("Content-Length", str(len(payload)))])
             return [payload]
         return self._slack(environ, start_response)

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 from slack_sdk.errors import SlackApiError
 
 from bot.connections import redis_client
@@ -26,6 +27,7 @@ from bot.core.assembly import build_core
 from bot.core.metrics import Metrics
 from bot.core.watchdog import Watchdog
 from bot.http.app import WebApp
+from bot.http.metrics import metrics_registry
 from bot.settings import Settings
 from bot.slack.app import build_app
 from bot.slack.audit_relay import AuditRelay
@@ -71,7 +73,7 @@ class BotProcess:
                          bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
         self.socket = (SocketModeConnection(bolt, settings.slack_app_token, settings.slack_api_url)
                        if settings.slack_app_token else None)
-        self.web = WebApp(bolt, self.health_problem, lambda: self.metrics.render(config.hosts))
+        self.web = WebApp(bolt, self.health_problem, metrics_registry(self.metrics, config.hosts))
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.relay = Relay(self.redis, self.client, consumer=consumer, respond=post_response_url,
                            notify_channel=config.notify_channel, housekeeping=core.approvals.expire_due,
@@ -131,6 +133,23 @@ class BotProcess:
         log.info("serve: stopped; relayed %d waiting event(s) on the way out", relayed)
 
 
+class ProcessLogger(GunicornLogger):  # type: ignore[misc]
+    """gunicorn's own log lines ("Booting worker", "Listening at", access lines) through the process's logging.
+
+    gunicorn gives ``gunicorn.error`` and ``gunicorn.access`` handlers and a text format of their
+    own and stops them propagating; this hands their records to the root logger instead, so they
+    take whatever format (``--log-format text`` or ``json``) and secret filter ``regops`` set up,
+    one line per record, on stderr.  Levels and the access-log switch stay gunicorn's.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in [h for h in logger.handlers if getattr(h, "_gunicorn", False)]:
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+
 class GunicornServer(BaseApplication):  # type: ignore[misc]
     """gunicorn with our options and a per-worker :class:`BotProcess`."""
 
@@ -155,6 +174,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "accesslog": "-" if opts.access_log else None,
             "proc_name": "regops-serve",
+            "logger_class": ProcessLogger,
             "worker_exit": self._worker_exit,
         }
         if "control_socket_disable" in self.cfg.settings:

@@ -9,17 +9,18 @@ later (a refused click) goes through the relay as a notice.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App
 from slack_bolt.authorization import AuthorizeResult
-from slack_sdk import WebClient
 
 from bot.core.replies import Click, ClickAction, Request
 from bot.core.service import Service
 from bot.slack.blocks import APPROVE_ACTION, CANCEL_ACTION, REJECT_ACTION, reply_body
+from bot.slack.client import build_web_client
 from workers.kernel.secrets import Secret
 
 
@@ -35,13 +36,21 @@ def build_app(service: Service, *, signing_secret: Secret, bot_token: Secret,
     def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=bot_token.reveal())
 
-    app = App(
-        signing_secret=signing_secret.reveal(),
-        client=WebClient(base_url=api_url),
-        authorize=authorize,
-        process_before_response=True,
-        logger=logging.getLogger("slack_bolt"),
-    )
+    # Given no token, Bolt reads $SLACK_BOT_TOKEN itself, then warns on every start that it will not
+    # use it (authorize hands over the token, and the client takes it per request): while the App is
+    # built, that variable is out of its sight. The client is ours: SLACK_API_URL, retries, no token.
+    hidden = os.environ.pop("SLACK_BOT_TOKEN", None)
+    try:
+        app = App(
+            signing_secret=signing_secret.reveal(),
+            client=build_web_client(None, api_url),
+            authorize=authorize,
+            process_before_response=True,
+            logger=logging.getLogger("slack_bolt"),
+        )
+    finally:
+        if hidden is not None:
+            os.environ["SLACK_BOT_TOKEN"] = hidden
     app.command(re.compile(r"^/.+"))(_command_listener(service))
     app.action(APPROVE_ACTION)(_click_listener(service, ClickAction.APPROVE))
     app.action(REJECT_ACTION)(_click_listener(service, ClickAction.REJECT))

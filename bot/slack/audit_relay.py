@@ -23,6 +23,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.core.audit import format_line
+from bot.slack.client import TRANSIENT_ERRORS
 from bot.slack.consumer import StreamConsumer
 from workers.kernel.audit import AuditEntry
 from workers.kernel.keys import AUDIT_POSTED_KEY, AUDIT_POSTING_PREFIX, AUDIT_STREAM
@@ -33,9 +34,6 @@ GROUP = "regops-audit-relay"
 POSTED_TTL_SECONDS = 7 * 24 * 3600
 POST_LOCK_MS = 120_000
 """Longer than a post can take with the client's retries (429 waits included)."""
-TRANSIENT_ERRORS = frozenset(
-    {"ratelimited", "service_unavailable", "internal_error", "fatal_error", "request_timeout"}
-)
 MAX_TEXT = 2900
 """Slack caps a text object at 3000 characters."""
 

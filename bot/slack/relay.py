@@ -27,6 +27,7 @@ from bot.core.queueing import Origin
 from bot.core.text import Text
 from bot.core.watchdog import Watchdog
 from bot.slack.blocks import deployment_notification, job_message
+from bot.slack.client import TRANSIENT_ERRORS
 from bot.slack.consumer import StreamConsumer
 from bot.slack.mrkdwn import mrkdwn
 from workers.kernel.jobs import ENDED_STATES, EventType, JobRecord, JobState
@@ -52,10 +53,6 @@ HOUSEKEEPING_SECONDS = 1.0
 
 class ResponseUrlSender(Protocol):
     def __call__(self, url: str, body: dict[str, Any]) -> None: ...
-
-
-TRANSIENT_ERRORS = frozenset({"ratelimited", "service_unavailable", "internal_error", "fatal_error",
-                              "request_timeout"})
 
 
 def _status(exc: SlackApiError) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 import redis
 from rq.job import JobStatus
-from rq.registry import StartedJobRegistry
+from rq.registry import CanceledJobRegistry, StartedJobRegistry
 from rq.utils import now as rq_now
 from rq.utils import utcformat
 
@@ -185,6 +185,7 @@ def test_cancel_of_a_queued_job_takes_it_off_the_queue(service: Service, text_re
     assert kind is ReplyKind.ANSWER and "Cancelled" in text
     assert text_redis.lrange(f"rq:queue:{queue_name('build-1')}", 0, -1) == [other]
     assert text_redis.hget(f"rq:job:{job_id}", "status") == JobStatus.CANCELED.value
+    assert CanceledJobRegistry(queue_name("build-1"), connection=bytes_redis(text_redis)).get_job_ids() == [job_id]
     cancelled = record(text_redis, job_id)
     assert cancelled.state == "cancelled" and cancelled.extra["cancelled_by"] == "U0DEV1"
     assert cancelled.finished_at is not None
@@ -195,6 +196,16 @@ def test_cancel_of_a_queued_job_takes_it_off_the_queue(service: Service, text_re
     assert [(f["decision"], f["user"]) for f in outcomes] == [("cancelled", "U0DEV1")]
     kind, text = run(service, "U0DEV1", f"cancel {job_id}")
     assert "already ended (cancelled)" in text
+
+
+def test_a_queued_job_whose_rq_data_is_gone_is_still_cancelled_and_taken_off_the_queue(
+        service: Service, text_redis: redis.Redis) -> None:
+    job_id = queue(service, "U0DEV1", "push centos7-a 1")
+    text_redis.delete(f"rq:job:{job_id}")
+    kind, text = run(service, "U0DEV1", f"cancel {job_id}")
+    assert kind is ReplyKind.ANSWER and "Cancelled" in text
+    assert text_redis.lrange(f"rq:queue:{queue_name('build-1')}", 0, -1) == []
+    assert record(text_redis, job_id).state == "cancelled"
 
 
 def test_cancel_is_refused_to_others_without_the_cancel_role(service: Service, text_redis: redis.Redis) -> None:

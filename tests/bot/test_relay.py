@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
 
 from bot.core.queueing import JobQueue, Origin
-from bot.slack.client import build_web_client, post_response_url
+from bot.slack.client import ResponseUrlError, build_web_client, post_response_url
 from bot.slack.relay import GROUP, Relay
 from tests.bot.conftest import BOT_TOKEN
+from tests.support.services import free_port
 from tests.support.slack_standin import SlackStandIn
 from workers.kernel.jobs import EventType, JobEvent, JobRecord, JobSpec, state_update
 from workers.kernel.keys import EVENTS_STREAM, RELAY_DUE_KEY, job_key, slack_message_key
@@ -176,3 +181,99 @@ def test_drain_relays_what_is_waiting_and_returns_when_nothing_is_left(text_redi
     assert time.monotonic() - started < 5
     assert len(slack.calls_to("chat.postMessage")) == 3
     assert relay.drain(timeout=10) == 0
+
+
+# ---- response_url posts ----------------------------------------------------------------------------
+
+
+class ResponseUrl:
+    """A response_url endpoint answering each POST with the next scripted (status, headers), then 200."""
+
+    def __init__(self) -> None:
+        self.script: list[tuple[int, dict[str, str]]] = []
+        self.posts: list[tuple[str, dict]] = []  # (Content-Type, body)
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                endpoint.posts.append((self.headers.get("Content-Type", ""), json.loads(raw)))
+                status, headers = endpoint.script.pop(0) if endpoint.script else (200, {})
+                payload = b"ok" if status == 200 else b"<html>no</html>"
+                self.send_response(status)
+                for key, value in {"Content-Length": str(len(payload)), **headers}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/response/T0/B0/secret"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def response_url() -> Iterator[ResponseUrl]:
+    endpoint = ResponseUrl()
+    yield endpoint
+    endpoint.close()
+
+
+BODY = {"response_type": "in_channel", "text": "queued: job x", "replace_original": False}
+
+
+def test_a_response_url_post_is_retried_over_server_errors(response_url: ResponseUrl) -> None:
+    response_url.script = [(503, {}), (500, {})]
+    post_response_url(response_url.url, BODY)
+    assert [body for _type, body in response_url.posts] == [BODY] * 3
+    assert all(kind.startswith("application/json") for kind, _body in response_url.posts)
+
+
+def test_a_rate_limited_response_url_post_waits_out_retry_after(response_url: ResponseUrl) -> None:
+    response_url.script = [(429, {"Retry-After": "1"})]
+    started = time.monotonic()
+    post_response_url(response_url.url, BODY)
+    assert time.monotonic() - started >= 1.0
+    assert len(response_url.posts) == 2
+
+
+@pytest.mark.parametrize(("script", "attempts"), [([(404, {})], 1), ([(500, {})] * 3, 3)])
+def test_a_refused_response_url_post_raises_with_its_status(response_url: ResponseUrl,
+                                                            script: list[tuple[int, dict[str, str]]],
+                                                            attempts: int) -> None:
+    response_url.script = list(script)
+    with pytest.raises(ResponseUrlError) as refused:
+        post_response_url(response_url.url, BODY)
+    assert refused.value.status == script[0][0]
+    assert len(response_url.posts) == attempts  # a 4xx is not retried, a 5xx twice
+
+
+def test_an_unreachable_or_non_http_response_url_raises() -> None:
+    with pytest.raises(OSError):
+        post_response_url(f"http://127.0.0.1:{free_port()}/response/x", BODY, timeout=2)
+    with pytest.raises(ValueError):
+        post_response_url("file:///etc/passwd", BODY)
+
+
+def test_a_failing_response_url_leaves_the_event_for_a_later_try(text_redis: redis.Redis, slack: SlackStandIn,
+                                                                 response_url: ResponseUrl) -> None:
+    clock = Clock()
+    slack.fail("chat.postMessage", "not_in_channel", channel="C0PRIVATE")
+    relay = make_relay(text_redis, slack, clock, notify=None, claim_idle_ms=1)
+    response_url.script = [(404, {})]
+    queue_job(text_redis, "job000000009", channel="C0PRIVATE", response_url=response_url.url)
+    assert relay.step() == 0
+    assert text_redis.xpending(EVENTS_STREAM, GROUP)["pending"] == 1
+    assert text_redis.hget(slack_message_key("job000000009"), "uses") == "0"
+    clock.now += 60  # the event is reclaimed and handled again
+    time.sleep(0.01)
+    relay.step()
+    assert text_redis.xpending(EVENTS_STREAM, GROUP)["pending"] == 0
+    assert [body["text"].split(":")[0] for _type, body in response_url.posts] == ["queued", "queued"]
+    assert text_redis.hget(slack_message_key("job000000009"), "uses") == "1"

@@ -13,6 +13,7 @@ from workers.kernel.references import (
     check_source,
     check_tag,
     full_reference,
+    is_registry_host,
     reverse_hostname,
 )
 
@@ -65,6 +66,9 @@ def test_valid_image_names_are_returned_unchanged(name: str) -> None:
             "contains a registry host",
         ),
         ("com.example.namespace/centos7", "contains a registry host"),
+        ("LOCALHOST/app", "contains a registry host"),
+        # Upper case alone makes Docker read a host, but here the fix is the lower-case name.
+        ("Team/app", "upper-case letters are not allowed: use `team/app`"),
         (f"centos7@sha256:{HEX64}", "contains a digest"),
         ("centos 7", "not allowed"),
         ("cent$os", "`$` not allowed"),
@@ -280,3 +284,22 @@ def test_full_reference_validates_every_part(parts: tuple[str, str, str, str], f
     with pytest.raises(UsageError) as info:
         full_reference(*parts)
     assert fragment in info.value.user_message
+
+
+@pytest.mark.parametrize(
+    ("component", "host"),
+    [
+        ("dockerhub.example.com:5100", True),
+        ("dockerhub.example.com", True),
+        ("registry:5000", True),
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("[::1]:5000", True),
+        ("Registry", True),  # the engine reads an upper-case component as a host
+        ("team", False),
+        ("com_example", False),
+        ("local-host", False),
+    ],
+)
+def test_the_one_rule_for_a_registry_host(component: str, host: bool) -> None:
+    assert is_registry_host(component) is host

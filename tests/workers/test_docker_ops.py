@@ -29,6 +29,49 @@ def repo_tags(api: docker.APIClient, image: str) -> list[str]:
     return list(api.inspect_image(image)["RepoTags"])
 
 
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("localhost:5000/ns/app:1.4.2", ("localhost:5000/ns/app", "1.4.2")),
+        ("[::1]:5000/ns/app:latest", ("[::1]:5000/ns/app", "latest")),
+        ("r.example.com/a/b/c:v_1", ("r.example.com/a/b/c", "v_1")),
+    ],
+)
+def test_references_are_split_at_the_tag_never_at_a_port(reference: str, expected: tuple[str, str]) -> None:
+    assert docker_ops.split_reference(reference) == expected
+
+
+@pytest.mark.parametrize("reference", ["r.example.com:5100/ns/app", "localhost:5000/app:", "app:1@sha256:ab"])
+def test_a_reference_without_a_tag_or_with_a_digest_is_refused(reference: str) -> None:
+    with pytest.raises(WorkerError) as caught:
+        docker_ops.split_reference(reference)
+    assert caught.value.reason == FailureReason.INVALID_REFERENCE.value
+
+
+@pytest.mark.parametrize(
+    ("reference", "server"),
+    [
+        ("dockerhub.example.com:5100/com.example.namespace/app:1", "dockerhub.example.com:5100"),
+        ("[::1]:5000/ns/app:1", "[::1]:5000"),
+        ("docker.io/library/app:1", "docker.io"),
+        # Where docker-py's split says Docker Hub but the engine contacts a host: the host as written.
+        ("index.docker.io/library/app:1", "index.docker.io"),
+        ("Registry/ns/app:1", "Registry"),
+        ("library/app:1", None),
+        ("app:1", None),
+    ],
+)
+def test_registry_of_is_the_host_the_engine_contacts(reference: str, server: str | None) -> None:
+    assert docker_ops.registry_of(reference) == server
+
+
+@pytest.mark.parametrize("reference", ["https://r.example.com/ns/app:1", "-r.example.com/ns/app:1"])
+def test_a_reference_naming_no_valid_registry_is_refused(reference: str) -> None:
+    with pytest.raises(WorkerError) as caught:
+        docker_ops.registry_of(reference)
+    assert caught.value.reason == FailureReason.INVALID_REFERENCE.value
+
+
 def test_tag_by_name_and_by_id(
     api: docker.APIClient, docker_engine: DockerEngine, registry: Registry
 ) -> None:

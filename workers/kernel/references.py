@@ -87,8 +87,14 @@ def _path_problem(path: str) -> str | None:
     return None
 
 
-def _looks_like_domain(component: str) -> bool:
-    """Docker's own rule for telling ``host[:port]/…`` from a first path component."""
+def is_registry_host(component: str) -> bool:
+    """Whether the first ``/``-separated component of a reference names a registry host.
+
+    The Docker engine's own rule (distribution's ``splitDockerDomain``): a component with a
+    ``.`` or a ``:``, ``localhost``, or one with an upper-case letter (repository path
+    components are lower-case) is a host; anything else is the first path component of a
+    Docker Hub name.  The engine sends a push's or pull's credentials to that host.
+    """
     return "." in component or ":" in component or component == "localhost" or component != component.lower()
 
 
@@ -97,8 +103,9 @@ def check_image_name(name: str) -> str:
     if not name:
         raise UsageError(f"the image name is empty: {_NAME_RULE}, e.g. `centos7-elasticsearch`")
     first, slash, _ = name.partition("/")
-    # Docker reads a first component with `.` or `:` as a registry host, and so will the user.
-    if slash and ("." in first or ":" in first or first == "localhost"):
+    # Docker reads such a first component as a registry host, and so will the user.  Judged on the
+    # lower-cased component: upper case alone is reported below, with the lower-case name to use.
+    if slash and is_registry_host(first.lower()):
         raise UsageError(
             f"image name `{_show(name)}` contains a registry host: give only the image name, "
             "regops adds REGISTRY/NAMESPACE"
@@ -253,7 +260,7 @@ def check_source(ref: str) -> str:
     if at and not _DIGEST.fullmatch(digest):
         raise UsageError(f"source `{_show(ref)}`: the digest must be `sha256:` and 64 lower-case hex digits")
     first, slash, path = rest.partition("/")
-    if slash and _looks_like_domain(first):
+    if slash and is_registry_host(first):
         problem = _server_problem(first)
         if problem:
             raise UsageError(f"source `{_show(ref)}`: registry host `{first}`: {problem}")
