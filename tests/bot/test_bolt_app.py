@@ -19,7 +19,7 @@ def test_bolt_gets_our_client_and_no_token_to_warn_about(monkeypatch: pytest.Mon
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-from-the-environment")
     service = SimpleNamespace(jobs=None)
     with caplog.at_level(logging.DEBUG):
-        app = build_app(service, SimpleNamespace(), signing_secret=Secret("s" * 32),  # type: ignore[arg-type]
+        app = build_app(service, signing_secret=Secret("s" * 32),  # type: ignore[arg-type]
                         bot_token=Secret("xoxb-configured"), api_url=API_URL)
     assert [r.getMessage() for r in caplog.records if "will be unused" in r.getMessage()] == []
     assert os.environ["SLACK_BOT_TOKEN"] == "xoxb-from-the-environment"  # put back once the app is built
@@ -30,6 +30,6 @@ def test_bolt_gets_our_client_and_no_token_to_warn_about(monkeypatch: pytest.Mon
 
 def test_without_the_variable_nothing_is_added_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
-    build_app(SimpleNamespace(jobs=None), SimpleNamespace(), signing_secret=Secret("s" * 32),  # type: ignore[arg-type]
+    build_app(SimpleNamespace(jobs=None), signing_secret=Secret("s" * 32),  # type: ignore[arg-type]
               bot_token=Secret("xoxb-configured"), api_url=API_URL)
     assert "SLACK_BOT_TOKEN" not in os.environ
