@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Protocol
 
 from workers.kernel.actions import ACTIONS, SELF_SERVICE
-from workers.kernel.config import EVERYONE, USER_ID, AccessConfig, ApprovalRule, Grant, Role
+from workers.kernel.config import EVERYONE, AccessConfig, ApprovalRule, Grant, Role
 from workers.kernel.errors import ConfigError
 
 OPEN_ACTIONS = frozenset(SELF_SERVICE)
@@ -136,9 +136,9 @@ def _subject(action: str, image: str | None, tag: str | None, registry: str | No
     return f"{action} of `{image}:{tag}`" if tag is not None else f"{action} of `{image}`"
 
 
-def describe_approvers(approvers: Iterable[str]) -> str:
+def describe_approvers(rule: ApprovalRule) -> str:
     """``admin or <@U0BOSS>``: role names as they are, user IDs as Slack mentions."""
-    names = [f"<@{name}>" if USER_ID.fullmatch(name) else name for name in approvers]
+    names = [f"<@{name}>" if name in rule.approver_users else name for name in rule.approvers]
     return " or ".join(names)
 
 
@@ -317,7 +317,7 @@ class Policy:
             True,
             f"{rule}; {approval.name}",
             f"{_subject(action, image, tag, registry)} needs {approval.required} {noun} from "
-            f"{describe_approvers(approval.approvers)} ({approval.name})",
+            f"{describe_approvers(approval)} ({approval.name})",
             DecisionCode.NEEDS_APPROVAL,
             approval=approval,
         )
@@ -343,9 +343,11 @@ class Policy:
                 "you requested it; another approver must approve",
                 DecisionCode.SELF_APPROVAL,
             )
-        if user_id in rule.approvers:
+        if rule.roles is None:  # rebuilt from stored fields: its approvers are split by the roles defined here
+            rule = rule.with_roles(self._access.roles)
+        if user_id in rule.approver_users:
             return Decision(True, f"{rule.name} approver {user_id}", "you may approve it (listed by user ID)")
-        evaluations = [item for item in self._evaluate(user_id, channel) if item.role.name in rule.approvers]
+        evaluations = [item for item in self._evaluate(user_id, channel) if item.role.name in rule.approver_roles]
         granted = next((item for item in evaluations if item.applies), None)
         if granted is not None:
             return Decision(
@@ -353,7 +355,7 @@ class Policy:
                 f"{rule.name} approver via grants[{granted.grant.index}] role {granted.role.name}",
                 f"you may approve it (role {granted.role.name})",
             )
-        who = describe_approvers(rule.approvers)
+        who = describe_approvers(rule)
         why = ""
         elsewhere = [item for item in evaluations if item.matched_by is not None]
         unresolved = tuple(

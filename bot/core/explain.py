@@ -60,7 +60,7 @@ def _scope(role: Role) -> str:
 def _approval_terms(rule: ApprovalRule) -> str:
     noun = "approval" if rule.required == 1 else "distinct approvals"
     return (
-        f"{rule.required} {noun} from {describe_approvers(rule.approvers)}; "
+        f"{rule.required} {noun} from {describe_approvers(rule)}; "
         f"a request expires after {format_duration(rule.expires_in)} ({rule.name})"
     )
 
