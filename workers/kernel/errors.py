@@ -1,4 +1,4 @@
-"""The bot's error hierarchy: every expected failure carries a message safe to show users."""
+"""The shared error hierarchy: every expected failure carries a message safe to show users."""
 
 from __future__ import annotations
 
@@ -39,3 +39,7 @@ class ConfigError(RegopsError):
         where = f" ({source})" if source else ""
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"invalid configuration{where}: {count} {noun}")
+
+    def summary(self) -> str:
+        """The message and every problem on one line, for a log or a one-line check result."""
+        return f"{self.user_message}: " + "; ".join(self.problems) if self.problems else self.user_message
