@@ -6,9 +6,9 @@ reported again for it: one mistake, one problem.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from workers.kernel.actions import PROTECTABLE_ACTIONS
 from workers.kernel.config.identities import IdentityRules
@@ -20,6 +20,8 @@ from workers.kernel.config.patterns import (
     read_globs,
 )
 from workers.kernel.config.problems import Problems, did_you_mean, join_names, kind, name_problem
+
+_Item = TypeVar("_Item")
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,13 @@ def parse_access(problems: Problems, value: object, names: Names, identities: Id
     if data is None:
         return AccessConfig()
     roles = _parse_roles(problems, data.get("roles"), names)
-    grants = [
-        grant
-        for grant in _each(problems, data.get("grants"), "access.grants", "{role, users, usergroups, channels}",
-                           lambda index, item: _parse_grant(problems, index, item, roles, identities))
-        if grant.role in roles.parsed
-    ]
+    grants = _each(
+        problems,
+        data.get("grants"),
+        "access.grants",
+        "{role, users, usergroups, channels}",
+        lambda index, item: _parse_grant(problems, index, item, roles, identities),
+    )
     approvals = _each(
         problems,
         data.get("approvals"),
@@ -59,10 +62,14 @@ def parse_access(problems: Problems, value: object, names: Names, identities: Id
         "{images, tags, actions, approvers, required, expires_in}",
         lambda index, item: _parse_approval(problems, index, item, roles, identities),
     )
-    return AccessConfig(roles=roles.parsed, grants=tuple(grants), approvals=tuple(approvals))
+    # A grant of a role that is defined but broken is dropped: that role's problem is reported already.
+    usable = tuple(grant for grant in grants if grant.role in roles.parsed)
+    return AccessConfig(roles=roles.parsed, grants=usable, approvals=tuple(approvals))
 
 
-def _each(problems: Problems, value: object, path: str, shape: str, parse: Any) -> list[Any]:
+def _each(
+    problems: Problems, value: object, path: str, shape: str, parse: Callable[[int, object], _Item | None]
+) -> list[_Item]:
     """Parse every item of the list at ``path`` (absent: none); the items that parsed."""
     if value is None:
         return []
