@@ -15,11 +15,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.logs import LOG_FORMATS, configure_logging
 from bot.settings import Settings
-from workers.kernel.config import Config, load_config, resolve_config_path
+from bot.slack.identities import load_bot_config
+from workers.kernel.config import Config, resolve_config_path
 from workers.kernel.errors import ConfigError
 from workers.kernel.keys import rq_workers_key
+from workers.kernel.logs import LOG_FORMATS, configure_logging
 
 if TYPE_CHECKING:
     import redis
@@ -90,7 +91,7 @@ def _duration(text: str) -> float:
 
 def _load(args: argparse.Namespace) -> Config:
     path = resolve_config_path(getattr(args, "config", None), os.environ)
-    return load_config(path)
+    return load_bot_config(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,8 +17,10 @@ from collections.abc import Iterator, Mapping, Sequence
 import docker
 
 from workers import docker_ops
-from workers.credentials import load_credentials
+from workers.credentials import CredentialStore
 from workers.errors import WorkerError
+from workers.kernel.config import load_config, resolve_config_path
+from workers.kernel.errors import ConfigError
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -33,7 +35,7 @@ def run_checks(config: str | None, environ: Mapping[str, str]) -> Iterator[dict[
     try:
         version = api.version().get("Version", "?")
         yield {"check": "docker engine", "ok": True, "detail": f"Docker {version} at {docker_host}"}
-        store = load_credentials(config, environ)
+        store = CredentialStore(load_config(resolve_config_path(config, environ)).registries, environ)
         for name in store.names():
             check = f"registry {name}"
             try:
@@ -43,8 +45,8 @@ def run_checks(config: str | None, environ: Mapping[str, str]) -> Iterator[dict[
                 yield {"check": check, "ok": False, "detail": exc.user_message}
                 continue
             yield {"check": check, "ok": True, "detail": f"logged in to {creds.server} as {creds.username}"}
-    except WorkerError as exc:
-        yield {"check": "registries", "ok": False, "detail": exc.user_message}
+    except ConfigError as exc:
+        yield {"check": "registries", "ok": False, "detail": exc.summary()}
     finally:
         api.close()
 

@@ -30,8 +30,10 @@ class WorkerError(Exception):
         return f"WorkerError({self.reason!r}, {self.user_message!r}, retryable={self.retryable})"
 
 
-class ConfigError(WorkerError):
-    """The worker's own configuration is unusable (bad file, unknown registry, missing password)."""
+class CredentialsError(WorkerError):
+    """A job needs credentials this worker cannot give: an unknown registry, a password it cannot read,
+    or a server the bot sees elsewhere.  (A config that cannot be loaded at all is the kernel's
+    :class:`~workers.kernel.errors.ConfigError`, and the worker does not start.)"""
 
     def __init__(self, user_message: str) -> None:
         super().__init__(FailureReason.INTERNAL, user_message, retryable=False)

@@ -29,14 +29,14 @@ from rq.timeouts import JobTimeoutException
 
 from workers import docker_ops
 from workers.credentials import CredentialStore, RegistryCredentials
-from workers.errors import ConfigError, WorkerError
+from workers.errors import CredentialsError, WorkerError
 from workers.events import EventWriter
 from workers.kernel.actions import Action
+from workers.kernel.config import Retries
 from workers.kernel.jobs import FAILURE_MESSAGES, FailureReason, JobSpec
 from workers.kernel.keys import HEARTBEAT_INTERVAL_SECONDS
 from workers.liveness import Heartbeat, ReferenceLock
 from workers.progress import Progress
-from workers.retries import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class TaskContext:
     docker_api: Callable[[], docker.APIClient]
     credentials: CredentialStore
     progress_interval: float = 1.0
-    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    retries: Retries = field(default_factory=Retries)
     heartbeat_interval: float = HEARTBEAT_INTERVAL_SECONDS
 
 
@@ -297,7 +297,7 @@ def _credentials(spec: JobSpec, context: TaskContext) -> RegistryCredentials:
     creds = context.credentials.get(spec.registry)
     if spec.server and spec.server != creds.server:
         # Bot and worker disagree on where this registry is: do not guess which is right.
-        raise ConfigError(
+        raise CredentialsError(
             f"registry '{spec.registry}' is {spec.server} for the bot but {creds.server} on this worker"
         )
     return creds

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from bot.core.text import Text, channel, code, join, plain, t, user
 from workers.kernel.actions import ACTIONS, SELF_SERVICE
-from workers.kernel.config import EVERYONE, USER_ID, AccessConfig, ApprovalRule, Grant, Role
+from workers.kernel.config import EVERYONE, AccessConfig, ApprovalRule, Grant, Role
 from workers.kernel.errors import ConfigError
 
 OPEN_ACTIONS = frozenset(SELF_SERVICE)
@@ -137,9 +137,9 @@ def _subject(action: str, image: str | None, tag: str | None, registry: str | No
     return t("{} of {}", action, code(f"{image}:{tag}" if tag is not None else image))
 
 
-def describe_approvers(approvers: Iterable[str]) -> Text:
+def describe_approvers(rule: ApprovalRule) -> Text:
     """``admin or @U0BOSS``: role names as they are, user IDs as mentions."""
-    return join(" or ", (user(name) if USER_ID.fullmatch(name) else plain(name) for name in approvers))
+    return join(" or ", (user(name) if name in rule.approver_users else plain(name) for name in rule.approvers))
 
 
 def channels_text(channels: Iterable[str]) -> Text:
@@ -322,7 +322,7 @@ class Policy:
             True,
             f"{rule}; {approval.name}",
             t("{} needs {} {} from {} ({})", _subject(action, image, tag, registry), approval.required, noun,
-              describe_approvers(approval.approvers), approval.name),
+              describe_approvers(approval), approval.name),
             DecisionCode.NEEDS_APPROVAL,
             approval=approval,
         )
@@ -348,9 +348,11 @@ class Policy:
                 t("you requested it; another approver must approve"),
                 DecisionCode.SELF_APPROVAL,
             )
-        if user_id in rule.approvers:
+        if rule.roles is None:  # rebuilt from stored fields: its approvers are split by the roles defined here
+            rule = rule.with_roles(self._access.roles)
+        if user_id in rule.approver_users:
             return Decision(True, f"{rule.name} approver {user_id}", t("you may approve it (listed by user ID)"))
-        evaluations = [item for item in self._evaluate(user_id, channel) if item.role.name in rule.approvers]
+        evaluations = [item for item in self._evaluate(user_id, channel) if item.role.name in rule.approver_roles]
         granted = next((item for item in evaluations if item.applies), None)
         if granted is not None:
             return Decision(
@@ -358,7 +360,7 @@ class Policy:
                 f"{rule.name} approver via grants[{granted.grant.index}] role {granted.role.name}",
                 t("you may approve it (role {})", granted.role.name),
             )
-        who = describe_approvers(rule.approvers)
+        who = describe_approvers(rule)
         why = Text()
         elsewhere = [item for item in evaluations if item.matched_by is not None]
         unresolved = tuple(

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from workers.kernel import times
 from workers.kernel.audit import AuditEntry
 from workers.kernel.keys import AUDIT_STREAM
 from workers.kernel.times import iso_time
@@ -22,9 +23,6 @@ PAGE_SIZE = 500
 """Entries fetched per XRANGE: big streams are read in pages, never all at once."""
 
 _PLAIN = re.compile(r"[!#-<>-\[\]-~]+")  # printable ASCII but for space, '"', '\\' and '='
-
-_DURATION = re.compile(r"(\d+)([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class AuditLog:
@@ -101,8 +99,12 @@ def format_line(entry: AuditEntry) -> str:
 
 
 def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``2h``, ``7d``, ``1w`` or combinations like ``1h30m`` → seconds."""
-    cleaned = text.strip().lower()
-    if not cleaned or _DURATION.sub("", cleaned):
-        raise ValueError(f"invalid duration {text!r}: use e.g. 90s, 30m, 2h or 7d")
-    return float(sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION.findall(cleaned)))
+    """``90s``, ``30m``, ``2h``, ``7d``, ``1w`` or combinations like ``1h30m`` → seconds.
+
+    The kernel's duration grammar, but a bare number is refused: ``--since 90`` could
+    mean minutes as well as seconds.
+    """
+    try:
+        return float(times.parse_duration(text, bare_seconds=False))
+    except ValueError:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 90s, 30m, 2h or 7d") from None

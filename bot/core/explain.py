@@ -23,9 +23,9 @@ from bot.core.jobs import HostView
 from bot.core.outcomes import duration_text, failure_text, outcome_text
 from bot.core.text import Text, bold, channel, code, codes, join, lines, t, user
 from workers.kernel.actions import ACTIONS
-from workers.kernel.config import EVERYONE, ApprovalRule, Role, format_duration
+from workers.kernel.config import EVERYONE, ApprovalRule, Role
 from workers.kernel.jobs import JobRecord, JobState
-from workers.kernel.times import iso_time
+from workers.kernel.times import format_duration, iso_time
 
 
 def _how(match: GrantMatch) -> Text:
@@ -57,7 +57,7 @@ def _scope(role: Role) -> Text:
 def _approval_terms(rule: ApprovalRule) -> Text:
     noun = "approval" if rule.required == 1 else "distinct approvals"
     return t("{} {} from {}; a request expires after {} ({})", rule.required, noun,
-             describe_approvers(rule.approvers), format_duration(rule.expires_in), rule.name)
+             describe_approvers(rule), format_duration(rule.expires_in), rule.name)
 
 
 def whoami_text(identity: Identity) -> Text:

@@ -13,8 +13,8 @@ from bot.core.approvals import ApprovalView
 from bot.core.outcomes import duration_text, outcome_details, outcome_text, state_word
 from bot.core.replies import Reply
 from bot.core.text import code, join, t, user
+from bot.slack.identities import USER_ID
 from bot.slack.mrkdwn import mrkdwn
-from workers.kernel.config import USER_ID
 from workers.kernel.jobs import ACTIVE_STATES, JobRecord, JobState
 
 APPROVE_ACTION = "regops_approve"

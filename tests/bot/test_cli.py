@@ -47,3 +47,20 @@ def test_serve_refuses_to_start_without_slack_credentials() -> None:
     result = regops("--config", str(ROOT / "deploy" / "regops.example.yaml"), "serve")
     assert result.returncode == 2
     assert "SLACK_BOT_TOKEN" in result.stderr and "SLACK_SIGNING_SECRET" in result.stderr
+
+
+def test_check_config_reports_slack_id_problems_with_the_others_in_one_list(tmp_path: Path) -> None:
+    config = tmp_path / "regops.yaml"
+    config.write_text(
+        "registries:\n  main:\n    server: dockerhub.example.com:5100\n    services_hostname: ns.example.com\n"
+        "    username: u\n    password_env: REGISTRY_PASSWORD\n"
+        "hosts: [build-1]\ndefault_host: build-2\nnotify_channel: deploys channel\n"
+        "access:\n  roles: {admin: {actions: ['*']}}\n  grants:\n    - {role: admin, users: [alice], channels: ['#ops']}\n")
+    result = regops("--config", str(config), "check-config")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == "regops: the config has 4 problem(s):"
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "  - default_host", "  - notify_channel", "  - access.grants[0].users[0]", "  - access.grants[0].channels[0]"]
+    assert "`alice` is not a Slack user ID" in result.stderr
+    assert "`#ops` is not a Slack channel ID" in result.stderr

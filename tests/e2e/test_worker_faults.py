@@ -69,6 +69,7 @@ class WorkerUnit:
             registries:
               main:
                 server: "{registry.server}"
+                services_hostname: namespace.example.com
                 username: "{registry.username}"
                 password_env: REGISTRY_PASSWORD
             hosts: [{host}]

@@ -1,4 +1,8 @@
-"""The YAML config model (workers.kernel.config): the example loads, every problem is reported with its key path."""
+"""The YAML config model (workers.kernel.config): the example loads, every problem is reported with its key path.
+
+Problems are checked as the bot reports them: the kernel's loader with Slack's ID formats
+(bot/slack/identities.py); the kernel's own identity rules are tested at the end.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bot.slack.identities import SLACK_IDENTITIES
 from workers.kernel.config import (
     ApprovalRule,
     Config,
@@ -65,7 +70,7 @@ def _base() -> dict[str, Any]:
 
 def _problems(data: object) -> tuple[str, ...]:
     with pytest.raises(ConfigError) as info:
-        parse_config(data)
+        parse_config(data, SLACK_IDENTITIES)
     return info.value.problems
 
 
@@ -880,3 +885,86 @@ def test_every_retries_problem_is_reported_at_once() -> None:
     data["retries"] = {"attempts": 0, "backoff": "x", "extra": 1}
     keys = sorted(item.split(":")[0] for item in _problems(data))
     assert keys == ["retries.attempts", "retries.backoff", "retries.extra"]
+
+
+# --- The kernel's own identity rules, and approvers split into roles and users ------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (_set("access.grants[0].users", ["U0 ADMIN"]), "access.grants[0].users[0]: `U0 ADMIN` is not a user ID"),
+        (
+            _set("access.grants[0].usergroups", ["dev ops"]),
+            "access.grants[0].usergroups[0]: `dev ops` is not a user-group ID",
+        ),
+        (_set("access.grants[0].channels", ["C0 OPS"]), "access.grants[0].channels[0]: `C0 OPS` is not a channel ID"),
+        (_set("notify_channel", "deploys channel"), "notify_channel: `deploys channel` is not a channel"),
+        (
+            _set("access.approvals", [{"approvers": ["the boss"]}]),
+            "access.approvals[0].approvers[0]: no role `the boss` is defined and it is not a user ID",
+        ),
+    ],
+)
+def test_the_kernel_alone_takes_any_word_as_an_identity(change: Any, problem: str) -> None:
+    data = copy.deepcopy(_base())
+    change(data)
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert any(item.startswith(problem) for item in info.value.problems), info.value.problems
+
+
+def test_the_kernel_does_not_know_slack_formats() -> None:
+    data = _base()
+    data["notify_channel"] = "deploys"
+    data["access"]["grants"] = [{"role": "admin", "users": ["alice"], "usergroups": ["@devops"], "channels": ["#ops"]}]
+    data["access"]["approvals"] = [{"approvers": ["admin", "bob"]}]
+    config = parse_config(data)
+    assert config.access.grants[0].users == ("alice",)
+    assert _problems(data)  # while the bot's loader refuses every one of them
+
+
+def test_approvers_are_split_into_roles_and_users_when_parsed() -> None:
+    (rule,) = parse_config(_policy_base(), SLACK_IDENTITIES).access.approvals
+    assert (rule.approver_roles, rule.approver_users) == (("admin",), ("U0BOSS",))
+    # The split is derived, not part of the rule's identity.
+    assert rule == ApprovalRule(tags=("latest",), approvers=("admin", "U0BOSS"), required=2, expires_in=1800)
+
+
+def test_a_rule_rebuilt_from_stored_fields_counts_each_approver_as_both_until_given_the_roles() -> None:
+    rule = ApprovalRule(approvers=("admin", "U0BOSS"))
+    assert rule.roles is None
+    assert (rule.approver_roles, rule.approver_users) == (("admin", "U0BOSS"), ("admin", "U0BOSS"))
+    split = rule.with_roles({"admin", "deployer"})
+    assert (split.approver_roles, split.approver_users) == (("admin",), ("U0BOSS",))
+    with pytest.raises(TypeError, match="not a string"):
+        rule.with_roles("admin")
+
+
+def test_the_bot_loader_checks_slack_ids_in_the_file(tmp_path: Path) -> None:
+    from bot.slack.identities import load_bot_config
+
+    path = tmp_path / "regops.yaml"
+    path.write_text(EXAMPLE.replace("users: [U0ADMIN]", "users: [alice]"))
+    assert load_config(path).access.grants[0].users == ("alice",)
+    with pytest.raises(ConfigError) as info:
+        load_bot_config(path)
+    assert info.value.problems[0].startswith("access.grants[0].users[0]: `alice` is not a Slack user ID")
+    assert info.value.source == str(path)
+
+
+@pytest.mark.parametrize(
+    ("explicit", "environ", "expected"),
+    [
+        ("  /etc/regops/a.yaml\n", {}, Path("/etc/regops/a.yaml")),
+        ("   ", {"REGOPS_CONFIG": "/b.yaml"}, Path("/b.yaml")),
+        (None, {"REGOPS_CONFIG": " \t"}, Path("regops.yaml")),
+        ("~/regops.yaml", {}, Path.home() / "regops.yaml"),
+        (None, {"REGOPS_CONFIG": "~/x.yaml "}, Path.home() / "x.yaml"),
+        (Path("/p/regops.yaml"), {}, Path("/p/regops.yaml")),
+    ],
+)
+def test_resolve_config_path_expands_home_and_ignores_blanks(
+    explicit: str | Path | None, environ: dict[str, str], expected: Path
+) -> None:
+    assert resolve_config_path(explicit, environ) == expected

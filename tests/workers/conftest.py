@@ -15,17 +15,17 @@ import redis
 
 from tests.support.services import DockerEngine, Registry, build_image
 from workers import tasks
-from workers.credentials import CredentialStore, load_credentials
+from workers.credentials import CredentialStore
+from workers.kernel.config import RegistryConfig, Retries, load_config
 from workers.kernel.jobs import JobEvent, JobRecord, JobSpec
 from workers.kernel.keys import EVENTS_STREAM, job_key
-from workers.retries import RetryPolicy
 
 NAMESPACE = "com.example.namespace"
 WRONG_PASSWORD = "Wr0ng-" + uuid.uuid4().hex
 PASSWORD_ENV = "REGOPS_TEST_REGISTRY_PASSWORD"
 WRONG_PASSWORD_ENV = "REGOPS_TEST_WRONG_PASSWORD"
 
-FAST_RETRIES = RetryPolicy(attempts=3, backoff=0.1, max_backoff=0.2)
+FAST_RETRIES = Retries(attempts=3, backoff=0.1, max_backoff=0.2)
 
 _names = itertools.count()
 
@@ -40,7 +40,13 @@ class WorkerSetup:
     dead_server: str
 
     def credentials(self) -> CredentialStore:
-        return load_credentials(self.config, self.environ)
+        return CredentialStore(load_config(self.config).registries, self.environ)
+
+
+def registry_config(name: str, server: str, username: str, password_env: str) -> RegistryConfig:
+    """One registry as the config gives it to the worker, its password in ``password_env``."""
+    return RegistryConfig(name=name, server=server, services_hostname="", namespace=NAMESPACE,
+                          username=username, password_env=password_env, password_file=None)
 
 
 @pytest.fixture(scope="session")
@@ -65,10 +71,12 @@ registries:
     password_env: {PASSWORD_ENV}
   wrong:
     server: "{registry.server}"
+    services_hostname: namespace.example.com
     username: "{registry.username}"
     password_env: {WRONG_PASSWORD_ENV}
   dead:
     server: "{dead_server}"
+    services_hostname: namespace.example.com
     username: "{registry.username}"
     password_env: {PASSWORD_ENV}
 default_registry: main

@@ -6,6 +6,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,17 +22,19 @@ from tests.workers.conftest import (
     make_spec,
     queued,
     record_of,
+    registry_config,
     registry_ref,
     unique_name,
 )
 from workers import tasks
-from workers.credentials import CredentialStore, RegistryEntry
-from workers.errors import ConfigError
+from workers.__main__ import build_context
+from workers.credentials import CredentialStore
 from workers.events import EventWriter
+from workers.kernel.config import Retries
+from workers.kernel.errors import ConfigError
 from workers.kernel.jobs import JobSpec
 from workers.kernel.keys import HEARTBEAT_TTL_SECONDS, heartbeat_key, reference_lock_key
 from workers.liveness import Heartbeat, ReferenceLock
-from workers.retries import RetryPolicy, parse_retries
 
 
 def in_thread(function: Callable[[], dict[str, Any]]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -179,9 +182,9 @@ def test_a_registry_that_comes_back_within_the_retries_gets_the_push(
     late.stop()  # down now; it comes back on the same port while the job retries
     comeback = Registry(username=late.username, password=late.password, port=port)
     store = CredentialStore(
-        {"late": RegistryEntry("late", server, late.username, password_env="PW")}, {"PW": late.password}
+        {"late": registry_config("late", server, late.username, password_env="PW")}, {"PW": late.password}
     )
-    tasks.install(dataclasses.replace(context, credentials=store, retries=RetryPolicy(5, 1.0, 2.0)))
+    tasks.install(dataclasses.replace(context, credentials=store, retries=Retries(5, 1.0, 2.0)))
     name = unique_name()
     spec = make_spec(
         "push", "late", server, reference=registry_ref(server, name), source=local_image(docker_engine)
@@ -203,16 +206,19 @@ def test_a_registry_that_comes_back_within_the_retries_gets_the_push(
 
 
 def test_retry_policy_backoff_doubles_up_to_its_cap() -> None:
-    policy = RetryPolicy(attempts=6, backoff=2, max_backoff=10)
+    policy = Retries(attempts=6, backoff=2, max_backoff=10)
     assert [policy.delay(n) for n in range(1, 6)] == [2, 4, 8, 10, 10]
 
 
-def test_the_worker_reads_the_retries_section() -> None:
-    assert parse_retries({"registries": {}}) == RetryPolicy()
-    assert parse_retries({"retries": {"attempts": 4, "backoff": "1s", "max_backoff": "1m"}}) == RetryPolicy(
-        4, 1, 60
-    )
+def test_the_worker_reads_the_retries_section(tmp_path: Path) -> None:
+    path = tmp_path / "regops.yaml"
+    base = "registries:\n  main: {server: r.example:5000, namespace: ns, username: u, password_env: PW}\nhosts: [b]\n"
+    path.write_text(base)
+    assert build_context(str(path), {}).retries == Retries()
+    path.write_text(base + "retries: {attempts: 4, backoff: 1s, max_backoff: 1m}\n")
+    assert build_context(str(path), {}).retries == Retries(4, 1, 60)
+    path.write_text(base + "retries: {attempts: 0, backof: 1}\n")
     with pytest.raises(ConfigError) as info:
-        parse_retries({"retries": {"attempts": 0, "backof": 1}}, "regops.yaml")
-    assert "retries.backof: unknown key" in info.value.user_message
-    assert "retries.attempts: must be a whole number, at least 1" in info.value.user_message
+        build_context(str(path), {})
+    assert "retries.backof: unknown key" in info.value.summary()
+    assert "retries.attempts: must be at least 1 (1 means no retry)" in info.value.summary()

@@ -26,11 +26,12 @@ from tests.workers.conftest import (
     queued,
     record_job,
     record_of,
+    registry_config,
     registry_ref,
     unique_name,
 )
 from workers import tasks
-from workers.credentials import CredentialStore, RegistryEntry
+from workers.credentials import CredentialStore
 from workers.kernel.actions import TASKS
 from workers.kernel.keys import queue_name
 from workers.worker import SafeSimpleWorker, make_worker
@@ -294,7 +295,7 @@ def test_timeout_is_reported_then_reraised(
     setup: WorkerSetup,
 ) -> None:
     store = CredentialStore(
-        {"silent": RegistryEntry("silent", silent_registry, "u", password_env="PW")}, {"PW": "pw"}
+        {"silent": registry_config("silent", silent_registry, "u", password_env="PW")}, {"PW": "pw"}
     )
     tasks.install(tasks.TaskContext(redis_client, context.docker_api, store))
 

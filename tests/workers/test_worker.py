@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -168,13 +170,40 @@ def test_regops_task_with_a_callback_is_refused(
     assert record_of(redis_client, spec.job_id).message == REFUSED_MESSAGE
 
 
-def test_main_exits_2_on_a_bad_config(tmp_path: Path) -> None:
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """``main`` sets up the process's logging; put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level, factory = list(root.handlers), root.level, logging.getLogRecordFactory()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.setLogRecordFactory(factory)
+    logging.captureWarnings(False)
+
+
+def test_main_exits_2_on_a_bad_config(
+    tmp_path: Path, restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "regops.yaml"
     bad.write_text("registries: {}\n")
     assert main(["--host", "build-1", "--config", str(bad), "--burst"]) == 2
+    logged = capsys.readouterr().err
+    assert f"cannot start: invalid configuration ({bad}): 2 problems: " in logged
+    assert "registries: must be a mapping of registry names to settings" in logged
+    assert "hosts: is required" in logged
 
 
-def test_main_exits_3_without_redis(setup: WorkerSetup, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_exits_2_without_a_config_file(
+    tmp_path: Path, restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--host", "build-1", "--config", str(tmp_path / "nope.yaml"), "--burst"]) == 2
+    assert f"{tmp_path / 'nope.yaml'}: no such file" in capsys.readouterr().err
+
+
+def test_main_exits_3_without_redis(
+    setup: WorkerSetup, monkeypatch: pytest.MonkeyPatch, restored_logging: None
+) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     for name, value in setup.environ.items():
         monkeypatch.setenv(name, value)

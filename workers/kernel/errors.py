@@ -1,4 +1,4 @@
-"""The bot's error hierarchy: every expected failure carries a message safe to show users."""
+"""The shared error hierarchy: every expected failure carries a message safe to show users."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 
 class RegopsError(Exception):
-    """Base error of the bot; ``user_message`` is safe to show in Slack verbatim."""
+    """Base error of regops; ``user_message`` is safe to show a person verbatim."""
 
     def __init__(self, user_message: str) -> None:
         super().__init__(user_message)
@@ -15,14 +15,6 @@ class RegopsError(Exception):
 
 class UsageError(RegopsError):
     """Bad command input: the message says what was wrong and what would be right."""
-
-
-class CredentialsInChat(UsageError):
-    """A command carried a password or user option.
-
-    The message warns the user to rotate the password.  It never contains the
-    command text or the secret, and callers must not store, log or echo the text.
-    """
 
 
 class ConfigError(RegopsError):
@@ -39,3 +31,7 @@ class ConfigError(RegopsError):
         where = f" ({source})" if source else ""
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"invalid configuration{where}: {count} {noun}")
+
+    def summary(self) -> str:
+        """The message and every problem on one line, for a log or a one-line check result."""
+        return f"{self.user_message}: " + "; ".join(self.problems) if self.problems else self.user_message

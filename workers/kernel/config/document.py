@@ -1,0 +1,95 @@
+"""The whole document: its top-level keys, each section in turn, and the :class:`Config` they make.
+
+Unknown keys are errors, because a typo must never silently drop a setting; every
+problem of every section is collected before one ConfigError lists them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from workers.kernel.config.access import Names, parse_access
+from workers.kernel.config.identities import WORDS, IdentityRules
+from workers.kernel.config.model import Config, RegistryConfig
+from workers.kernel.config.problems import Problems
+from workers.kernel.config.registries import parse_hosts, parse_registries, pick_default
+from workers.kernel.config.timing import parse_retries, parse_timeouts
+from workers.kernel.errors import ConfigError
+
+_TOP_LEVEL_REQUIRED = ("registries", "hosts")
+_TOP_LEVEL_OPTIONAL = (
+    "default_registry",
+    "default_host",
+    "notify_channel",
+    "audit_channel",
+    "timeouts",
+    "retries",
+    "access",
+)
+
+
+def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
+    """Validate a loaded YAML document and build the Config; ConfigError lists every problem.
+
+    ``identities`` say what user, user-group and channel IDs look like (the bot gives
+    Slack's); by default any one word will do.
+    """
+    problems = Problems()
+    if data is None:
+        raise ConfigError(
+            ["(top level): the configuration is empty; it needs at least `registries` and `hosts`"]
+        )
+    top = problems.mapping(data, "", required=_TOP_LEVEL_REQUIRED, optional=_TOP_LEVEL_OPTIONAL)
+    if top is None:
+        raise ConfigError(problems.items)
+    registries, default_registry, registry_names = _registries(problems, top)
+    hosts = parse_hosts(problems, top["hosts"]) if "hosts" in top else None
+    host_names = list(dict.fromkeys(hosts)) if hosts is not None else None
+    default_host = pick_default(problems, top, "default_host", host_names, "host", "hosts")
+    notify_channel = _channel(problems, top, "notify_channel", "C0DEPLOYS", identities)
+    audit_channel = _channel(problems, top, "audit_channel", "C0AUDIT", identities)
+    timeouts = parse_timeouts(problems, top.get("timeouts"))
+    retries = parse_retries(problems, top.get("retries"))
+    # Broken registries and hosts still count as defined, so one mistake is not reported twice.
+    access = parse_access(problems, top.get("access"), Names(registry_names, host_names), identities)
+    if problems.items:
+        raise ConfigError(problems.items)
+    return Config(
+        registries=registries,
+        default_registry=default_registry,
+        hosts=hosts or (),
+        default_host=default_host,
+        notify_channel=notify_channel,
+        access=access,
+        timeouts=timeouts,
+        audit_channel=audit_channel,
+        retries=retries,
+    )
+
+
+def _registries(
+    problems: Problems, top: Mapping[str, Any]
+) -> tuple[dict[str, RegistryConfig], str, list[str] | None]:
+    """The registries that parsed, the default one, and every name defined (None if unreadable)."""
+    registries = parse_registries(problems, top["registries"]) if "registries" in top else {}
+    value = top.get("registries")
+    # Names of broken registries still count as defined, so one mistake is not reported twice.
+    names = [name for name in value if isinstance(name, str)] if isinstance(value, Mapping) else None
+    default = pick_default(problems, top, "default_registry", names, "registry", "registries")
+    return registries, default, names
+
+
+def _channel(
+    problems: Problems, top: Mapping[str, Any], key: str, example: str, identities: IdentityRules
+) -> str | None:
+    if top.get(key) is None:
+        return None
+    channel = problems.string(top[key], key, f"a Slack channel ID like {example}")
+    if channel is None:
+        return None
+    problem = identities.channel(channel, example)
+    if problem is not None:
+        problems.add(key, problem)
+        return None
+    return channel

@@ -1,0 +1,222 @@
+"""The configuration model: deeply immutable values, valid by construction where it matters.
+
+Passwords are never in the config, only where the workers find them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+EVERYONE = "*"
+"""In a grant's ``users``: every user."""
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return value if isinstance(value, MappingProxyType) else MappingProxyType(dict(value))
+
+
+def _frozen_strings(value: Collection[str], name: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        # tuple("push") would silently become ("p", "u", "s", "h").
+        raise TypeError(f"{name} must be a sequence of strings, not a string")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """One registry; ``namespace`` is resolved (explicit, or the services hostname reversed)."""
+
+    name: str
+    server: str
+    services_hostname: str
+    namespace: str
+    username: str
+    password_env: str | None
+    password_file: str | None
+
+    @property
+    def password_source(self) -> str:
+        """Where the workers read the password from, for summaries (never the value)."""
+        if self.password_env:
+            return f"environment variable {self.password_env}"
+        return f"file {self.password_file}"
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a role allows: every glob list must match (``registries``/``hosts`` are config names)."""
+
+    name: str
+    actions: tuple[str, ...]
+    images: tuple[str, ...] = ("*",)
+    tags: tuple[str, ...] = ("*",)
+    registries: tuple[str, ...] = ("*",)
+    hosts: tuple[str, ...] = ("*",)
+
+    def __post_init__(self) -> None:
+        for name in ("actions", "images", "tags", "registries", "hosts"):
+            object.__setattr__(self, name, _frozen_strings(getattr(self, name), f"Role.{name}"))
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Gives ``role`` to ``users`` (IDs or ``"*"``) and members of ``usergroups``, in ``channels``.
+
+    Empty ``channels`` means any channel.  ``index`` is the grant's position in
+    ``access.grants``, for messages and the audit trail; it is not part of a grant's
+    identity (two grants with the same content are equal).
+    """
+
+    role: str
+    users: tuple[str, ...] = ()
+    usergroups: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    index: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("users", "usergroups", "channels"):
+            object.__setattr__(self, name, _frozen_strings(getattr(self, name), f"Grant.{name}"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRule:
+    """Requests matching ``actions``, ``images`` and ``tags`` wait for ``required`` approvals.
+
+    ``actions`` defaults to push only: a push is what changes what the registry serves
+    (pull and tag only change a Docker host, login changes nothing).  ``approvers`` are
+    role names defined under ``access.roles`` or user IDs, in file order.  ``expires_in``
+    is how many seconds a request stays open.  ``index`` is the rule's position in
+    ``access.approvals``.
+
+    ``roles`` are the role names defined where the rule belongs: they split the approvers
+    into :attr:`approver_roles` and :attr:`approver_users`.  An :class:`AccessConfig` sets
+    them on its rules; a rule rebuilt from stored fields has none until
+    :meth:`with_roles` gives them, and meanwhile counts every approver as both.
+    """
+
+    index: int = 0
+    images: tuple[str, ...] = ("*",)
+    tags: tuple[str, ...] = ("*",)
+    actions: tuple[str, ...] = ("push",)
+    approvers: tuple[str, ...]
+    required: int = 1
+    expires_in: int = 1800
+    roles: frozenset[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("images", "tags", "actions", "approvers"):
+            object.__setattr__(self, name, _frozen_strings(getattr(self, name), f"ApprovalRule.{name}"))
+        if self.roles is not None:
+            object.__setattr__(self, "roles", frozenset(_frozen_strings(self.roles, "ApprovalRule.roles")))
+        # A rule nobody can satisfy, or one that needs no approval at all, must not be built by hand either.
+        if not self.approvers:
+            raise ValueError("ApprovalRule.approvers must name at least one role or user")
+        if self.required < 1:
+            raise ValueError("ApprovalRule.required must be at least 1")
+        if self.expires_in < 1:
+            raise ValueError("ApprovalRule.expires_in must be positive")
+
+    @property
+    def name(self) -> str:
+        return f"approvals[{self.index}]"
+
+    def with_roles(self, roles: Collection[str]) -> ApprovalRule:
+        """This rule, its approvers split by ``roles`` (the role names defined under ``access.roles``)."""
+        return replace(self, roles=frozenset(_frozen_strings(roles, "ApprovalRule.roles")))
+
+    @property
+    def approver_roles(self) -> tuple[str, ...]:
+        """The approvers that are defined roles: members of one may approve."""
+        return tuple(name for name in self.approvers if self.roles is None or name in self.roles)
+
+    @property
+    def approver_users(self) -> tuple[str, ...]:
+        """The approvers that are not defined roles, so user IDs: that user may approve."""
+        return tuple(name for name in self.approvers if self.roles is None or name not in self.roles)
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    """Roles, the grants that give them, and the approvals rules, in file order.
+
+    Grants and rules are renumbered on construction, so ``index`` always names the
+    position in the list, also in an AccessConfig built by hand; each rule's approvers
+    are split by the roles defined here.
+    """
+
+    roles: Mapping[str, Role] = field(default_factory=dict)
+    grants: tuple[Grant, ...] = ()
+    approvals: tuple[ApprovalRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", _frozen_mapping(self.roles))
+        object.__setattr__(
+            self, "grants", tuple(replace(grant, index=index) for index, grant in enumerate(self.grants))
+        )
+        defined = frozenset(self.roles)
+        object.__setattr__(
+            self,
+            "approvals",
+            tuple(replace(rule, index=index, roles=defined) for index, rule in enumerate(self.approvals)),
+        )
+
+    def usergroups(self) -> frozenset[str]:
+        """Every user group named in a grant: the memberships the bot must keep loaded."""
+        return frozenset(group for grant in self.grants for group in grant.usergroups)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds each action may run on a worker before it is stopped."""
+
+    push: int = 1800
+    pull: int = 1800
+    tag: int = 120
+    login: int = 120
+
+    def for_action(self, action: str) -> int:
+        if action not in ("push", "pull", "tag", "login"):
+            raise KeyError(f"no timeout for action {action!r}")
+        value: int = getattr(self, action)
+        return value
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How a worker retries a transient failure: ``attempts`` runs in all (the first included);
+    the n-th retry waits ``backoff * 2**(n-1)`` seconds, never more than ``max_backoff``."""
+
+    attempts: int = 3
+    backoff: float = 2
+    max_backoff: float = 30
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the second attempt)."""
+        return float(min(self.max_backoff, self.backoff * 2 ** (retry - 1)))
+
+
+@dataclass(frozen=True)
+class Config:
+    registries: Mapping[str, RegistryConfig]
+    default_registry: str
+    hosts: tuple[str, ...]
+    default_host: str
+    notify_channel: str | None
+    access: AccessConfig
+    timeouts: Timeouts
+    audit_channel: str | None = None
+    retries: Retries = field(default_factory=Retries)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "registries", _frozen_mapping(self.registries))
+        object.__setattr__(self, "hosts", _frozen_strings(self.hosts, "Config.hosts"))
+
+    def summary(self) -> str:
+        """A human summary for ``regops check-config``; shows where passwords live, never a password."""
+        # Imported here: the summary module reads this model, and the model must load first.
+        from workers.kernel.config.summary import summarize
+
+        return summarize(self)

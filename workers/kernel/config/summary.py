@@ -1,0 +1,69 @@
+"""What ``regops check-config`` prints about a valid config: every setting, where passwords live, no password."""
+
+from __future__ import annotations
+
+from workers.kernel.config.model import EVERYONE, AccessConfig, Config, RegistryConfig
+from workers.kernel.references import reverse_hostname
+from workers.kernel.times import format_duration
+
+
+def summarize(config: Config) -> str:
+    lines = ["registries:"]
+    lines += [_registry(registry, name == config.default_registry) for name, registry in config.registries.items()]
+    hosts = ", ".join(f"{host} (default)" if host == config.default_host else host for host in config.hosts)
+    lines.append(f"hosts: {hosts}")
+    lines.append(f"notify channel: {config.notify_channel or 'none'}")
+    lines.append(f"audit channel: {config.audit_channel or 'none'}")
+    timeouts = config.timeouts
+    lines.append(
+        "timeouts: "
+        + ", ".join(
+            f"{action} {format_duration(timeouts.for_action(action))}" for action in ("push", "pull", "tag", "login")
+        )
+    )
+    retries = config.retries
+    lines.append(
+        f"retries: {retries.attempts} attempt(s), backoff {format_duration(retries.backoff)} "
+        f"doubling up to {format_duration(retries.max_backoff)}"
+    )
+    lines += _access(config.access)
+    return "\n".join(lines)
+
+
+def _registry(registry: RegistryConfig, default: bool) -> str:
+    origin = (
+        f"{registry.services_hostname} reversed"
+        if registry.services_hostname and registry.namespace == reverse_hostname(registry.services_hostname)
+        else "explicit"
+    )
+    return (
+        f"  {registry.name}{' (default)' if default else ''}: server {registry.server}, "
+        f"namespace {registry.namespace} ({origin}), username {registry.username}, "
+        f"password from {registry.password_source}"
+    )
+
+
+def _access(access: AccessConfig) -> list[str]:
+    counts = f"{len(access.roles)} role(s), {len(access.grants)} grant(s), {len(access.approvals)} approval rule(s)"
+    lines = [f"access: {counts}"]
+    if not access.grants:
+        lines.append("  no grants: nobody may run anything but help, whoami and can-i")
+    for role in access.roles.values():
+        lines.append(
+            f"  role {role.name}: actions {', '.join(role.actions)}; images {', '.join(role.images)}; "
+            f"tags {', '.join(role.tags)}; registries {', '.join(role.registries)}; "
+            f"hosts {', '.join(role.hosts)}"
+        )
+    for grant in access.grants:
+        who = [f"user {user}" if user != EVERYONE else "everyone" for user in grant.users]
+        who += [f"group {group}" for group in grant.usergroups]
+        where = ", ".join(grant.channels) if grant.channels else "any channel"
+        lines.append(f"  grants[{grant.index}] role {grant.role}: {', '.join(who)}; in {where}")
+    for rule in access.approvals:
+        noun = "approval" if rule.required == 1 else "approvals"
+        lines.append(
+            f"  {rule.name}: {', '.join(rule.actions)} of images {', '.join(rule.images)}, "
+            f"tags {', '.join(rule.tags)} needs {rule.required} {noun} from "
+            f"{', '.join(rule.approvers)}; expires after {format_duration(rule.expires_in)}"
+        )
+    return lines
