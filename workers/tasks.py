@@ -148,14 +148,9 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
     context = current()
     events = EventWriter(context.redis)
     try:
-        spec = JobSpec.from_dict(data)
-    except (ValueError, TypeError) as exc:
+        spec = _spec_of(action, data)
+    except ValueError as exc:
         return _reject_payload(action, data, events, str(exc))
-    if spec.action != action.value:
-        return _reject_payload(
-            action, data, events, f"action {spec.action!r} sent to the {action.value} task"
-        )
-
     log.info(
         "job %s: %s %s started (requested by %s)", spec.job_id, action.value, _subject(spec), spec.requester
     )
@@ -171,42 +166,18 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
             _acquire(lock, spec, events)
         outcome = _attempts(spec, context, events, work)
     except WorkerError as exc:
-        log.warning(
-            "job %s: %s failed: %s: %s (retryable: %s)",
-            spec.job_id,
-            action.value,
-            exc.reason,
-            exc.user_message,
-            exc.retryable,
-        )
         heartbeat.stop()
-        events.failed(spec.job_id, exc.reason, exc.user_message)
-        return {
-            "job_id": spec.job_id,
-            "ok": False,
-            "reason": exc.reason,
-            "message": exc.user_message,
-            "retryable": exc.retryable,
-        }
+        return _failed(spec, events, exc)
     except JobTimeoutException:
         log.warning("job %s: %s of %s timed out", spec.job_id, action.value, _subject(spec))
         heartbeat.stop()
-        events.failed(
-            spec.job_id, FailureReason.TIMED_OUT, f"the {action.value} of {_subject(spec)} timed out"
-        )
+        events.failed(spec.job_id, FailureReason.TIMED_OUT, f"the {action.value} of {_subject(spec)} timed out")
         raise
     except Exception:
         ref = secrets.token_hex(4)
         log.exception("job %s: %s crashed (ref %s)", spec.job_id, action.value, ref)
-        message = f"internal error on the worker (ref {ref})"
         heartbeat.stop()
-        events.failed(spec.job_id, FailureReason.INTERNAL, message)
-        return {
-            "job_id": spec.job_id,
-            "ok": False,
-            "reason": FailureReason.INTERNAL.value,
-            "message": message,
-        }
+        return _crashed(spec, events, ref)
     else:
         # Stopped before the outcome is written, so no renewal can bring the key back after it.
         heartbeat.stop()
@@ -215,12 +186,38 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
         heartbeat.stop()
         if lock is not None:
             lock.release()
-
     log.info("job %s: %s succeeded: %s", spec.job_id, action.value, outcome.message)
     result: dict[str, Any] = {"job_id": spec.job_id, "ok": True, "message": outcome.message}
     if outcome.digest:
         result["digest"] = outcome.digest
     return result
+
+
+def _spec_of(action: Action, data: Mapping[str, Any]) -> JobSpec:
+    """The job spec of this task's payload; ValueError when it is not one, or for another task."""
+    try:
+        spec = JobSpec.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+    if spec.action != action.value:
+        raise ValueError(f"action {spec.action!r} sent to the {action.value} task")
+    return spec
+
+
+def _failed(spec: JobSpec, events: EventWriter, exc: WorkerError) -> dict[str, Any]:
+    """An expected failure: its reason and user-safe message become the job's outcome."""
+    log.warning("job %s: %s failed: %s: %s (retryable: %s)", spec.job_id, spec.action, exc.reason,
+                exc.user_message, exc.retryable)
+    events.failed(spec.job_id, exc.reason, exc.user_message)
+    return {"job_id": spec.job_id, "ok": False, "reason": exc.reason, "message": exc.user_message,
+            "retryable": exc.retryable}
+
+
+def _crashed(spec: JobSpec, events: EventWriter, ref: str) -> dict[str, Any]:
+    """An unexpected error (logged with its traceback under ``ref``): the person sees the reference only."""
+    message = f"internal error on the worker (ref {ref})"
+    events.failed(spec.job_id, FailureReason.INTERNAL, message)
+    return {"job_id": spec.job_id, "ok": False, "reason": FailureReason.INTERNAL.value, "message": message}
 
 
 def _locks(spec: JobSpec) -> bool:

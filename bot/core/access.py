@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from bot.core.text import Text, channel, code, join, plain, t, user
@@ -47,7 +47,7 @@ class StaticMembership:
         return self._groups.get(group)
 
 
-class DecisionCode(str, Enum):
+class DecisionCode(StrEnum):
     ALLOWED = "allowed"
     OPEN = "open"
     NEEDS_APPROVAL = "needs_approval"

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import redis
 
@@ -43,7 +43,7 @@ APPROVAL_EVENT = "approval"
 NOTICE_EVENT = "notice"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     RECORDED = "recorded"      # an approval counted, more needed
     APPROVED = "approved"      # the last approval needed: the job is queued
     REJECTED = "rejected"

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import redis
 from rq.command import send_stop_job_command
@@ -67,7 +67,7 @@ STOP_WAIT_SECONDS = 2.0
 _CANCEL_ATTEMPTS = 50
 
 
-class CancelOutcome(str, Enum):
+class CancelOutcome(StrEnum):
     CANCELLED = "cancelled"
     ENDED = "ended"            # the job had already ended; nothing changed
     REFUSED = "refused"        # this user may not cancel it
@@ -207,7 +207,7 @@ class Jobs:
         beats = iter(pipe.execute())
         now = self._clock()
         live: dict[str, tuple[str, ...]] = {}
-        for host, keys in zip(names, members):
+        for host, keys in zip(names, members, strict=False):
             alive = []
             for key in keys:
                 heartbeat, death = next(beats)
@@ -233,7 +233,8 @@ class Jobs:
     def cancel(self, job_id: str, user: str, channel: str | None) -> CancelResult:
         record = self.get(job_id)
         if record is None:
-            return CancelResult(CancelOutcome.UNKNOWN, t("There is no job {} (or it is too old to change).", code(job_id)))
+            return CancelResult(CancelOutcome.UNKNOWN,
+                                t("There is no job {} (or it is too old to change).", code(job_id)))
         decision = self.decide(user, "cancel", record, channel)
         if not decision.allowed:
             return CancelResult(CancelOutcome.REFUSED, decision.reason, decision.rule, record)

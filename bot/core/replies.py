@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from bot.core.text import Text
 from workers.kernel.jobs import JobRecord
 
 
-class ReplyKind(str, Enum):
+class ReplyKind(StrEnum):
     QUEUED = "queued"
     APPROVAL = "approval"
     HELP = "help"
@@ -36,7 +36,7 @@ class Request:
     """The service the text crossed on its way here (``Slack``), named when a credential must be rotated."""
 
 
-class ClickAction(str, Enum):
+class ClickAction(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     CANCEL = "cancel"

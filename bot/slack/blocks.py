@@ -88,7 +88,8 @@ def job_message(record: JobRecord, approval: ApprovalView | None = None) -> tupl
     blocks: Blocks = [_section(f"{emoji} {mrkdwn(t('*{}*: {}', state_word(record), outcome_details(record)))}")]
     if record.state == JobState.RUNNING and record.progress is not None:
         blocks.append(_section(f"`{progress_bar(record.progress)}` {record.progress}%"))
-    if approval is not None and approval.state == JobState.AWAITING_APPROVAL and record.state == JobState.AWAITING_APPROVAL:
+    awaiting = JobState.AWAITING_APPROVAL
+    if approval is not None and approval.state == awaiting and record.state == awaiting:
         blocks.append({"type": "actions", "block_id": f"approval:{record.job_id}", "elements": [
             {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "value": record.job_id,
              "text": {"type": "plain_text", "text": "Approve"}},

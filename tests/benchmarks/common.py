@@ -212,7 +212,7 @@ def print_table(title: str, rows: Sequence[Sequence[Any]], header: Sequence[str]
     print(title)
     print(line)
     for index, row in enumerate(cells):
-        print("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + " |")
         if index == 0:
             print(line)
     print(line)

@@ -176,7 +176,10 @@ async def run(url: str, payloads: list[bytes], rate: float, expect: bytes, timeo
 def summarize(result: Result, elapsed: float, sent: int, rate: float) -> dict:
     lat = sorted(result.latencies)
     lag = sorted(result.send_lag)
-    ms = lambda seconds: round(seconds * 1000, 3)
+
+    def ms(seconds: float) -> float:
+        return round(seconds * 1000, 3)
+
     return {
         "rate": rate,
         "sent": sent,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from workers.kernel.jobs import SCHEMA_VERSION, JobState
 from workers.kernel.times import iso_time
 
 
-class AuditKind(str, Enum):
+class AuditKind(StrEnum):
     COMMAND = "command"
     APPROVAL = "approval"
     JOB = "job"

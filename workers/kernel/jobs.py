@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 from workers.kernel.actions import TASKS
@@ -50,7 +50,7 @@ class JobSpec:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     QUEUED = "queued"
     STARTED = "started"
     PROGRESS = "progress"
@@ -85,7 +85,7 @@ ACTIVE_STATES: frozenset[str] = frozenset({JobState.QUEUED.value, JobState.RUNNI
 """States of a job that is on a queue or on a worker (and can be cancelled there)."""
 
 
-class FailureReason(str, Enum):
+class FailureReason(StrEnum):
     """Why a job failed; each has a user-safe sentence in :data:`FAILURE_MESSAGES`."""
 
     IMAGE_NOT_FOUND = "image_not_found"

@@ -109,7 +109,7 @@ def redact(text: str) -> str:
         for position, keep in enumerate(_login_options(words[start:]), start):
             hidden[position] = hidden[position] or not keep
     shown: list[str] = []
-    for word, secret in zip(words, hidden):
+    for word, secret in zip(words, hidden, strict=False):
         if not secret:
             shown.append(word)
         elif not shown or shown[-1] != REDACTED:
