@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="do not start a worker for the default host alongside the shell")
     shell.add_argument("--worker-log", default=os.path.join(tempfile.gettempdir(), "regops-shell-worker.log"),
                        help="where the worker started alongside writes its log")
-    shell.add_argument("--log", default=os.path.join(tempfile.gettempdir(), "regops-shell.log"),
+    shell.add_argument("--log-file", default=os.path.join(tempfile.gettempdir(), "regops-shell.log"),
                        help="where the shell's own log goes while it runs at a terminal (else: stderr)")
 
     check = sub.add_parser("check-config", parents=[common], help="validate the config and print a summary")
@@ -232,8 +232,8 @@ def _shell(args: argparse.Namespace, settings: Settings, config: Config) -> int:
                   prompt=PROMPT if interactive else None, styled=at_terminal)
     if at_terminal:
         # Log lines would land between the prompt and the job lines: at a terminal they go to a file.
-        _log_to_file(args.log)
-        print(f"(log: {args.log})", file=sys.stderr)
+        _log_to_file(args.log_file)
+        print(f"(log: {args.log_file})", file=sys.stderr)
 
     with contextlib.ExitStack() as stack:
         if not args.no_worker:

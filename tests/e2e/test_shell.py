@@ -73,3 +73,42 @@ def test_a_refused_password_in_the_console_does_not_say_it_was_sent_to_slack(
     result = run_shell("login -p hunter2secret\n", redis_server, docker_engine, registry)
     assert "rotate" in result.stdout and "Slack" not in result.stdout
     assert "hunter2secret" not in result.stdout + result.stderr
+
+
+def test_at_a_terminal_log_lines_go_to_a_file_not_between_the_prompt_and_the_answers(
+        redis_server: RedisServer, registry: Registry, tmp_path: Path) -> None:
+    """Defect: `WARNING bot.core.service: …` lines interleaved with the console's output at a terminal."""
+    import os
+    import pty
+    import select
+
+    config = write_config(tmp_path, registry)
+    log = tmp_path / "shell.log"
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/5", "TERM": "dumb"}
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", str(config), "shell", "--user", "U0ADMIN", "--no-worker",
+         "--log-file", str(log)],
+        stdin=follower, stdout=follower, stderr=follower, env=env, cwd=Path(__file__).parents[2])
+    os.close(follower)
+    os.write(leader, b"push centos7-x 1 -p hunter2secret\nwhoami\nexit\n")
+    seen = b""
+    try:
+        while process.poll() is None or select.select([leader], [], [], 0.2)[0]:
+            if select.select([leader], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+    finally:
+        process.wait(timeout=30)
+        os.close(leader)
+    screen = seen.decode(errors="replace")
+    assert "rotate" in screen and "Your access" in screen, screen
+    assert "\x1b[1mYour access\x1b[0m" in screen  # bold at a terminal
+    assert "WARNING" not in screen and "credentials in chat" not in screen, screen
+    assert "command refused: credentials in chat" in log.read_text()
+    assert "hunter2secret" not in screen.replace("push centos7-x 1 -p hunter2secret", "") + log.read_text()
