@@ -4,7 +4,6 @@ written straight into Redis is refused by a real worker.  Also the worker's log 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import re
@@ -27,6 +26,7 @@ from rq.serializers import JSONSerializer
 
 from bot.core.audit import format_line
 from tests.e2e.conftest import registries_yaml
+from tests.support.leaks import leaked_forms
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image
 from tests.support.slack_standin import SlackStandIn, sign, slash_command_body
 from tests.support.stack import RegopsProcess, ServeProcess
@@ -136,22 +136,6 @@ def regops_audit(redis_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bot", "audit", "--json"], capture_output=True, text=True,
                           timeout=60, cwd=cwd, check=False,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "REDIS_URL": redis_url})
-
-
-def base64_forms(secret: str) -> set[str]:
-    """The base64 characters that depend on ``secret`` alone, at each byte alignment, in both alphabets."""
-    forms = set()
-    data = secret.encode()
-    for before in range(3):
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            encoded = encode(b"x" * before + data).decode()
-            forms.add(encoded[(4 * before + 2) // 3: 4 * (before + len(data)) // 3])
-    return forms
-
-
-def leaked_forms(text: str, secret: str) -> list[str]:
-    forms = {secret, urllib.parse.quote(secret, safe=""), *base64_forms(secret)}
-    return sorted(form for form in forms if form in text)
 
 
 # ---- Redis with a password, an ACL user, TLS -------------------------------------------------------

@@ -13,7 +13,6 @@ import json
 import logging
 import urllib.parse
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,17 +21,6 @@ from workers.kernel.secrets import MASK, Secret, SecretMasker
 
 SECRET = 'xoxb-very/secret"tökén'
 
-
-@pytest.fixture
-def restored_logging() -> Iterator[None]:
-    """configure_logging sets up the whole process: put pytest's logging back afterwards."""
-    root = logging.getLogger()
-    handlers, level, factory = list(root.handlers), root.level, logging.getLogRecordFactory()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.setLogRecordFactory(factory)
-    logging.captureWarnings(False)
 
 
 def _stderr(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:

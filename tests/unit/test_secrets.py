@@ -16,25 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.leaks import leaked_forms
 from workers.credentials import CredentialStore
 from workers.kernel.config import load_config
 from workers.kernel.secrets import MASK, Secret, SecretMasker, secret_forms, url_secrets
-
-
-def base64_forms(secret: str) -> set[str]:
-    """The base64 characters that depend on ``secret`` alone, at each byte alignment, in both alphabets."""
-    forms = set()
-    data = secret.encode()
-    for before in range(3):
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            encoded = encode(b"x" * before + data).decode()
-            forms.add(encoded[(4 * before + 2) // 3: 4 * (before + len(data)) // 3])
-    return forms
-
-
-def leaked_forms(text: str, secret: str) -> list[str]:
-    forms = {secret, urllib.parse.quote(secret, safe=""), *base64_forms(secret)}
-    return sorted(form for form in forms if form in text)
 
 
 def test_secret_forms_cover_docker_registry_auth_headers() -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -169,17 +167,6 @@ def test_regops_task_with_a_callback_is_refused(
     assert reference not in api.inspect_image(source)["RepoTags"]
     assert record_of(redis_client, spec.job_id).message == REFUSED_MESSAGE
 
-
-@pytest.fixture
-def restored_logging() -> Iterator[None]:
-    """``main`` sets up the process's logging; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level, factory = list(root.handlers), root.level, logging.getLogRecordFactory()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.setLogRecordFactory(factory)
-    logging.captureWarnings(False)
 
 
 def test_main_exits_2_on_a_bad_config(
