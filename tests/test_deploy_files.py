@@ -406,6 +406,18 @@ def test_example_configs_pass_regops_validation() -> None:
 
 # --- docker-compose.yml ---------------------------------------------------------------------------
 
+def test_compose_file_is_valid_for_debians_docker_compose_v1() -> None:
+    """Debian packages only compose v1 (1.29), which refuses v2-only keys such as a top-level `name:`."""
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose (Debian's package) is not installed: deploy/local/setup.sh installs it"
+    env = {"PATH": "/usr/bin:/bin", "REDIS_PASSWORD": "x", "SLACK_BOT_TOKEN": "xoxb-x",
+           "SLACK_SIGNING_SECRET": "x", "DOCKER_GID": "0"}
+    result = subprocess.run([tool, "-f", str(COMPOSE_FILE), "config", "--quiet"], capture_output=True,
+                            text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "name" not in yaml.safe_load(COMPOSE_FILE.read_text())  # compose v2 alone takes it
+
+
 def _command(service: dict[str, Any]) -> list[str]:
     command = service.get("command") or []
     return shlex.split(command) if isinstance(command, str) else [str(word) for word in command]
@@ -807,3 +819,19 @@ def test_slack_manifest_asks_for_exactly_the_scopes_regops_uses() -> None:
     scopes = _slack_manifest()["oauth_config"]["scopes"]
     assert sorted(scopes["bot"]) == ["chat:write", "commands", "usergroups:read"]
     assert not scopes.get("user"), "regops acts as its bot, never as a user"
+
+
+def test_two_quick_starts_get_their_own_docker_exec_root() -> None:
+    """Defect: quickstart.sh always used --exec-root /run/regops-local-docker, so two quick starts collided."""
+    script = (ROOT / "deploy" / "local" / "quickstart.sh").read_text()
+    assignment = next(line.strip() for line in script.splitlines() if line.strip().startswith("EXEC_ROOT="))
+    assert '--exec-root "$EXEC_ROOT"' in script
+
+    def exec_root(state: str) -> str:
+        result = subprocess.run(["bash", "-c", f'STATE={shlex.quote(state)}; {assignment}; echo "$EXEC_ROOT"'],
+                                capture_output=True, text=True, check=True, timeout=10)
+        return result.stdout.strip()
+
+    first, second = exec_root("/srv/a/regops/.local"), exec_root("/srv/b/regops/.local")
+    assert first != second and first == exec_root("/srv/a/regops/.local")
+    assert all(len(root) < 60 for root in (first, second))  # room for the sockets under it

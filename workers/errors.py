@@ -1,6 +1,10 @@
-"""The workers' one error type: a failure a user may be told about, with its reason and retryability."""
+"""The workers' errors: a failure a user may be told about (with its reason and retryability), and the
+signal to rq that a job has failed and been reported."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from workers.kernel.jobs import FAILURE_MESSAGES, FailureReason
 
@@ -37,3 +41,16 @@ class CredentialsError(WorkerError):
 
     def __init__(self, user_message: str) -> None:
         super().__init__(FailureReason.INTERNAL, user_message, retryable=False)
+
+
+class JobFailed(Exception):
+    """Raised by a task once it has reported its job failed, so that rq books the job as failed too.
+
+    rq's failed-job registry, ``rq info`` and rq-dashboard then agree with regops' own record; the
+    exception text is the reason and the user-safe message (never a raw exception, never a secret).
+    ``result`` is the outcome the task reported.
+    """
+
+    def __init__(self, result: Mapping[str, Any]) -> None:
+        self.result = dict(result)
+        super().__init__(f"{self.result.get('reason')}: {self.result.get('message')}")

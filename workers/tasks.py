@@ -29,7 +29,7 @@ from rq.timeouts import JobTimeoutException
 
 from workers import docker_ops
 from workers.credentials import CredentialStore, RegistryCredentials
-from workers.errors import CredentialsError, WorkerError
+from workers.errors import CredentialsError, JobFailed, WorkerError
 from workers.events import EventWriter
 from workers.kernel.actions import Action
 from workers.kernel.config import Retries
@@ -150,7 +150,7 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
     try:
         spec = _spec_of(action, data)
     except ValueError as exc:
-        return _reject_payload(action, data, events, str(exc))
+        raise JobFailed(_reject_payload(action, data, events, str(exc))) from None
     log.info(
         "job %s: %s %s started (requested by %s)", spec.job_id, action.value, _subject(spec), spec.requester
     )
@@ -167,7 +167,7 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
         outcome = _attempts(spec, context, events, work)
     except WorkerError as exc:
         heartbeat.stop()
-        return _failed(spec, events, exc)
+        raise JobFailed(_failed(spec, events, exc)) from None
     except JobTimeoutException:
         log.warning("job %s: %s of %s timed out", spec.job_id, action.value, _subject(spec))
         heartbeat.stop()
@@ -177,7 +177,7 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
         ref = secrets.token_hex(4)
         log.exception("job %s: %s crashed (ref %s)", spec.job_id, action.value, ref)
         heartbeat.stop()
-        return _crashed(spec, events, ref)
+        raise JobFailed(_crashed(spec, events, ref)) from None
     else:
         # Stopped before the outcome is written, so no renewal can bring the key back after it.
         heartbeat.stop()

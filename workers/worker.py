@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 from types import FrameType
+from typing import Any
 
 import redis
 from rq import Queue
@@ -30,6 +31,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker
 
+from workers.errors import JobFailed
 from workers.events import EventWriter
 from workers.kernel.actions import TASKS
 from workers.kernel.jobs import TERMINAL_EVENTS, FailureReason, JobState
@@ -91,6 +93,13 @@ class _Refusing:
             refuse(self, job, queue, why)  # type: ignore[arg-type]
             return
         super().execute_job(job, queue)  # type: ignore[misc]
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        # A job that failed as expected was logged and reported by its task: no traceback for it.
+        if len(exc_info) > 1 and isinstance(exc_info[1], JobFailed):
+            log.info("job %s booked as failed in rq: %s", job.id, exc_info[1])
+            return
+        super().handle_exception(job, *exc_info)  # type: ignore[misc]
 
 
 class SafeWorker(_Refusing, Worker):

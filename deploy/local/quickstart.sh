@@ -53,9 +53,12 @@ if docker version >/dev/null 2>&1; then
 else
   say "starting a Docker engine at $DOCKER_SOCK"
   DOCKERD=$(command -v dockerd || echo /usr/sbin/dockerd)
-  mkdir -p "$STATE/docker-data" /run/regops-local-docker
+  # The exec root holds the engine's sockets: short (a socket path has ~100 characters at most) and
+  # one per state folder, so two quick starts on one machine never share it.
+  EXEC_ROOT=/run/regops-local-docker-$(printf '%s' "$STATE" | sha256sum | cut -c1-12)
+  mkdir -p "$STATE/docker-data" "$EXEC_ROOT"
   nohup "$DOCKERD" --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
-    --data-root "$STATE/docker-data" --exec-root /run/regops-local-docker \
+    --data-root "$STATE/docker-data" --exec-root "$EXEC_ROOT" \
     -H "unix://$DOCKER_SOCK" --pidfile "$STATE/dockerd.pid" >"$STATE/dockerd.log" 2>&1 &
   wait_for dockerd 60 docker version
 fi

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need_apt=()
-for pair in redis-server:redis-server dockerd:docker.io docker-registry:docker-registry htpasswd:apache2-utils; do
+for pair in redis-server:redis-server dockerd:docker.io docker-registry:docker-registry htpasswd:apache2-utils \
+    docker-compose:docker-compose; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/usr/bin/$cmd" ]; then
     need_apt+=("$pkg")

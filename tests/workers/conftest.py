@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import redis
 from tests.support.services import DockerEngine, Registry, build_image
 from workers import tasks
 from workers.credentials import CredentialStore
+from workers.errors import JobFailed
 from workers.kernel.config import RegistryConfig, Retries, load_config
 from workers.kernel.jobs import JobEvent, JobRecord, JobSpec
 from workers.kernel.keys import EVENTS_STREAM, job_key
@@ -173,3 +174,10 @@ def queued(connection: redis.Redis, spec: JobSpec) -> dict[str, Any]:
 def record_of(connection: redis.Redis, job_id: str) -> JobRecord:
     raw = connection.hgetall(job_key(job_id))
     return JobRecord.from_fields({k.decode(): v.decode() for k, v in raw.items()})
+
+
+def failed_run(run: Callable[[], object]) -> dict[str, Any]:
+    """The outcome of a task run that must fail: the task raises JobFailed (rq books it failed) carrying it."""
+    with pytest.raises(JobFailed) as info:
+        run()
+    return info.value.result

@@ -18,6 +18,7 @@ from tests.workers.conftest import (
     NAMESPACE,
     WorkerSetup,
     events_of,
+    failed_run,
     local_image,
     make_spec,
     queued,
@@ -145,7 +146,7 @@ def test_transient_failures_are_retried_visibly_then_given_up(
     reference = registry_ref(setup.dead_server, unique_name())
     spec = make_spec("push", "dead", setup.dead_server, reference=reference, source=local_image(docker_engine))
 
-    result = tasks.push(queued(redis_client, spec))
+    result = failed_run(lambda: tasks.push(queued(redis_client, spec)))
 
     assert (result["ok"], result["reason"]) == (False, "registry_unreachable")
     notes = [e.message for e in events_of(redis_client, spec.job_id) if e.type == "progress" and e.message]
@@ -166,7 +167,7 @@ def test_permanent_failures_fail_at_once(
     reference = registry_ref(registry.server, unique_name())
     spec = make_spec("push", "wrong", registry.server, reference=reference, source=local_image(docker_engine))
 
-    result = tasks.push(queued(redis_client, spec))
+    result = failed_run(lambda: tasks.push(queued(redis_client, spec)))
 
     assert result["reason"] == "auth_failed"
     assert [e.type for e in events_of(redis_client, spec.job_id)] == ["started", "failed"]

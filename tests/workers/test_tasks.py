@@ -21,6 +21,7 @@ from tests.workers.conftest import (
     WRONG_PASSWORD,
     WorkerSetup,
     events_of,
+    failed_run,
     local_image,
     make_spec,
     queued,
@@ -124,7 +125,7 @@ def test_login_task_with_a_wrong_password(
     context: tasks.TaskContext, registry: Registry, redis_client: redis.Redis
 ) -> None:
     spec = make_spec("login", "wrong", registry.server)
-    result = tasks.login(queued(redis_client, spec))
+    result = failed_run(lambda: tasks.login(queued(redis_client, spec)))
     assert (result["ok"], result["reason"]) == (False, "auth_failed")
     [started, failed] = events_of(redis_client, spec.job_id)
     assert (started.type, failed.type, failed.reason) == ("started", "failed", "auth_failed")
@@ -136,7 +137,7 @@ def test_push_of_a_missing_local_image(
 ) -> None:
     reference = registry_ref(registry.server, unique_name())
     spec = make_spec("push", "main", registry.server, reference=reference, source="absent-image:1.0")
-    result = tasks.push(queued(redis_client, spec))
+    result = failed_run(lambda: tasks.push(queued(redis_client, spec)))
     assert result["reason"] == "image_not_found"
     record = record_of(redis_client, spec.job_id)
     assert (record.state, record.reason, record.message) == (
@@ -153,14 +154,14 @@ def test_push_to_a_stopped_registry(
     spec = make_spec(
         "push", "dead", setup.dead_server, reference=reference, source=local_image(docker_engine)
     )
-    result = tasks.push(queued(redis_client, spec))
+    result = failed_run(lambda: tasks.push(queued(redis_client, spec)))
     assert (result["reason"], result["retryable"]) == ("registry_unreachable", True)
     assert record_of(redis_client, spec.job_id).reason == "registry_unreachable"
 
 
 def test_unknown_registry(context: tasks.TaskContext, registry: Registry, redis_client: redis.Redis) -> None:
     spec = make_spec("login", "staging", "staging.example.com:5000")
-    tasks.login(queued(redis_client, spec))
+    failed_run(lambda: tasks.login(queued(redis_client, spec)))
     record = record_of(redis_client, spec.job_id)
     assert (record.state, record.reason) == ("failed", "internal")
     assert record.message == "registry 'staging' is not configured on this worker"
@@ -170,14 +171,14 @@ def test_bot_and_worker_disagreeing_on_the_server(
     context: tasks.TaskContext, registry: Registry, redis_client: redis.Redis
 ) -> None:
     spec = make_spec("login", "main", "other.example.com:5000")
-    tasks.login(queued(redis_client, spec))
+    failed_run(lambda: tasks.login(queued(redis_client, spec)))
     assert "other.example.com:5000" in (record_of(redis_client, spec.job_id).message or "")
 
 
 def test_invalid_payload_fails_the_job_without_starting_it(
     context: tasks.TaskContext, redis_client: redis.Redis
 ) -> None:
-    result = tasks.push({"job_id": "bad1", "action": "push", "version": 99})
+    result = failed_run(lambda: tasks.push({"job_id": "bad1", "action": "push", "version": 99}))
     assert (result["ok"], result["reason"]) == (False, "internal")
     assert [e.type for e in events_of(redis_client, "bad1")] == ["failed"]
 
@@ -186,7 +187,7 @@ def test_spec_for_another_action_is_refused(
     context: tasks.TaskContext, registry: Registry, redis_client: redis.Redis
 ) -> None:
     spec = make_spec("login", "main", registry.server)
-    assert tasks.push(queued(redis_client, spec))["ok"] is False
+    assert failed_run(lambda: tasks.push(queued(redis_client, spec)))["ok"] is False
     assert record_of(redis_client, spec.job_id).message == "invalid job payload"
 
 
@@ -200,7 +201,7 @@ def test_unexpected_errors_get_a_reference_id(
     try:
         spec = make_spec("login", "main", setup.registry.server)
         with caplog.at_level(logging.ERROR):
-            tasks.login(queued(redis_client, spec))
+            failed_run(lambda: tasks.login(queued(redis_client, spec)))
     finally:
         tasks.uninstall()
     message = record_of(redis_client, spec.job_id).message or ""
@@ -228,16 +229,11 @@ def test_no_password_in_redis_or_logs(
     source = local_image(docker_engine)
     with caplog.at_level(logging.DEBUG):
         failures = [
-            tasks.login(queued(redis_client, make_spec("login", "wrong", registry.server))),
-            tasks.push(
-                queued(
-                    redis_client,
-                    make_spec("push", "wrong", registry.server, reference=reference, source=source),
-                )
-            ),
-            tasks.pull(
-                queued(redis_client, make_spec("pull", "wrong", registry.server, reference=reference))
-            ),
+            failed_run(lambda: tasks.login(queued(redis_client, make_spec("login", "wrong", registry.server)))),
+            failed_run(lambda: tasks.push(queued(
+                redis_client, make_spec("push", "wrong", registry.server, reference=reference, source=source)))),
+            failed_run(lambda: tasks.pull(queued(
+                redis_client, make_spec("pull", "wrong", registry.server, reference=reference)))),
         ]
         successes = [
             tasks.push(

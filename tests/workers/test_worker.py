@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from tests.support.redis_scan import all_redis_values
 from tests.support.services import DockerEngine, RedisServer, Registry
 from tests.workers.conftest import (
     NAMESPACE,
+    WRONG_PASSWORD,
     WorkerSetup,
     events_of,
     local_image,
@@ -82,6 +84,29 @@ def test_subprocess_worker_runs_a_push(
     assert f"job {spec.job_id}: push {spec.reference} started" in output
     assert registry.password not in output
     assert registry.password.encode() not in all_redis_values(redis_client)
+
+
+def test_an_expected_failure_is_a_failed_rq_job_with_its_reason_and_no_traceback(
+    redis_client: redis.Redis, context: tasks.TaskContext, registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """rq's registries (`rq info`, rq-dashboard) agree with regops: a job that failed is failed there too."""
+    host = unique_name("host")
+    queue = json_queue(redis_client, host)
+    spec = make_spec("login", "wrong", registry.server)
+    record_job(redis_client, spec, host)
+    job = queue.enqueue_call(func=TASKS["login"], kwargs={"spec": spec.to_dict()}, job_id=spec.job_id)
+
+    with caplog.at_level(logging.INFO):
+        make_worker(host, redis_client, worker_class=SafeSimpleWorker).work(burst=True)
+
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert job.id in queue.failed_job_registry.get_job_ids()
+    result = job.latest_result()
+    assert result is not None and "JobFailed: auth_failed: registry " in result.exc_string
+    assert record_of(redis_client, spec.job_id).state == "failed"
+    # The task logged the failure in one line; rq does not add a traceback at ERROR.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+    assert registry.password not in result.exc_string and WRONG_PASSWORD not in result.exc_string
 
 
 @pytest.fixture
