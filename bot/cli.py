@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.settings import Settings
+from bot.settings import Settings, read_metrics_token
 from bot.slack.identities import load_bot_config
 from workers.kernel.config import Config, resolve_config_path
 from workers.kernel.errors import ConfigError
@@ -101,8 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_level = "WARNING" if args.command == "shell" else "INFO"
     level = getattr(args, "log_level", None) or os.environ.get("REGOPS_LOG_LEVEL", default_level)
     log_format = getattr(args, "log_format", None) or os.environ.get("REGOPS_LOG_FORMAT", "text")
-    configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token,
-                              settings.redis_url, settings.redis_password], fmt=log_format)
+    masker = configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret,
+                                       settings.slack_app_token, settings.redis_url, settings.redis_password],
+                               fmt=log_format)
 
     if args.command == "worker":
         return _run_worker(args)
@@ -121,7 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_live(settings, config, resolve_config_path(getattr(args, "config", None), os.environ)) \
             if args.live else 0
     if args.command == "serve":
-        return _serve(args, settings, config)
+        try:
+            token = read_metrics_token(config.metrics_token, os.environ)
+        except ValueError as exc:
+            print(f"regops serve: {exc}", file=sys.stderr)
+            return 2
+        masker.add_secrets([token])
+        return _serve(args, settings if token is None else dataclasses.replace(settings, metrics_token=token), config)
     if args.command == "shell":
         return _shell(args, settings, config)
     return 2

@@ -18,6 +18,7 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.slack.app import withhold_bodies
 from workers.kernel.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class SocketModeConnection:
 
     def __init__(self, app: App, app_token: Secret, api_url: str, *, ping_interval: float = PING_INTERVAL,
                  max_delay: float = MAX_DELAY) -> None:
+        withhold_bodies("slack_sdk.socket_mode")  # envelopes hold what people typed
         self._handler = SocketModeHandler(
             app,
             app_token=app_token.reveal(),
