@@ -20,8 +20,9 @@ import pytest
 from bot.core.replies import Reply, ReplyKind
 from bot.core.text import t
 from bot.http.app import SLACK_PATH, WebApp
-from bot.http.guard import MAX_BODY_BYTES, check_payload, parse_like_bolt, read_body
+from bot.http.guard import MAX_BODY_BYTES, parse_like_bolt, read_body
 from bot.slack.app import WithholdBodies, build_app
+from bot.slack.payloads import check_payload
 from tests.support.slack_standin import block_actions_body, sign, slash_command_body
 from workers.kernel.secrets import Secret
 
