@@ -22,6 +22,7 @@ from workers.kernel.config import Config, resolve_config_path
 from workers.kernel.errors import ConfigError
 from workers.kernel.keys import rq_workers_key
 from workers.kernel.logs import LOG_FORMATS, configure_logging
+from workers.kernel.secrets import SecretMasker
 
 if TYPE_CHECKING:
     import redis
@@ -123,13 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_live(settings, config, resolve_config_path(getattr(args, "config", None), os.environ)) \
             if args.live else 0
     if args.command == "serve":
-        try:
-            token = read_metrics_token(config.metrics_token, os.environ)
-        except ValueError as exc:
-            print(f"regops serve: {exc}", file=sys.stderr)
-            return 2
-        masker.add_secrets([token])
-        return _serve(args, settings if token is None else dataclasses.replace(settings, metrics_token=token), config)
+        return _serve(args, settings, config, masker)
     if args.command == "shell":
         return _shell(args, settings, config)
     return 2
@@ -170,12 +165,19 @@ def _run_worker(args: argparse.Namespace) -> int:
     return 127  # not reached
 
 
-def _serve(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+def _serve(args: argparse.Namespace, settings: Settings, config: Config, masker: SecretMasker) -> int:
     problems = settings.slack_problems()
+    try:
+        token = read_metrics_token(config.metrics_token, os.environ)
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         for problem in problems:
             print(f"regops serve: {problem}", file=sys.stderr)
         return 2
+    if token is not None:
+        masker.add_secrets([token])
+        settings = dataclasses.replace(settings, metrics_token=token)
     from bot.http.server import ServeOptions, serve
 
     serve(settings, config, ServeOptions(host=args.bind, port=args.port, workers=args.workers,

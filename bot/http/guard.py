@@ -89,30 +89,30 @@ class SlackGuard:
         inner.pop("HTTP_TRANSFER_ENCODING", None)
         return self._app(inner, start_response)
 
-    def check(self, environ: Mapping[str, Any]) -> bytes:
+    def check(self, request: Mapping[str, Any]) -> bytes:
         """The request's body, once it is bounded, signed and well formed; else :class:`Refused`."""
-        raw = read_body(environ, self._max_body)
+        raw = read_body(request, self._max_body)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise bad_request("the body is not UTF-8") from None
-        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
-        signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+        timestamp = request.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+        signature = request.get("HTTP_X_SLACK_SIGNATURE", "")
         if not _TIMESTAMP.fullmatch(timestamp) or not _SIGNATURE.fullmatch(signature):
             raise unauthorized("missing or malformed signature headers")
         if not self._verifier.is_valid(text, timestamp, signature):
             raise unauthorized("invalid or expired signature")
         try:
-            check_payload(parse_like_bolt(text, environ.get("CONTENT_TYPE")))
+            check_payload(parse_like_bolt(text, request.get("CONTENT_TYPE")))
         except MalformedPayload as exc:
             raise bad_request(f"the payload is not what Slack sends ({exc})") from None
         return raw
 
 
-def read_body(environ: Mapping[str, Any], limit: int) -> bytes:
+def read_body(request: Mapping[str, Any], limit: int) -> bytes:
     """At most ``limit`` bytes of the body: 413 from ``Content-Length`` before reading, or once past it."""
-    declared = environ.get("CONTENT_LENGTH") or ""
-    stream = environ.get("wsgi.input")
+    declared = request.get("CONTENT_LENGTH") or ""
+    stream = request.get("wsgi.input")
     too_large = Refused("413 Content Too Large", f"the body is larger than {limit} bytes")
     if declared:
         if not declared.isascii() or not declared.isdigit():
@@ -120,7 +120,7 @@ def read_body(environ: Mapping[str, Any], limit: int) -> bytes:
         length = int(declared)
         if length > limit:
             raise too_large
-    elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+    elif "chunked" in request.get("HTTP_TRANSFER_ENCODING", "").lower():
         length = limit + 1  # read until the end, or one byte past the limit
     else:
         return b""  # WSGI: without Content-Length there is no body to read
