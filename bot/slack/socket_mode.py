@@ -9,6 +9,7 @@ what this module adds is reconnecting with backoff when a connection drops or ca
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -140,7 +141,7 @@ def _tolerant(client: BaseSocketModeClient, process_message: Callable[[], None])
     def step() -> None:
         try:
             process_message()
-        except ValueError:  # json.JSONDecodeError: the frame started with "{" and was not JSON
+        except json.JSONDecodeError:  # the frame started with "{" and was not JSON
             log.warning("socket mode: a message that is not JSON was dropped")
 
     return step
