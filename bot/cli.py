@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -15,12 +16,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.settings import Settings
+from bot.settings import Settings, read_metrics_token
 from bot.slack.identities import load_bot_config
 from workers.kernel.config import Config, resolve_config_path
 from workers.kernel.errors import ConfigError
 from workers.kernel.keys import rq_workers_key
 from workers.kernel.logs import LOG_FORMATS, configure_logging
+from workers.kernel.secrets import SecretMasker
 
 if TYPE_CHECKING:
     import redis
@@ -101,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_level = "WARNING" if args.command == "shell" else "INFO"
     level = getattr(args, "log_level", None) or os.environ.get("REGOPS_LOG_LEVEL", default_level)
     log_format = getattr(args, "log_format", None) or os.environ.get("REGOPS_LOG_FORMAT", "text")
-    configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token,
-                              settings.redis_url, settings.redis_password], fmt=log_format)
+    masker = configure_logging(level, [settings.slack_bot_token, settings.slack_signing_secret,
+                                       settings.slack_app_token, settings.redis_url, settings.redis_password],
+                               fmt=log_format)
 
     if args.command == "worker":
         return _run_worker(args)
@@ -121,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_live(settings, config, resolve_config_path(getattr(args, "config", None), os.environ)) \
             if args.live else 0
     if args.command == "serve":
-        return _serve(args, settings, config)
+        return _serve(args, settings, config, masker)
     if args.command == "shell":
         return _shell(args, settings, config)
     return 2
@@ -162,12 +165,19 @@ def _run_worker(args: argparse.Namespace) -> int:
     return 127  # not reached
 
 
-def _serve(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+def _serve(args: argparse.Namespace, settings: Settings, config: Config, masker: SecretMasker) -> int:
     problems = settings.slack_problems()
+    try:
+        token = read_metrics_token(config.metrics_token, os.environ)
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         for problem in problems:
             print(f"regops serve: {problem}", file=sys.stderr)
         return 2
+    if token is not None:
+        masker.add_secrets([token])
+        settings = dataclasses.replace(settings, metrics_token=token)
     from bot.http.server import ServeOptions, serve
 
     serve(settings, config, ServeOptions(host=args.bind, port=args.port, workers=args.workers,

@@ -6,7 +6,9 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+from workers.kernel.config import MetricsToken
 from workers.kernel.secrets import Secret
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -28,6 +30,8 @@ class Settings:
     redis_url: Secret
     slack_app_token: Secret | None = None
     """An ``xapp-`` app-level token: when set, `regops serve` talks to Slack over Socket Mode."""
+    metrics_token: Secret | None = None
+    """The bearer token ``GET /metrics`` wants (read from where the config says: :func:`read_metrics_token`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -83,3 +87,24 @@ class Settings:
             problems.append("SLACK_APP_TOKEN must be an app-level token (xapp-…) with connections:write; "
                             "unset it for HTTP mode")
         return problems
+
+
+def read_metrics_token(source: MetricsToken | None, environ: Mapping[str, str]) -> Secret | None:
+    """The bearer token ``GET /metrics`` wants, from the config's variable or file; None when none is configured.
+
+    Raises ValueError (a sentence naming where, never a value) when it is configured but empty or
+    unreadable: a protection the operator asked for must not silently fall away.
+    """
+    if source is None:
+        return None
+    if source.env:
+        value = environ.get(source.env, "").strip()
+    else:
+        try:
+            value = Path(str(source.file)).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise ValueError(f"the metrics token cannot be read from {source.source} ({reason})") from None
+    if not value:
+        raise ValueError(f"the metrics token is empty: set {source.source} (see metrics_token_env in the config)")
+    return Secret(value)

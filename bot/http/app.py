@@ -1,8 +1,8 @@
-"""The bot's WSGI application: Slack requests to Bolt, plus the health and metrics endpoints."""
+"""The bot's WSGI application: Slack requests to Bolt (past the edge guard), plus the health and metrics endpoints."""
 
 from __future__ import annotations
 
-import json
+import hmac
 from collections.abc import Callable, Iterable
 
 import redis
@@ -10,43 +10,59 @@ from prometheus_client.registry import CollectorRegistry
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.http.guard import MAX_BODY_BYTES, SlackGuard, respond
 from bot.http.metrics import CONTENT_TYPE, exposition
+from workers.kernel.secrets import Secret
 
 SLACK_PATH = "/slack/events"
 
 
 class WebApp:
-    """Routes ``POST /slack/events`` to Bolt and answers ``GET /healthz`` and ``GET /metrics`` itself."""
+    """Routes ``POST /slack/events`` to Bolt and answers ``GET /healthz`` and ``GET /metrics`` itself.
+
+    Every Slack request passes :class:`~bot.http.guard.SlackGuard` first (bounded, signed, well
+    formed); ``/metrics`` wants ``Authorization: Bearer METRICS_TOKEN`` when a token is given.
+    """
 
     def __init__(self, bolt_app: App, health_problem: Callable[[], str | None],
-                 metrics: CollectorRegistry | None = None) -> None:
-        self._slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
+                 metrics: CollectorRegistry | None = None, *, signing_secret: Secret,
+                 metrics_token: Secret | None = None, max_body: int = MAX_BODY_BYTES) -> None:
+        self._slack = SlackGuard(SlackRequestHandler(bolt_app, path=SLACK_PATH), signing_secret,
+                                 path=SLACK_PATH, max_body=max_body)
         self._health_problem = health_problem
         self._metrics = metrics
+        self._metrics_token = metrics_token.reveal().encode() if metrics_token else None
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-                return _respond(start_response, "405 Method Not Allowed", {"error": "use GET"})
+                return respond(start_response, "405 Method Not Allowed", {"error": "use GET"})
             problem = self._health_problem()
             if problem is None:
-                return _respond(start_response, "200 OK", {"status": "ok"})
-            return _respond(start_response, "503 Service Unavailable", {"status": problem})
+                return respond(start_response, "200 OK", {"status": "ok"})
+            return respond(start_response, "503 Service Unavailable", {"status": problem})
         if path == "/metrics" and self._metrics is not None:
+            if not self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
+                # Before anything else: nothing is read from Redis for a request without the token.
+                return respond(start_response, "401 Unauthorized", {"error": "a bearer token is required"},
+                               [("WWW-Authenticate", 'Bearer realm="regops metrics"')])
             if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-                return _respond(start_response, "405 Method Not Allowed", {"error": "use GET"})
+                return respond(start_response, "405 Method Not Allowed", {"error": "use GET"})
             try:
                 payload = exposition(self._metrics)
             except redis.RedisError:
-                return _respond(start_response, "503 Service Unavailable", {"status": "redis unreachable"})
+                return respond(start_response, "503 Service Unavailable", {"status": "redis unreachable"})
             start_response("200 OK", [("Content-Type", CONTENT_TYPE),
                                       ("Content-Length", str(len(payload)))])
             return [payload]
         return self._slack(environ, start_response)
 
-
-def _respond(start_response: Callable, status: str, body: dict) -> list[bytes]:
-    payload = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
-    return [payload]
+    def _authorized(self, header: str) -> bool:
+        if self._metrics_token is None:
+            return True
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        # WSGI hands header values over as latin-1 text; compared as bytes, in constant time.
+        return hmac.compare_digest(credentials.strip().encode("latin-1", "replace"), self._metrics_token)

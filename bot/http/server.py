@@ -73,7 +73,8 @@ class BotProcess:
                          bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
         self.socket = (SocketModeConnection(bolt, settings.slack_app_token, settings.slack_api_url)
                        if settings.slack_app_token else None)
-        self.web = WebApp(bolt, self.health_problem, metrics_registry(self.metrics, config.hosts))
+        self.web = WebApp(bolt, self.health_problem, metrics_registry(self.metrics, config.hosts),
+                          signing_secret=signing_secret, metrics_token=settings.metrics_token)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.relay = Relay(self.redis, self.client, consumer=consumer, respond=post_response_url,
                            notify_channel=config.notify_channel, housekeeping=core.approvals.expire_due,

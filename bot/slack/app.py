@@ -23,10 +23,47 @@ from bot.slack.blocks import APPROVE_ACTION, CANCEL_ACTION, REJECT_ACTION, reply
 from bot.slack.client import build_web_client
 from workers.kernel.secrets import Secret
 
+_BODY_MARKER = re.compile(r"\b(?:body|payload|message)\s*:|Unhandled request \(|for the request \(")
+MAX_LIBRARY_LINE = 2000
+"""Characters of a Slack library's log message kept; the rest is cut (a message is never a request's size)."""
+
+
+class WithholdBodies(logging.Filter):
+    """Cuts request and envelope bodies out of Bolt's and slack_sdk's log lines, at every level.
+
+    Bolt logs a request whose signature fails with its body in full (INFO), an unhandled request
+    and every response with their bodies; slack_sdk's Socket Mode client logs every envelope it
+    receives and sends (DEBUG).  A body can hold what a person typed, a password among it: the line
+    keeps its words up to the body and says the rest was withheld.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        match = _BODY_MARKER.search(message)
+        if match is not None:
+            message = message[: match.end()] + " (withheld)"
+        elif len(message) > MAX_LIBRARY_LINE:
+            message = message[:MAX_LIBRARY_LINE] + "… (cut)"
+        record.msg, record.args = message, None
+        return True
+
+
+def withhold_bodies(name: str) -> None:
+    """Put :class:`WithholdBodies` on logger ``name`` and on every logger below it made so far.
+
+    Bolt gives each of its classes a logger of its own (``slack_bolt.RequestVerification``…),
+    copying the app logger's filters when it makes one; those made earlier get it here.
+    """
+    for logger_name in [name, *list(logging.Logger.manager.loggerDict)]:
+        if logger_name == name or logger_name.startswith(name + "."):
+            logger = logging.getLogger(logger_name)
+            if not any(isinstance(f, WithholdBodies) for f in logger.filters):
+                logger.addFilter(WithholdBodies())
+
 
 def build_app(service: Service, *, signing_secret: Secret, bot_token: Secret,
               api_url: str) -> App:
-    """The Bolt app: signature checks (Bolt's own), slash commands and approval clicks.
+    """The Bolt app: signature checks (Bolt's own, behind the HTTP edge's), slash commands and approval clicks.
 
     Authorization hands Bolt the configured bot token directly: Bolt's single-team mode
     would call ``auth.test`` before the first ack, and a Slack hiccup there would fail
@@ -40,6 +77,7 @@ def build_app(service: Service, *, signing_secret: Secret, bot_token: Secret,
     # use it (authorize hands over the token, and the client takes it per request): while the App is
     # built, that variable is out of its sight. The client is ours: SLACK_API_URL, retries, no token.
     hidden = os.environ.pop("SLACK_BOT_TOKEN", None)
+    withhold_bodies("slack_bolt")  # before the App: the loggers it makes copy the filter
     try:
         app = App(
             signing_secret=signing_secret.reveal(),
@@ -51,6 +89,7 @@ def build_app(service: Service, *, signing_secret: Secret, bot_token: Secret,
     finally:
         if hidden is not None:
             os.environ["SLACK_BOT_TOKEN"] = hidden
+    withhold_bodies("slack_bolt")
     app.command(re.compile(r"^/.+"))(_command_listener(service))
     app.action(APPROVE_ACTION)(_click_listener(service, ClickAction.APPROVE))
     app.action(REJECT_ACTION)(_click_listener(service, ClickAction.REJECT))

@@ -9,15 +9,21 @@ what this module adds is reconnecting with backoff when a connection drops or ca
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
+from collections.abc import Callable
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.client import BaseSocketModeClient
+from slack_sdk.socket_mode.response import SocketModeResponse
 
+from bot.slack.app import withhold_bodies
+from bot.slack.payloads import MalformedPayload, check_payload
 from workers.kernel.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ class SocketModeConnection:
 
     def __init__(self, app: App, app_token: Secret, api_url: str, *, ping_interval: float = PING_INTERVAL,
                  max_delay: float = MAX_DELAY) -> None:
+        withhold_bodies("slack_sdk.socket_mode")  # envelopes hold what people typed
         self._handler = SocketModeHandler(
             app,
             app_token=app_token.reveal(),
@@ -45,6 +52,11 @@ class SocketModeConnection:
             ping_interval=ping_interval,
         )
         self._max_delay = max_delay
+        client = self._handler.client
+        # Envelopes come over the connection regops opened, but their payloads get the HTTP edge's
+        # shape checks all the same: Bolt raises (and logs a traceback) on a malformed one.
+        client.run_message_listeners = _checked(client, client.run_message_listeners)  # type: ignore[method-assign,assignment]
+        client.process_message = _tolerant(client, client.process_message)  # type: ignore[method-assign]
 
     def connected(self) -> bool:
         return self._handler.client.is_connected()
@@ -97,3 +109,39 @@ class SocketModeConnection:
             self._handler.close()
         except Exception:  # closing at shutdown must not mask why we are shutting down
             log.debug("socket mode: error while closing", exc_info=True)
+
+
+def _checked(client: BaseSocketModeClient, run: Callable[[dict, str], None]) -> Callable[[dict, str], None]:
+    """The client's dispatch of one message, for well-formed envelopes only: a malformed one is
+    acknowledged empty (so Slack does not send it again), logged by its type and the field at fault
+    (never a value), and goes no further — slack_sdk and Bolt would raise on it and log a traceback."""
+
+    def run_checked(message: dict, raw_message: str) -> None:
+        if isinstance(message, dict) and "envelope_id" in message and "payload" in message:
+            try:
+                payload = message["payload"]
+                if not isinstance(payload, dict):
+                    raise MalformedPayload("the payload must be an object")
+                check_payload(payload)
+            except MalformedPayload as exc:
+                log.warning("socket mode: a malformed %s envelope was acknowledged and dropped (%s)",
+                            str(message.get("type"))[:40], exc)
+                if isinstance(message["envelope_id"], str):
+                    client.send_socket_mode_response(SocketModeResponse(envelope_id=message["envelope_id"]))
+                return
+        run(message, raw_message)
+
+    return run_checked
+
+
+def _tolerant(client: BaseSocketModeClient, process_message: Callable[[], None]) -> Callable[[], None]:
+    """The client's message loop step, with a message that is not JSON dropped with a warning
+    (slack_sdk would log a traceback at ERROR for it)."""
+
+    def step() -> None:
+        try:
+            process_message()
+        except json.JSONDecodeError:  # the frame started with "{" and was not JSON
+            log.warning("socket mode: a message that is not JSON was dropped")
+
+    return step

@@ -16,7 +16,9 @@ from bot.http.metrics import exposition, metrics_registry
 from tests.support.services import free_port
 from workers.kernel.jobs import JobRecord
 from workers.kernel.keys import job_key, rq_queue_key
+from workers.kernel.secrets import Secret
 
+SECRET = Secret("s" * 32)
 SAMPLE = re.compile(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$")
 
 
@@ -117,13 +119,15 @@ def _bolt() -> App:
 
 def test_the_web_app_serves_the_exposition_and_503_without_redis(text_redis: redis.Redis) -> None:
     Metrics(text_redis).command("help", "answered")
-    status, headers, body = _get(WebApp(_bolt(), lambda: None, metrics_registry(Metrics(text_redis), [])),
+    status, headers, body = _get(WebApp(_bolt(), lambda: None, metrics_registry(Metrics(text_redis), []),
+                                        signing_secret=SECRET),
                                  "/metrics")
     assert status == "200 OK" and headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert int(headers["Content-Length"]) == len(body)
     assert 'regops_commands_total{action="help",decision="answered"} 1.0' in body.decode()
 
     nowhere = redis.Redis(port=free_port(), socket_connect_timeout=0.5, decode_responses=True)
-    status, _headers, body = _get(WebApp(_bolt(), lambda: None, metrics_registry(Metrics(nowhere), [])),
+    status, _headers, body = _get(WebApp(_bolt(), lambda: None, metrics_registry(Metrics(nowhere), []),
+                                          signing_secret=SECRET),
                                   "/metrics")
     assert status.startswith("503") and b"redis unreachable" in body

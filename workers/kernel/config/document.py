@@ -6,12 +6,13 @@ problem of every section is collected before one ConfigError lists them all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from workers.kernel.config.access import Names, parse_access
 from workers.kernel.config.identities import WORDS, IdentityRules
-from workers.kernel.config.model import Config, RegistryConfig
+from workers.kernel.config.model import Config, MetricsToken, RegistryConfig
 from workers.kernel.config.problems import Problems
 from workers.kernel.config.registries import parse_hosts, parse_registries, pick_default
 from workers.kernel.config.timing import parse_retries, parse_timeouts
@@ -26,6 +27,8 @@ _TOP_LEVEL_OPTIONAL = (
     "timeouts",
     "retries",
     "access",
+    "metrics_token_env",
+    "metrics_token_file",
 )
 
 
@@ -53,6 +56,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
     retries = parse_retries(problems, top.get("retries"))
     # Broken registries and hosts still count as defined, so one mistake is not reported twice.
     access = parse_access(problems, top.get("access"), Names(registry_names, host_names), identities)
+    metrics_token = _metrics_token(problems, top)
     if problems.items:
         raise ConfigError(problems.items)
     return Config(
@@ -65,6 +69,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
         timeouts=timeouts,
         audit_channel=audit_channel,
         retries=retries,
+        metrics_token=metrics_token,
     )
 
 
@@ -93,3 +98,21 @@ def _channel(
         problems.add(key, problem)
         return None
     return channel
+
+
+def _metrics_token(problems: Problems, top: Mapping[str, Any]) -> MetricsToken | None:
+    """``metrics_token_env`` or ``metrics_token_file`` (one at most); a value that is no variable name is not echoed."""
+    env = file = None
+    if "metrics_token_env" in top:
+        env = problems.string(top["metrics_token_env"], "metrics_token_env", "an environment variable name")
+        if env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+            # Not echoed: a token pasted here by mistake must not reach a terminal or log.
+            problems.add("metrics_token_env", "is not an environment variable name (value not shown): letters, "
+                         "digits and `_`, not starting with a digit, e.g. `REGOPS_METRICS_TOKEN`")
+            env = None
+    if "metrics_token_file" in top:
+        file = problems.string(top["metrics_token_file"], "metrics_token_file", "a file path")
+    if "metrics_token_env" in top and "metrics_token_file" in top:
+        problems.add("metrics_token_env", "give one of `metrics_token_env` and `metrics_token_file`, not both")
+        return None
+    return MetricsToken(env=env) if env else MetricsToken(file=file) if file else None

@@ -199,6 +199,22 @@ class Retries:
 
 
 @dataclass(frozen=True)
+class MetricsToken:
+    """Where the bearer token of ``GET /metrics`` is: an environment variable or a file (never the token)."""
+
+    env: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("MetricsToken needs exactly one of env and file")
+
+    @property
+    def source(self) -> str:
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
+
+@dataclass(frozen=True)
 class Config:
     registries: Mapping[str, RegistryConfig]
     default_registry: str
@@ -209,6 +225,8 @@ class Config:
     timeouts: Timeouts
     audit_channel: str | None = None
     retries: Retries = field(default_factory=Retries)
+    metrics_token: MetricsToken | None = None
+    """Where ``serve`` reads the bearer token ``GET /metrics`` wants; None: /metrics is open."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registries", _frozen_mapping(self.registries))

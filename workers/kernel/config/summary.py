@@ -26,6 +26,11 @@ def summarize(config: Config) -> str:
         f"retries: {retries.attempts} attempt(s), backoff {format_duration(retries.backoff)} "
         f"doubling up to {format_duration(retries.max_backoff)}"
     )
+    lines.append(
+        f"metrics: protected, a bearer token from {config.metrics_token.source}"
+        if config.metrics_token
+        else "metrics: open to anyone who can reach the port (set metrics_token_env to protect them)"
+    )
     lines += _access(config.access)
     return "\n".join(lines)
 
