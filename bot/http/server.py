@@ -69,7 +69,7 @@ class BotProcess:
         # Socket Mode needs no signing secret; without one, a secret nobody knows makes Bolt refuse
         # every POST /slack/events (an empty one would let anyone sign requests).
         signing_secret = settings.slack_signing_secret or Secret(secrets.token_hex(32))
-        bolt = build_app(core.service, signing_secret=signing_secret,
+        bolt = build_app(core.service, verified_at_the_edge=True, signing_secret=signing_secret,
                          bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
         self.socket = (SocketModeConnection(bolt, settings.slack_app_token, settings.slack_api_url)
                        if settings.slack_app_token else None)

@@ -62,8 +62,11 @@ def withhold_bodies(name: str) -> None:
 
 
 def build_app(service: Service, *, signing_secret: Secret, bot_token: Secret,
-              api_url: str) -> App:
-    """The Bolt app: signature checks (Bolt's own, behind the HTTP edge's), slash commands and approval clicks.
+              api_url: str, verified_at_the_edge: bool = False) -> App:
+    """The Bolt app: signature checks, slash commands and approval clicks.
+
+    ``verified_at_the_edge``: the HTTP edge (bot/http/guard.py) has checked every request's
+    signature, and may have re-spelled a body Bolt would misread, so Bolt does not check it again.
 
     Authorization hands Bolt the configured bot token directly: Bolt's single-team mode
     would call ``auth.test`` before the first ack, and a Slack hiccup there would fail
@@ -84,6 +87,7 @@ def build_app(service: Service, *, signing_secret: Secret, bot_token: Secret,
             client=build_web_client(None, api_url),
             authorize=authorize,
             process_before_response=True,
+            request_verification_enabled=not verified_at_the_edge,
             logger=logging.getLogger("slack_bolt"),
         )
     finally:

@@ -20,7 +20,7 @@ import pytest
 from bot.core.replies import Reply, ReplyKind
 from bot.core.text import t
 from bot.http.app import SLACK_PATH, WebApp
-from bot.http.guard import MAX_BODY_BYTES, parse_like_bolt, read_body
+from bot.http.guard import MAX_BODY_BYTES, parse_like_bolt, read_body, spell_out_payload_word
 from bot.slack.app import WithholdBodies, build_app
 from bot.slack.payloads import check_payload
 from tests.support.slack_standin import block_actions_body, sign, slash_command_body
@@ -303,6 +303,11 @@ def test_parsing_follows_bolt() -> None:
     assert parse_like_bolt("", None) == {}
     assert parse_like_bolt("a=1&b=", None) == {"a": "1", "b": ""}
     assert parse_like_bolt("text=my+payload+api", None) == {}  # Bolt's rule: "payload" anywhere, no field
+    # ... which the edge works around, keeping the form the same for every reader.
+    spelled = spell_out_payload_word("text=my+payload+api&user_id=U1", None)
+    assert "payload" not in spelled and parse_like_bolt(spelled, None) == {"text": "my payload api", "user_id": "U1"}
+    assert spell_out_payload_word('payload={"a":1}', None) == 'payload={"a":1}'
+    assert spell_out_payload_word('{"payload": 1}', "application/json") == '{"payload": 1}'
     assert parse_like_bolt('{"a": 1}', "application/x-www-form-urlencoded") == {"a": 1}
     check_payload({"type": "block_actions", "actions": [{"action_id": "a"}], "user": {"id": "U1"},
                    "authorizations": None, "enterprise": None, "channel": {"id": "C1"}})

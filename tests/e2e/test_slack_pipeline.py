@@ -197,3 +197,12 @@ def test_healthz_answers_503_while_redis_is_unreachable(stack: Stack, tmp_path) 
         with pytest.raises(urllib.error.HTTPError) as answer:
             urllib.request.urlopen(f"{orphan.url}/healthz", timeout=5)
         assert answer.value.code == 503
+
+
+def test_a_command_that_mentions_payload_is_answered(stack: Stack) -> None:
+    """Bolt read any form body containing the word "payload" as an empty interactive payload: no answer."""
+    status, body = stack.command("can-i push payload-api 1", user="U0ADMIN")
+    assert status == 200, status
+    assert body.get("response_type") == "ephemeral" and "payload-api:1" in body["text"], body
+    status, body = stack.command("push payload-api 1 --source my-payload:dev", user="U0ADMIN")
+    assert status == 200 and body["text"].startswith(":inbox_tray: Queued push of "), body
