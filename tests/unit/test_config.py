@@ -95,7 +95,7 @@ def test_the_example_from_the_issue_loads(tmp_path: Path) -> None:
     assert config.notify_channel == "C0DEPLOYS"
     assert config.timeouts == Timeouts(push=1800, pull=1800, tag=120, login=120)
     assert dict(config.access.roles) == {
-        "admin": Role("admin", ("*",), ("*",), ("*",)),
+        "admin": Role("admin", ("*",), ("**",), ("*",)),
         "deployer": Role("deployer", ("push", "pull", "tag", "login"), ("centos7-*",), ("*",)),
     }
     assert config.access.grants == (Grant("admin", ("U0ADMIN",)), Grant("deployer", ("U0DEV1", "U0DEV2")))
@@ -588,7 +588,7 @@ def test_approvals_defaults() -> None:
     data["access"]["approvals"] = [{"approvers": ["admin"]}]
     (rule,) = parse_config(data).access.approvals
     assert (rule.images, rule.tags, rule.actions, rule.required, rule.expires_in) == (
-        ("*",),
+        ("**",),
         ("*",),
         ("push",),
         1,
@@ -830,10 +830,10 @@ def test_summary_shows_grants_approvals_and_the_audit_channel() -> None:
     summary = parse_config(data).summary()
     for fragment in [
         "access: 2 role(s), 2 grant(s), 1 approval rule(s)",
-        "role deployer: actions push, pull; images *; tags *; registries prod; hosts build-*",
+        "role deployer: actions push, pull; images **; tags *; registries prod; hosts build-*",
         "grants[0] role admin: user U0ADMIN; in any channel",
         "grants[1] role deployer: group S0DEVOPS; in C0OPS",
-        "approvals[0]: push of images *, tags latest needs 2 approvals from admin, U0BOSS; expires after 30m",
+        "approvals[0]: push of images **, tags latest needs 2 approvals from admin, U0BOSS; expires after 30m",
         "audit channel: C0AUDIT",
     ]:
         assert fragment in summary, summary
