@@ -139,22 +139,24 @@ class _Automaton:
         kinds: list[str] = []
         self._tests: list[tuple[int, Callable[[str], object]]] = []
         for piece in pieces:
-            # `**/` is `.*` then `/`, both skipped together when it matches no component.
-            for part in (piece, _SLASH) if piece.kind == _DIRECTORIES else (piece,):
+            # `**/` is an entry that takes no character and skips `.*/` altogether or goes into it:
+            # into `.*` (a `**`) and then `/`.  Once in, the only way out is that `/`.
+            parts = (piece, _Piece(_GLOBSTAR), _SLASH) if piece.kind == _DIRECTORIES else (piece,)
+            for part in parts:
                 if part.kind == _ONE:
                     self._tests.append((1 << len(kinds), re.compile(part.regex, re.DOTALL).fullmatch))
                 kinds.append(part.kind)
         self._star = sum(1 << i for i, kind in enumerate(kinds) if kind == _STAR)
-        self._loops = sum(1 << i for i, kind in enumerate(kinds) if kind in (_GLOBSTAR, _DIRECTORIES))
-        self._skip_two = sum(1 << i for i, kind in enumerate(kinds) if kind == _DIRECTORIES)
-        self._skip_one = self._star | self._loops
+        self._loops = sum(1 << i for i, kind in enumerate(kinds) if kind == _GLOBSTAR)
+        self._skip_over = sum(1 << i for i, kind in enumerate(kinds) if kind == _DIRECTORIES)
+        self._skip_one = self._star | self._loops | self._skip_over
         self._accept = 1 << len(kinds)
         self._masks: dict[str, tuple[int, int]] = {}
         self._start = self._closure(1)
 
     def _closure(self, states: int) -> int:
         while True:
-            more = states | ((states & self._skip_one) << 1) | ((states & self._skip_two) << 2)
+            more = states | ((states & self._skip_one) << 1) | ((states & self._skip_over) << 3)
             if more == states:
                 return states
             states = more

@@ -88,6 +88,6 @@ def config_warnings(config: Config) -> list[str]:
         for index, pattern in enumerate(rule.images):
             warning = separator_warning(pattern)
             if warning:
-                warnings.append(f"access.{rule.name}.images[{index}]: {warning}; this rule protects those "
-                                "names no more")
+                warnings.append(f"access.{rule.name}.images[{index}]: {warning}; this rule now asks no "
+                                "approval for the names it no longer matches")
     return warnings
