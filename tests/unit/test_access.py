@@ -775,7 +775,7 @@ def _reference_match(value: str, pattern: str) -> bool:
     """The rules spelled out, by brute force over the pattern's pieces (for short inputs only)."""
     pieces = _pieces(pattern)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def rest(i: int, j: int) -> bool:
         if j == len(pieces):
             return i == len(value)
