@@ -1,9 +1,13 @@
 """Credentials in chat: recognised in any spelling, refused before parsing, redacted for the audit trail.
 
-A message that carries a password or user option is never turned into a command and its
-text is never echoed.  :func:`redact` uses the same detection to give the audit trail a
-copy of the text without any credential in it.  Also here: undoing what chat clients do
-to typed text (curly quotes, long dashes, invisible spaces), which the detection needs first.
+A message that carries a password or user option, or anything shaped like a credential
+(an option named like one, known to regops or not; ``NAME=VALUE`` with such a NAME; a
+password in a reference or URL), is never turned into a command and its text is never
+echoed.  :func:`redact` uses the same detection to give the audit trail a copy of the text
+without any credential in it, and :func:`audit_text` bounds that copy.  Every function here
+takes time linear in the text (``tests/benchmarks/grammar.py`` measures them at the limit).
+Also here: undoing what chat clients do to typed text (curly quotes, long dashes, invisible
+spaces), which the detection needs first.
 """
 
 from __future__ import annotations
