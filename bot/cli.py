@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from bot.settings import Settings, read_metrics_token
 from bot.slack.identities import load_bot_config
 from workers.kernel.config import Config, resolve_config_path
+from workers.kernel.config.summary import config_warnings
 from workers.kernel.errors import ConfigError
 from workers.kernel.keys import rq_workers_key
 from workers.kernel.logs import LOG_FORMATS, configure_logging
@@ -119,8 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return 1
     if args.command == "check-config":
+        warnings = config_warnings(config)
+        for warning in warnings:
+            print(f"regops: warning: {warning}", file=sys.stderr)
         print(config.summary())
-        print("config ok")
+        print(f"config ok, with {len(warnings)} warning(s) (on stderr)" if warnings else "config ok")
         return _check_live(settings, config, resolve_config_path(getattr(args, "config", None), os.environ)) \
             if args.live else 0
     if args.command == "serve":

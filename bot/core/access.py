@@ -3,7 +3,10 @@
 A user may run an action only when a grant applies to them — it names their user ID,
 ``"*"``, or a user group they belong to, and it lists the command's channel (or no
 channels) — and gives a role whose ``actions``, ``images``, ``tags``, ``registries`` and
-``hosts`` globs all match.  ``help``, ``whoami`` and ``can-i`` are open to everyone.  An
+``hosts`` globs all match, and whose ``sources`` match the local image when the command
+names one of its own (push's ``--source``, tag's SOURCE: see :func:`source_subject`).
+Globs are matched by :func:`workers.kernel.config.patterns.glob_match` (``*`` stops at
+``/``, ``**`` does not).  ``help``, ``whoami`` and ``can-i`` are open to everyone.  An
 allowed action that an approvals rule protects needs approval before it runs.
 
 User-group membership is read through :class:`Membership`; when it cannot be known the
@@ -13,15 +16,17 @@ is pure: it reads the validated access config and the membership it is given, no
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from bot.core.text import Text, channel, code, join, plain, t, user
+from bot.core.text import Text, channel, code, codes, join, plain, t, user
 from workers.kernel.actions import ACTIONS, SELF_SERVICE
 from workers.kernel.config import EVERYONE, AccessConfig, ApprovalRule, Grant, Role
+from workers.kernel.config.model import ANY_NAME
+from workers.kernel.config.patterns import matches_any
 from workers.kernel.errors import ConfigError
 
 OPEN_ACTIONS = frozenset(SELF_SERVICE)
@@ -54,6 +59,7 @@ class DecisionCode(StrEnum):
     NO_GRANT = "no_grant"
     WRONG_CHANNEL = "wrong_channel"
     GROUP_UNRESOLVED = "group_unresolved"
+    SOURCE_NOT_ALLOWED = "source_not_allowed"
     NOT_APPROVER = "not_approver"
     SELF_APPROVAL = "self_approval"
 
@@ -73,6 +79,8 @@ class Decision:
     code: DecisionCode = DecisionCode.ALLOWED
     approval: ApprovalRule | None = None
     unresolved_groups: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    """When allowed: the deciding role's ``sources`` globs, if they do not allow every local image."""
 
     @property
     def needs_approval(self) -> bool:
@@ -120,14 +128,37 @@ class Identity:
 
 
 def _matches(value: str, patterns: Iterable[str]) -> bool:
-    # Case-sensitive on every platform: `Latest` and `latest` are different tags.
-    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+    # Case-sensitive: `Latest` and `latest` are different tags.  `*` stops at `/`, `**` does not.
+    return matches_any(value, patterns)
+
+
+_IMAGE_ID = re.compile(r"(?:sha256:)?([a-f0-9]{12,64})")
+"""An image ID as :func:`workers.kernel.references.check_source` reads one."""
+
+
+def source_subject(source: str) -> str:
+    """What a role's ``sources`` globs are matched against: the local image as written, made canonical.
+
+    An image ID is ``sha256:ID`` however it was typed (so ``sha256:*`` is every ID), and a name
+    with neither tag nor digest gets the ``:latest`` Docker reads it with.
+    """
+    image_id = _IMAGE_ID.fullmatch(source)
+    if image_id:
+        return f"sha256:{image_id.group(1)}"
+    if "@" in source or ":" in source.rpartition("/")[2]:
+        return source
+    return f"{source}:latest"
 
 
 def _target(action: str, image: str | None, tag: str | None, registry: str | None) -> Text:
     if image is None:
         return t("run {} on registry {}", code(action), code(registry)) if registry else t("run {}", code(action))
     return t("{} {}", action, code(f"{image}:{tag}" if tag is not None else image))
+
+
+def restricts_sources(role: Role) -> bool:
+    """Whether ``role`` limits the local images a command may start from."""
+    return ANY_NAME not in role.sources
 
 
 def _subject(action: str, image: str | None, tag: str | None, registry: str | None) -> Text:
@@ -226,14 +257,17 @@ class Policy:
         tag: str | None,
         registry: str | None,
         host: str | None,
+        source: str | None = None,
     ) -> bool:
-        # A glob is consulted only when the request has that part (login has no image or tag).
+        # A glob is consulted only when the request has that part (login has no image or tag,
+        # a plain push no local image of its own).
         checks = (
             (action, role.actions),
             (image, role.images),
             (tag, role.tags),
             (registry, role.registries),
             (host, role.hosts),
+            (None if source is None else source_subject(source), role.sources),
         )
         return all(value is None or _matches(value, patterns) for value, patterns in checks)
 
@@ -247,19 +281,41 @@ class Policy:
         channel: str | None = None,
         registry: str | None = None,
         host: str | None = None,
+        source: str | None = None,
     ) -> Decision:
-        """Whether ``user_id`` may run ``action`` on ``image:tag`` (None for ``login``) from ``channel``."""
+        """Whether ``user_id`` may run ``action`` on ``image:tag`` (None for ``login``) from ``channel``.
+
+        ``source`` is the local image the command names of its own (push's ``--source``, tag's
+        SOURCE), None when it has none.
+        """
         target = _target(action, image, tag, registry)
         if action in OPEN_ACTIONS:
             return Decision(True, f"{action} is open to everyone", t("you may {}", target), DecisionCode.OPEN)
         evaluations = self._evaluate(user_id, channel)
         would_allow = [
-            item for item in evaluations if self._role_allows(item.role, action, image, tag, registry, host)
+            item for item in evaluations if self._role_allows(item.role, action, image, tag, registry, host, source)
         ]
         granted = next((item for item in would_allow if item.applies), None)
         if granted is not None:
             return self._allowed(granted, action, image, tag, registry, target)
+        if source is not None:
+            target_only = next((item for item in evaluations if item.applies
+                                and self._role_allows(item.role, action, image, tag, registry, host)), None)
+            if target_only is not None:
+                return self._source_denied(target_only, target, source)
         return self._denied(target, evaluations, would_allow)
+
+    @staticmethod
+    def _source_denied(item: _Evaluation, target: Text, source: str) -> Decision:
+        """The target is allowed, the local image it would start from is not."""
+        role = item.role
+        return Decision(
+            False,
+            f"grants[{item.grant.index}] role {role.name}: source not allowed",
+            t("you may not {} from {}: your role {} allows that target, but its `sources` ({}) do not match {}",
+              target, code(source), role.name, codes(role.sources), code(source_subject(source))),
+            DecisionCode.SOURCE_NOT_ALLOWED,
+        )
 
     @staticmethod
     def _denied(target: Text, evaluations: list[_Evaluation], would_allow: list[_Evaluation]) -> Decision:
@@ -315,8 +371,9 @@ class Policy:
     ) -> Decision:
         rule = f"grants[{granted.grant.index}] role {granted.role.name}"
         approval = self._approval_for(action, image, tag)
+        sources = granted.role.sources if restricts_sources(granted.role) else ()
         if approval is None:
-            return Decision(True, rule, t("you may {} (role {})", target, granted.role.name))
+            return Decision(True, rule, t("you may {} (role {})", target, granted.role.name), sources=sources)
         noun = "approval" if approval.required == 1 else "approvals"
         return Decision(
             True,
@@ -325,6 +382,7 @@ class Policy:
               describe_approvers(approval), approval.name),
             DecisionCode.NEEDS_APPROVAL,
             approval=approval,
+            sources=sources,
         )
 
     def _approval_for(self, action: str, image: str | None, tag: str | None) -> ApprovalRule | None:

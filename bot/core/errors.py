@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.core.text import Icon, Text, icon, markup, t
+from bot.core.text import Icon, Text, command, icon, markup, t
 from workers.kernel.errors import RegopsError, UsageError
 
 
@@ -46,6 +46,17 @@ class CredentialsInChat(CommandError):
             icon(Icon.WARNING),
             exposed,
         )
+
+
+class TextTooLong(CommandError):
+    """A command's text is longer than Slack sends (``length`` characters): refused before it is parsed."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        self.length = length
+        super().__init__(t(
+            "{}This message is {} characters long; regops reads commands of at most {} (Slack sends no more, and "
+            "no command needs more than a few hundred). It was not read, and nothing was run. See {}.",
+            icon(Icon.WARNING), f"{length:,}", f"{limit:,}", command("help")))
 
 
 def message_of(error: RegopsError) -> Text:

@@ -24,6 +24,7 @@ from bot.core.outcomes import duration_text, failure_text, outcome_text
 from bot.core.text import Text, bold, channel, code, codes, join, lines, t, user
 from workers.kernel.actions import ACTIONS
 from workers.kernel.config import EVERYONE, ApprovalRule, Role
+from workers.kernel.config.model import ANY_NAME
 from workers.kernel.jobs import JobRecord, JobState
 from workers.kernel.times import format_duration, iso_time
 
@@ -43,13 +44,15 @@ def _where(match: GrantMatch) -> Text:
 def _scope(role: Role) -> Text:
     """What the role allows, leaving out the parts that allow everything."""
     parts = [t("actions {}", codes(role.actions))]
-    for noun, globs in (
-        ("images", role.images),
-        ("tags", role.tags),
-        ("registries", role.registries),
-        ("hosts", role.hosts),
+    for noun, globs, everything in (
+        ("images", role.images, (ANY_NAME,)),
+        ("tags", role.tags, ("*",)),
+        ("registries", role.registries, ("*",)),
+        ("hosts", role.hosts, ("*",)),
+        ("local images (`--source`, tag's SOURCE)", role.sources, (ANY_NAME,)),
     ):
-        if tuple(globs) != ("*",):
+        # Tags and names from the config have no `/`: for them `*` is everything.
+        if tuple(globs) not in (everything, (ANY_NAME,)):
             parts.append(t("{} {}", noun, codes(globs)))
     return join("; ", parts)
 
@@ -92,22 +95,31 @@ def whoami_text(identity: Identity) -> Text:
     return lines(out)
 
 
-def can_i_text(decision: Decision, action: str, target: Text | str) -> Text:
+def can_i_text(decision: Decision, action: str, target: Text | str, source: str | None = None) -> Text:
     """``Yes``/``No`` for ``action`` on ``target`` (a reference, or the registry for login), with the rule.
 
-    A ``str`` target is a name, shown as code.
+    A ``str`` target is a name, shown as code; ``source`` is the ``--source`` asked about, if any.
     """
     if isinstance(target, str):
         target = code(target)
+    if source:
+        target = t("{} from {}", target, code(source))
     if decision.code is DecisionCode.OPEN:
         return t("Yes: {} is open to everyone.", code(action))
     if not decision.allowed:
         return t("No: {}. Deciding rule: {}.", decision.reason, code(decision.rule))
     approval = decision.approval
     if approval is None:
-        return t("Yes: you may {} {}, no approval needed. Deciding rule: {}.", action, target, code(decision.rule))
-    return t("Yes, with approval: you may {} {} (deciding rule: {}), but it runs only after {}. "
-             "You cannot approve your own request.", action, target, code(decision.rule), _approval_terms(approval))
+        answer = t("Yes: you may {} {}, no approval needed. Deciding rule: {}.", action, target,
+                   code(decision.rule))
+    else:
+        answer = t("Yes, with approval: you may {} {} (deciding rule: {}), but it runs only after {}. "
+                   "You cannot approve your own request.", action, target, code(decision.rule),
+                   _approval_terms(approval))
+    if decision.sources and action in ("push", "tag") and not source:
+        answer += t(" The local image it starts from (`--source`, tag's SOURCE) must match {}; ask with "
+                    "{} to check one.", codes(decision.sources), code("--source REF"))
+    return answer
 
 
 # ---- jobs and hosts ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from bot.core.access import Decision, Policy
 from bot.core.approvals import Approvals, Outcome
 from bot.core.audit import AuditLog
 from bot.core.errors import CommandError, CredentialsInChat, message_of
-from bot.core.grammar.credentials import normalize, redact
+from bot.core.grammar.credentials import AUDIT_TEXT_LIMIT, audit_text, normalize, readable_part
 from bot.core.grammar.help import help_text
 from bot.core.grammar.parser import parse
 from bot.core.grammar.spec import COMMAND_WORD, JOBS_DEFAULT_LIMIT, Command
@@ -138,7 +138,7 @@ class Service:
             decision = self._decide(request, action, command, registry, host)
             self._record(request, "answered", decision.rule)
             target = code(reference) if reference else t("registry {}", code(registry.server))
-            return Reply(ReplyKind.ANSWER, explain.can_i_text(decision, action, target))
+            return Reply(ReplyKind.ANSWER, explain.can_i_text(decision, action, target, command.source))
 
         decision = self._decide(request, command.action, command, registry, host)
         if not decision.allowed:
@@ -233,7 +233,8 @@ class Service:
     def _decide(self, request: Request, action: str, command: Command, registry: RegistryConfig,
                 host: str) -> Decision:
         return self._policy.decide(request.user_id, action, command.image, command.tag,
-                                   channel=request.channel_id, registry=registry.name, host=host)
+                                   channel=request.channel_id, registry=registry.name, host=host,
+                                   source=command.source)
 
     def _submit(self, request: Request, command: Command, registry: RegistryConfig, host: str,
                 reference: str | None, decision: Decision) -> Reply:
@@ -328,13 +329,15 @@ class Service:
 
     def _record(self, request: Request, decision: str, rule: str, job_id: str = "",
                 pipeline: redis.client.Pipeline | None = None) -> None:
+        # A command that was not understood keeps only its first few hundred characters, redacted.
+        limit = AUDIT_TEXT_LIMIT if decision in ("invalid", "refused") else None
         entry = AuditEntry(at=self._clock(), user=request.user_id, channel=request.channel_id or "",
-                           kind="command", command=redact(request.text), decision=decision,
+                           kind="command", command=audit_text(request.text, limit), decision=decision,
                            rule=rule, job_id=job_id, outcome="")
         try:
             self._audit.record(entry, pipeline=pipeline)
             if self._metrics is not None:
-                self._metrics.command(_action_word(request.text), decision, pipeline=pipeline)
+                self._metrics.command(_action_word(readable_part(request.text)), decision, pipeline=pipeline)
         except redis.RedisError:
             if pipeline is not None:
                 raise

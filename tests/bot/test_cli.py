@@ -64,3 +64,11 @@ def test_check_config_reports_slack_id_problems_with_the_others_in_one_list(tmp_
         "  - default_host", "  - notify_channel", "  - access.grants[0].users[0]", "  - access.grants[0].channels[0]"]
     assert "`alice` is not a Slack user ID" in result.stderr
     assert "`#ops` is not a Slack channel ID" in result.stderr
+
+
+def test_check_config_warns_about_narrowed_image_globs_on_stderr_and_stays_valid() -> None:
+    result = regops("check-config", "--config", str(ROOT / "deploy" / "regops.example.yaml"))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("regops: warning: ")]
+    assert len(warnings) == 1 and "access.roles.deployer.images[0]: `centos7-*`" in warnings[0]
+    assert "config ok, with 1 warning(s)" in result.stdout and "warning" not in result.stdout.split("config ok")[0]

@@ -161,3 +161,86 @@ def test_a_refused_cancel_click_is_audited_like_a_typed_cancel(service: Service,
     notices = [fields for _id, fields in text_redis.xrange(EVENTS_STREAM) if fields.get("type") == "notice"]
     assert len(notices) == 1 and notices[0]["user"] == "U0DEV1"
     assert JobRecord.from_fields(text_redis.hgetall(job_key(job_id))).state == "queued"
+
+
+# --- hostile chat input and --source (issue 9) ----------------------------------------------------
+
+
+def _audit(connection: redis.Redis) -> list[dict[str, str]]:
+    from workers.kernel.keys import AUDIT_STREAM
+
+    return [fields for _id, fields in connection.xrange(AUDIT_STREAM)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["push centos7-a latest --api-key S3cretValue", "push centos7-a latest REGISTRY_PASSWORD=S3cretValue",
+     "push centos7-a latest --source u:S3cretValue@host/x", "login --registry-password S3cretValue"],
+)
+def test_credential_shapes_are_refused_and_audited_redacted(service: Service, text_redis: redis.Redis,
+                                                            text: str) -> None:
+    reply = service.handle(Request(user_id="U0ADMIN", text=text, channel_id="C0OPS"))
+    assert reply.kind is ReplyKind.CREDENTIALS and "rotate" in slack(reply.text)
+    (entry,) = _audit(text_redis)
+    assert entry["decision"] == "refused" and "[redacted]" in entry["command"]
+    assert "S3cretValue" not in str(text_redis.xrange("regops:audit"))
+    _nothing_queued(text_redis)
+
+
+def test_a_text_longer_than_slack_sends_is_answered_and_audited_bounded(service: Service,
+                                                                      text_redis: redis.Redis) -> None:
+    reply = service.handle(Request(user_id="U0ADMIN", text="push " + "a" * 20_000, channel_id="C0OPS"))
+    assert reply.kind is ReplyKind.USAGE_ERROR and "20,005 characters long" in slack(reply.text)
+    (entry,) = _audit(text_redis)
+    assert entry["decision"] == "invalid" and entry["command"] == "push… [20005 characters]"
+    _nothing_queued(text_redis)
+
+
+def test_an_invalid_command_keeps_only_a_bounded_text_in_the_audit_trail(service: Service,
+                                                                       text_redis: redis.Redis) -> None:
+    service.handle(Request(user_id="U0ADMIN", text="psuh " + "word " * 700, channel_id="C0OPS"))
+    (entry,) = _audit(text_redis)
+    assert entry["decision"] == "invalid" and entry["command"].endswith("… [3505 characters]")
+    assert len(entry["command"]) <= 300 + len("… [3505 characters]")
+
+
+SOURCES_CONFIG = {**CONFIG, "access": {
+    "roles": {"builder": {"actions": ["push", "tag"], "images": ["centos7-*"], "sources": ["centos7-*", "sha256:*"]}},
+    "grants": [{"role": "builder", "users": ["U0DEV1"]}]}}
+
+
+@pytest.fixture
+def sources_service(text_redis: redis.Redis) -> Service:
+    config = parse_config(SOURCES_CONFIG)
+    return build_core(config, text_redis, Redis_bytes(text_redis)).service
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("push centos7-a 1 --source other-team/secret:1", ReplyKind.DENIED),
+        ("tag other-team/secret:1 centos7-a 1", ReplyKind.DENIED),
+        ("push centos7-a 1 --source centos7-build:dev", ReplyKind.QUEUED),
+        ("tag 0123456789ab centos7-a 1", ReplyKind.QUEUED),
+        ("push centos7-a 1", ReplyKind.QUEUED),
+    ],
+)
+def test_sources_decide_what_a_command_may_start_from(sources_service: Service, text_redis: redis.Redis,
+                                                      text: str, kind: ReplyKind) -> None:
+    reply = sources_service.handle(Request(user_id="U0DEV1", text=text, channel_id="C0OPS"))
+    assert reply.kind is kind, slack(reply.text)
+    if kind is ReplyKind.DENIED:
+        assert "`sources`" in slack(reply.text) and "other-team/secret:1" in slack(reply.text)
+        _nothing_queued(text_redis)
+        assert _audit(text_redis)[0]["rule"] == "grants[0] role builder: source not allowed"
+
+
+def test_can_i_and_whoami_show_the_sources(sources_service: Service) -> None:
+    def ask(text: str) -> str:
+        return slack(sources_service.handle(Request(user_id="U0DEV1", text=text, channel_id="C0OPS")).text)
+
+    assert "No: you may not push `centos7-a:1` from `other:1`" in ask("can-i push centos7-a 1 --source other:1")
+    assert ask("can-i push centos7-a 1 --source centos7-b:1").startswith("Yes: you may push ")
+    plain = ask("can-i push centos7-a 1")
+    assert plain.startswith("Yes") and "must match `centos7-*`, `sha256:*`" in plain
+    assert "local images (`--source`, tag's SOURCE) `centos7-*`, `sha256:*`" in ask("whoami")

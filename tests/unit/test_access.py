@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import random
+import re
+
 import pytest
 
-from bot.core.access import Decision, DecisionCode, Policy, StaticMembership
+from bot.core.access import Decision, DecisionCode, Policy, StaticMembership, source_subject
 from bot.core.text import markup
 from tests.support.texts import slack
 from workers.kernel.config import AccessConfig, ApprovalRule, Grant, Role, parse_config
+from workers.kernel.config.patterns import _pieces, glob_match
 from workers.kernel.errors import ConfigError
 
 ACCESS = AccessConfig(
@@ -725,3 +730,142 @@ def test_a_grant_without_users_or_groups_is_refused_up_front() -> None:
 def test_an_approval_rule_that_could_never_be_met_cannot_be_built(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         ApprovalRule(**kwargs)  # type: ignore[arg-type]
+
+
+# --- globs: `*` stops at `/`, `**` crosses it (issue 9, item 7) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "pattern", "expected"),
+    [
+        ("centos7-x", "centos7-*", True),
+        ("centos7-x/other-team/anything", "centos7-*", False),  # the attack run's case
+        ("centos7-x/other-team/anything", "centos7-**", True),
+        ("web/app", "web/*", True),
+        ("web/app/x", "web/*", False),
+        ("web/app/x", "web/**", True),
+        ("web/app", "web/**/app", True),  # `**/` as a component may match no component
+        ("web/a/b/app", "web/**/app", True),
+        ("webapp", "web/**/app", False),
+        ("a/b/app", "**/app", True),
+        ("app", "**/app", True),
+        ("team/app", "*", False),
+        ("team/app", "**", True),
+        ("a/c", "a?c", False),
+        ("abc", "a?c", True),
+        ("b", "[abc]", True),
+        ("/", "[!a]", False),
+        ("x", "[!a]", True),
+        ("Latest", "latest", False),  # case-sensitive
+        ("a.b", "a.b", True),
+        ("axb", "a.b", False),  # `.` is itself
+        ("[x", "[x", True),  # an unclosed `[` is itself
+        ("sha256:0123", "sha256:*", True),
+        ("a-b-c-d", "*-*-*-*", True),
+        ("a-b-c/d", "*-*-*-*", False),
+        ("x-/y-z", "**-*-z", False),
+        ("a/x/ab", "**a*b", True),
+    ],
+)
+def test_glob_table(value: str, pattern: str, expected: bool) -> None:
+    assert glob_match(value, pattern) is expected
+
+
+def _reference_match(value: str, pattern: str) -> bool:
+    """The rules spelled out, by brute force over the pattern's pieces (for short inputs only)."""
+    pieces = _pieces(pattern)
+
+    @functools.cache
+    def rest(i: int, j: int) -> bool:
+        if j == len(pieces):
+            return i == len(value)
+        piece = pieces[j]
+        if piece.kind == "one":
+            return i < len(value) and re.fullmatch(piece.regex, value[i], re.DOTALL) is not None and rest(i + 1, j + 1)
+        if piece.kind == "directories":  # nothing, or anything ending in `/`
+            return rest(i, j + 1) or any(value[k - 1] == "/" and rest(k, j + 1) for k in range(i + 1, len(value) + 1))
+        ends = range(i, len(value) + 1)
+        if piece.kind == "star":
+            return any("/" not in value[i:k] and rest(k, j + 1) for k in ends)
+        return any(rest(k, j + 1) for k in ends)
+
+    return rest(0, 0)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_matcher_agrees_with_the_rules_on_random_globs(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(200):
+        pattern = "".join(rng.choice(["a", "b", "/", "-", "*", "**", "?", "[ab]", "[!a]", "**/"])
+                          for _ in range(rng.randint(0, 6)))
+        value = "".join(rng.choice("ab/-") for _ in range(rng.randint(0, 8)))
+        assert glob_match(value, pattern) is _reference_match(value, pattern), (value, pattern)
+
+
+def test_image_globs_in_roles_stop_at_a_slash() -> None:
+    access = AccessConfig(
+        roles={"team": Role("team", actions=("push",), images=("centos7-*", "web/**")),
+               "everything": Role("everything", actions=("pull",))},
+        grants=(Grant("team", ("U1",)), Grant("everything", ("U1",))),
+        approvals=(ApprovalRule(approvers=("U9",), tags=("latest",)),),
+    )
+    policy = Policy(access)
+    assert not policy.decide("U1", "push", "centos7-x/other-team/anything", "1").allowed
+    assert policy.decide("U1", "push", "centos7-x", "1").allowed
+    assert policy.decide("U1", "push", "web/a/b", "1").allowed
+    # A role and an approvals rule without `images` still mean every image, `/` or not.
+    assert policy.decide("U1", "pull", "any/team/image", "1").allowed
+    assert policy.decide("U1", "push", "web/a/b", "latest").needs_approval
+
+
+# --- sources: what --source may name (issue 9, item 8) --------------------------------------------
+
+HEX = "0123456789ab" + "c" * 52
+SOURCE_ACCESS = AccessConfig(
+    roles={
+        "builder": Role("builder", actions=("push", "tag"), images=("centos7-*",), sources=("centos7-*", "sha256:*")),
+        "free": Role("free", actions=("push", "tag"), images=("web/**",)),
+    },
+    grants=(Grant("builder", ("U0DEV",)), Grant("free", ("U0WEB",))),
+)
+
+
+@pytest.mark.parametrize(
+    ("user", "action", "source", "allowed", "code"),
+    [
+        ("U0DEV", "push", None, True, DecisionCode.ALLOWED),  # a plain push starts from IMAGE:TAG itself
+        ("U0DEV", "push", "centos7-build:dev", True, DecisionCode.ALLOWED),
+        ("U0DEV", "push", "centos7-build", True, DecisionCode.ALLOWED),  # matched as centos7-build:latest
+        ("U0DEV", "push", "0123456789ab", True, DecisionCode.ALLOWED),  # an ID is sha256:ID
+        ("U0DEV", "tag", f"sha256:{HEX}", True, DecisionCode.ALLOWED),
+        ("U0DEV", "push", "other-team/secret:1", False, DecisionCode.SOURCE_NOT_ALLOWED),
+        ("U0DEV", "tag", "centos7-x/other:1", False, DecisionCode.SOURCE_NOT_ALLOWED),
+        ("U0DEV", "push", "registry.example.com/centos7-x:1", False, DecisionCode.SOURCE_NOT_ALLOWED),
+        # Without `sources`, a role takes any local image, as before.
+        ("U0WEB", "push", "other-team/secret:1", True, DecisionCode.ALLOWED),
+    ],
+)
+def test_sources_restrict_the_local_image(user: str, action: str, source: str | None, allowed: bool,
+                                          code: DecisionCode) -> None:
+    image = "web/app" if user == "U0WEB" else "centos7-app"
+    decision = Policy(SOURCE_ACCESS).decide(user, action, image, "1", source=source)
+    assert (decision.allowed, decision.code) == (allowed, code)
+    if not allowed:
+        reason = slack(decision.reason)
+        assert source in reason and "`sources`" in reason and "`centos7-*`, `sha256:*`" in reason
+        assert decision.rule == "grants[0] role builder: source not allowed"
+
+
+def test_an_allowed_decision_names_the_sources_that_limit_it() -> None:
+    policy = Policy(SOURCE_ACCESS)
+    assert policy.decide("U0DEV", "push", "centos7-app", "1").sources == ("centos7-*", "sha256:*")
+    assert policy.decide("U0WEB", "push", "web/app", "1").sources == ()
+
+
+def test_source_subject() -> None:
+    assert source_subject("0123456789ab") == "sha256:0123456789ab"
+    assert source_subject(f"sha256:{HEX}") == f"sha256:{HEX}"
+    assert source_subject("centos7-a") == "centos7-a:latest"
+    assert source_subject("localhost:5000/a") == "localhost:5000/a:latest"
+    assert source_subject("localhost:5000/a:1") == "localhost:5000/a:1"
+    assert source_subject(f"a@sha256:{HEX}") == f"a@sha256:{HEX}"

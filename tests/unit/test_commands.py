@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from bot.core.errors import CredentialsInChat
+from bot.core.errors import CredentialsInChat, TextTooLong
 from bot.core.grammar import parser
-from bot.core.grammar.credentials import REDACTED, normalize, redact
+from bot.core.grammar.credentials import REDACTED, audit_text, normalize, readable_part, redact
 from bot.core.grammar.help import help_text, usage
 from bot.core.grammar.parser import parse
-from bot.core.grammar.spec import Command
+from bot.core.grammar.spec import MAX_TEXT_LENGTH, Command
 from tests.support.texts import slack
 from workers.kernel.actions import ACTIONS
 from workers.kernel.errors import UsageError
@@ -207,6 +207,37 @@ CREDENTIAL_SPELLINGS = [
     f"can-i login user001 {SECRET}",
     f"can-i push a b -p {SECRET}",
     f"whoami --password {SECRET}",
+    # Options regops does not know, named like credentials (issue 9): refused all the same.
+    f"push a b --registry-password {SECRET}",
+    f"push a b --docker-password {SECRET}",
+    f"push a b --login-password={SECRET}",
+    f"push a b --token {SECRET}",
+    f"push a b --secret {SECRET}",
+    f"push a b --api-key {SECRET}",
+    f"push a b --API_KEY {SECRET}",
+    f"push a b --credentials {SECRET}",
+    f"push a b --cred {SECRET}",
+    f"push a b --auth {SECRET}",
+    f"push a b --access-token={SECRET}",
+    f"push a b \u2014token {SECRET}",
+    f"push a b -token {SECRET}",  # Go's flags take one dash
+    f"push a b -apikey {SECRET}",
+    f"push a b --source=--token={SECRET}",
+    f"push a b --source=-p {SECRET}",
+    # NAME=VALUE with a credential's NAME.
+    f"push a b REGISTRY_PASSWORD={SECRET}",
+    f"REGISTRY_PASSWORD={SECRET} push a b",
+    f"push a b TOKEN= {SECRET}",
+    f"push a b api_key={SECRET}",
+    f'push a b "DOCKER_AUTH={SECRET}"',
+    f"push a b --source=token={SECRET}",
+    # A password in a reference or a URL.
+    f"push a b --source user001:{SECRET}@host/x",
+    f"push a b --source=user001:{SECRET}@registry.example.com:5000/x:1",
+    f"tag user001:{SECRET}@host/x app 1",
+    f"push a b --source https://user001:{SECRET}@registry.example.com/x",
+    f"push a b <https://user001:{SECRET}@registry.example.com/x|registry.example.com/x>",
+    f"push a b --source :{SECRET}@host/x",
 ]
 
 
@@ -256,6 +287,20 @@ def test_no_command_text_is_built_when_credentials_are_refused(
         "push app latest --host u-build",
         "tag pw-tool:1 app 1",
         "tag 0123456789ab user 1",
+        # Only option names, NAME=VALUE and user:password@ count: values named like credentials are fine.
+        "push keycloak latest",
+        "push auth-service token-1",
+        "pull secret-app pass-1",
+        "push credentials-api 1 --host auth-1",
+        "push team/keystore key-2 --registry tokens",
+        "push app latest --source keycloak:1",
+        "push app latest --source auth/token:secret",
+        "push app latest --source=keycloak:1",
+        f"push app latest --source centos7:latest@sha256:{'a' * 64}",
+        f"push app latest --source localhost:5000/app@sha256:{'b' * 64}",
+        "tag token-1 app 1",
+        "jobs --image keycloak",
+        "can-i push auth-service latest --host auth-1",
     ],
 )
 def test_credential_lookalikes_are_accepted(text: str) -> None:
@@ -270,6 +315,22 @@ def test_option_lookalikes_are_plain_usage_errors(text: str) -> None:
         parse(text)
     assert not isinstance(info.value, CredentialsInChat)
     assert "unknown option" in slack(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "push a b <@U0ADMIN>",  # a mention, not userinfo
+        "push a b user@example.com",  # a user name alone carries no password
+        "push a b <mailto:someone@example.com|someone@example.com>",
+        "push a b x=1",
+        "push a b --source name@sha256:abc",  # a short digest: a mistake, not a password
+    ],
+)
+def test_credential_shaped_only_in_part_is_a_plain_usage_error(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse(text)
+    assert not isinstance(info.value, CredentialsInChat)
 
 
 @pytest.mark.parametrize(
@@ -296,7 +357,7 @@ def test_normalize_undoes_chat_typography(text: str, expected: str) -> None:
         ("login", "`/registry login [--registry NAME] [--host NAME]`"),
         ("help", "`/registry help [COMMAND]`"),
         ("whoami", "`/registry whoami`"),
-        ("can-i", "`/registry can-i ACTION [IMAGE TAG] [--registry NAME] [--host NAME]`"),
+        ("can-i", "`/registry can-i ACTION [IMAGE TAG] [--source REF] [--registry NAME] [--host NAME]`"),
     ],
 )
 def test_usage_lines(action: str, line: str) -> None:
@@ -348,7 +409,7 @@ def test_overall_help_can_show_only_the_given_actions(
         (
             "can-i",
             [
-                "`/registry can-i ACTION [IMAGE TAG] [--registry NAME] [--host NAME]`",
+                "`/registry can-i ACTION [IMAGE TAG] [--source REF] [--registry NAME] [--host NAME]`",
                 "`ACTION`: the action to check: `push`, `pull`, `tag` or `login`",
                 "`IMAGE`",
                 "`--registry NAME`",
@@ -442,7 +503,7 @@ def test_self_service_forms_parse(text: str, expected: Command) -> None:
     assert parse(text) == expected
 
 
-CAN_I_USAGE = "`/registry can-i ACTION [IMAGE TAG] [--registry NAME] [--host NAME]`"
+CAN_I_USAGE = "`/registry can-i ACTION [IMAGE TAG] [--source REF] [--registry NAME] [--host NAME]`"
 
 
 @pytest.mark.parametrize(
@@ -468,7 +529,9 @@ CAN_I_USAGE = "`/registry can-i ACTION [IMAGE TAG] [--registry NAME] [--host NAM
         ("can-i tag 0123456789ab app 1", ["unexpected extra argument(s) `1` for `can-i tag`"]),
         ("can-i push Centos7 latest", ["upper-case letters are not allowed"]),
         ("can-i push a .b", ["tag `.b` must start with a letter, digit or `_`"]),
-        ("can-i push a b --source x", ["`--source` is not an option of `can-i`"]),
+        ("can-i pull a b --source x", ["`--source` is for `can-i push` and `can-i tag`"]),
+        ("can-i login --source x", ["`--source` is for `can-i push` and `can-i tag`"]),
+        ("can-i push a b --source 'x y'", ["source `x y`"]),
         ("can-i push a b --host 'build 1'", ["`--host` `build 1` is not a valid name"]),
         ("can-i push a b --regsitry x", ["Did you mean `--registry`?"]),
     ],
@@ -536,6 +599,15 @@ def test_redact_removes_every_credential_spelling(text: str) -> None:
         ("login --registry", "login [redacted]"),
         ("can-i login user001 hunter2", "can-i login [redacted]"),
         ("can-i --host h login user001 hunter2", "can-i --host h login [redacted]"),
+        # Credential-shaped options regops does not know, NAME=VALUE, and passwords in references.
+        ("push a b --api-key hunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push a b -token hunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push a b --registry-password=hunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push a b REGISTRY_PASSWORD=hunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push a b REGISTRY_PASSWORD= hunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push a b --source user:hunter2@host/x --host h1", "push a b --source [redacted] --host h1"),
+        ("push a b --source=-p hunter2 --host h1", "push a b [redacted] --host h1"),
+        ("push keycloak token-1 --host auth-1", "push keycloak token-1 --host auth-1"),
         # Nothing to hide: unchanged apart from chat typography.
         (
             "push centos7-elasticsearch latest --host build-1",
@@ -589,6 +661,61 @@ def test_redact_never_raises_and_never_leaks_whatever_surrounds_the_secret(seed:
 def test_redact_and_parse_survive_pathological_input() -> None:
     chain = "--x=" * 5000 + f"-p{SECRET}"
     assert SECRET not in redact(chain)
+    # Within what regops reads, the credential at the end of the chain is found…
     with pytest.raises(CredentialsInChat):
+        parse(chain[-MAX_TEXT_LENGTH:])
+    # …and a longer text is refused unread, its words past the limit never looked at or echoed.
+    with pytest.raises(TextTooLong) as info:
         parse(chain)
+    assert SECRET not in slack(info.value) and f"{len(chain):,} characters" in slack(info.value)
     assert redact('"' * 1000 + " -p " + SECRET) == '"' * 1000 + " " + REDACTED
+
+
+# --- the length limit and the audit trail's text --------------------------------------------------
+
+
+def test_a_text_longer_than_slack_sends_is_refused_unread() -> None:
+    with pytest.raises(TextTooLong) as info:
+        parse("a" * (MAX_TEXT_LENGTH + 1))
+    text = slack(info.value)
+    assert f"{MAX_TEXT_LENGTH + 1:,} characters" in text and f"{MAX_TEXT_LENGTH:,}" in text
+    assert "aaaa" not in text and "nothing was run" in text
+    # At the limit it is read (and here found to be no command).
+    with pytest.raises(UsageError) as within:
+        parse("a" * MAX_TEXT_LENGTH)
+    assert not isinstance(within.value, TextTooLong)
+
+
+def test_a_credential_in_a_too_long_text_still_gets_the_rotate_warning() -> None:
+    with pytest.raises(CredentialsInChat):
+        parse(f"push a b -p {SECRET} " + "x" * MAX_TEXT_LENGTH)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("push a b", "push a b"),
+        (f"push a b -p {SECRET}", f"push a b {REDACTED}"),
+        ("a" * 1_048_576, "… [1048576 characters]"),
+        # Cut at a space within the first 300 characters.
+        ("psuh " + "x " * 400, "psuh" + " x" * 147 + "… [805 characters]"),
+        (f"push a b --token {SECRET} " + "y" * 1000, f"push a b {REDACTED}… [1031 characters]"),
+    ],
+)
+def test_audit_text_is_redacted_and_bounded_with_the_original_length(text: str, expected: str) -> None:
+    assert audit_text(text) == expected
+    assert len(audit_text(text)) <= 300 + len(f"… [{len(text)} characters]")
+
+
+def test_audit_text_never_shows_half_a_credential_cut_at_the_limit() -> None:
+    # The limit falls inside `user:SECRET@host/x`: cut there, `user:SECRE` alone would not look like one.
+    head = "push a b --source "
+    text = head + "x" * (MAX_TEXT_LENGTH - len(head) - 8 - 1) + " user:" + SECRET + "@host/x"
+    assert MAX_TEXT_LENGTH - 8 < text.index(SECRET) < MAX_TEXT_LENGTH
+    assert SECRET[:3] not in readable_part(text)[-20:]
+    assert SECRET[:3] not in audit_text(text, None) and audit_text(text, None).endswith(f"[{len(text)} characters]")
+
+
+def test_audit_text_without_a_limit_keeps_a_valid_command_whole() -> None:
+    text = "push " + "a" * 255 + " " + "t" * 128 + " --host build-1"
+    assert audit_text(text, None) == text

@@ -26,6 +26,7 @@ from workers.kernel.config import (
     parse_config,
     resolve_config_path,
 )
+from workers.kernel.config.summary import config_warnings
 from workers.kernel.errors import ConfigError
 
 EXAMPLE = """\
@@ -95,7 +96,7 @@ def test_the_example_from_the_issue_loads(tmp_path: Path) -> None:
     assert config.notify_channel == "C0DEPLOYS"
     assert config.timeouts == Timeouts(push=1800, pull=1800, tag=120, login=120)
     assert dict(config.access.roles) == {
-        "admin": Role("admin", ("*",), ("*",), ("*",)),
+        "admin": Role("admin", ("*",), ("**",), ("*",)),
         "deployer": Role("deployer", ("push", "pull", "tag", "login"), ("centos7-*",), ("*",)),
     }
     assert config.access.grants == (Grant("admin", ("U0ADMIN",)), Grant("deployer", ("U0DEV1", "U0DEV2")))
@@ -588,7 +589,7 @@ def test_approvals_defaults() -> None:
     data["access"]["approvals"] = [{"approvers": ["admin"]}]
     (rule,) = parse_config(data).access.approvals
     assert (rule.images, rule.tags, rule.actions, rule.required, rule.expires_in) == (
-        ("*",),
+        ("**",),
         ("*",),
         ("push",),
         1,
@@ -830,10 +831,10 @@ def test_summary_shows_grants_approvals_and_the_audit_channel() -> None:
     summary = parse_config(data).summary()
     for fragment in [
         "access: 2 role(s), 2 grant(s), 1 approval rule(s)",
-        "role deployer: actions push, pull; images *; tags *; registries prod; hosts build-*",
+        "role deployer: actions push, pull; images **; tags *; registries prod; hosts build-*",
         "grants[0] role admin: user U0ADMIN; in any channel",
         "grants[1] role deployer: group S0DEVOPS; in C0OPS",
-        "approvals[0]: push of images *, tags latest needs 2 approvals from admin, U0BOSS; expires after 30m",
+        "approvals[0]: push of images **, tags latest needs 2 approvals from admin, U0BOSS; expires after 30m",
         "audit channel: C0AUDIT",
     ]:
         assert fragment in summary, summary
@@ -968,3 +969,53 @@ def test_resolve_config_path_expands_home_and_ignores_blanks(
     explicit: str | Path | None, environ: dict[str, str], expected: Path
 ) -> None:
     assert resolve_config_path(explicit, environ) == expected
+
+
+# --- globs that stop at `/`, sources (issue 9, items 7 and 8) -------------------------------------
+
+
+def test_a_role_takes_sources_and_check_config_shows_them() -> None:
+    data = _policy_base()
+    data["access"]["roles"]["deployer"]["sources"] = ["centos7-*", "sha256:*"]
+    config = parse_config(data)
+    assert config.access.roles["deployer"].sources == ("centos7-*", "sha256:*")
+    assert config.access.roles["admin"].sources == ("**",)
+    summary = config.summary()
+    assert "hosts build-*; sources centos7-*, sha256:*" in summary
+    assert "role admin: actions *; images **; tags *; registries *; hosts *\n" in summary
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("sources", "centos7-*", "must be a list"),
+        ("sources", [], "must not be empty"),
+        ("sources", ["[a-"], "a `[` is never closed"),
+        ("images", ["[z-a]*"], "`[z-a]` is not a valid class"),
+        ("sources", ["x[z-a]"], "`[z-a]` is not a valid class"),
+    ],
+)
+def test_bad_role_globs_are_problems(key: str, value: object, fragment: str) -> None:
+    data = _policy_base()
+    data["access"]["roles"]["deployer"][key] = value
+    problems = _problems(data)
+    assert any(item.startswith(f"access.roles.deployer.{key}") and fragment in item for item in problems), problems
+
+
+def test_check_config_warns_once_about_each_image_glob_that_no_longer_crosses_a_slash() -> None:
+    data = _policy_base()
+    data["access"]["roles"]["deployer"]["images"] = ["centos7-*", "web/**", "exact", "a?b", "team/[!x]*"]
+    data["access"]["roles"]["deployer"]["tags"] = ["1.*"]  # tags have no `/`: nothing narrowed
+    data["access"]["roles"]["deployer"]["sources"] = ["centos7-*"]  # new key: no old meaning
+    data["access"]["approvals"][0]["images"] = ["*"]
+    warnings = config_warnings(parse_config(data))
+    assert [warning.split(":")[0] for warning in warnings] == [
+        "access.roles.deployer.images[0]",
+        "access.roles.deployer.images[3]",
+        "access.roles.deployer.images[4]",
+        "access.approvals[0].images[0]",
+    ]
+    assert "`centos7-*`" in warnings[0] and "`**`" in warnings[0]
+    assert "asks no approval" in warnings[3]
+    # Defaults and `**` mean what they meant: nothing to warn about.
+    assert config_warnings(parse_config(_policy_base())) == []

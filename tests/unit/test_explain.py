@@ -46,7 +46,7 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
                 "*reader* from grants[2], given to everyone (`*`), valid in every channel: actions `pull`",
                 "You may run in <#C0OPS>: `push`, `pull`, `tag`, and `whoami`, `can-i`, `help` (open to everyone).",
                 (
-                    "Needs approval: `push` of images `*` with tags `latest`, `prod-*`: 2 distinct approvals from "
+                    "Needs approval: `push` of images `**` with tags `latest`, `prod-*`: 2 distinct approvals from "
                     "admin or <@U0BOSS>; a request expires after 30m (approvals[0])"
                 ),
                 "User groups that could not be resolved right now: `S0ONCALL`",

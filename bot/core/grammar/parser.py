@@ -11,8 +11,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 
-from bot.core.errors import CommandError, CredentialsInChat
-from bot.core.grammar.credentials import ascii_dashes, normalize, refuse_credentials
+from bot.core.errors import CommandError, CredentialsInChat, TextTooLong
+from bot.core.grammar.credentials import ascii_dashes, normalize, readable_part, refuse_credentials
 from bot.core.grammar.help import (
     did_you_mean,
     option_usage,
@@ -27,6 +27,7 @@ from bot.core.grammar.spec import (
     JOB_ID_PATTERN,
     JOBS_DEFAULT_LIMIT,
     JOBS_MAX_LIMIT,
+    MAX_TEXT_LENGTH,
     OPTION_VALUES,
     SPECS,
     Command,
@@ -183,11 +184,18 @@ def _parse_can_i(spec: Spec, positionals: list[str], options: Mapping[str, str])
     target = positionals[1:]
     needed = () if subject == "login" else ("IMAGE", "TAG")
     _check_count(f"can-i {subject}", needed, 0, target, usage)
+    source = options.get("source")
+    if source is not None:
+        if subject not in ("push", "tag"):
+            raise CommandError(t("`--source` is for `can-i push` and `can-i tag`: {} starts from no local image. "
+                                 "Usage: {}", code(subject), usage))
+        _checked(check_source, source)
     return Command(
         action="can-i",
         subject_action=subject,
         image=_checked(check_image_name, target[0]) if target else None,
         tag=_checked(check_tag, target[1]) if target else None,
+        source=source,
         text=_canonical_text("can-i", [subject, *target], options),
         registry=_named(options, "registry"),
         host=_named(options, "host"),
@@ -243,7 +251,14 @@ def _parse_help(positionals: list[str]) -> Command:
 
 
 def parse(text: str) -> Command:
-    """Parse what the person typed (``/registry`` optional) into a Command, or raise CommandError."""
+    """Parse what the person typed (``/registry`` optional) into a Command, or raise CommandError.
+
+    A text longer than :data:`MAX_TEXT_LENGTH` is refused at once (TextTooLong): only its first
+    words are looked at, for credentials, whose warning comes first.
+    """
+    if len(text) > MAX_TEXT_LENGTH:
+        refuse_credentials(normalize(readable_part(text)))
+        raise TextTooLong(len(text), MAX_TEXT_LENGTH)
     normalized = normalize(text)
     refuse_credentials(normalized)
     tokens = _tokenize(normalized)

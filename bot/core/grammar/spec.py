@@ -15,6 +15,17 @@ from workers.kernel.actions import JOB_ACTIONS
 COMMAND_WORD = "/registry"
 """The command's own name, which a person may type before the action (Slack's slash command)."""
 
+MAX_TEXT_LENGTH = 4000
+"""The longest text regops reads: longer ones are refused before anything is parsed.
+
+Slack's clients send at most 4,000 characters in a message (Slack's RTM documentation: "Clients
+should limit messages sent to channels to 4000 characters", https://api.slack.com/rtm; the
+slash command's text is typed in that same message composer), and Slack's own tools split or
+truncate longer text (https://api.slack.com/changelog/2018-04-truncating-really-long-messages).
+The longest valid command (a 255-character image name, a 128-character tag, a source reference
+with a digest and both options) is under 1,000 characters, so nothing valid is refused.
+"""
+
 JOBS_DEFAULT_LIMIT = 10
 JOBS_MAX_LIMIT = 50
 
@@ -159,18 +170,19 @@ SPECS: Mapping[str, Spec] = {
         "can-i",
         ("ACTION",),
         ("IMAGE", "TAG"),
-        ("registry", "host"),
+        ("source", "registry", "host"),
         "check whether you may run a command here, and whether it needs approval",
         (
             (
                 "Answers yes or no with the rule that decides, and whether an approval is needed "
                 "(how many, from whom, how long a request stays open). Nothing is run. "
-                "`push`, `pull` and `tag` need IMAGE and TAG (for `tag`, the target: no SOURCE); "
-                "`login` takes neither."
+                "`push`, `pull` and `tag` need IMAGE and TAG (for `tag`, the target); `login` takes neither. "
+                "For `push` and `tag`, `--source REF` also checks the local image the command would start from."
             ),
         ),
         (
             "can-i push centos7-elasticsearch latest",
+            "can-i tag centos7-elasticsearch 1.4.2 --source centos7-es:dev",
             "can-i pull web/app 1.4.2 --host build-1",
             "can-i login --registry main",
         ),

@@ -13,6 +13,9 @@ from typing import Any
 EVERYONE = "*"
 """In a grant's ``users``: every user."""
 
+ANY_NAME = "**"
+"""The glob that matches every image name and every source (``*`` stops at ``/``)."""
+
 
 def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return value if isinstance(value, MappingProxyType) else MappingProxyType(dict(value))
@@ -47,17 +50,23 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class Role:
-    """What a role allows: every glob list must match (``registries``/``hosts`` are config names)."""
+    """What a role allows: every glob list must match (``registries``/``hosts`` are config names).
+
+    ``sources`` are globs for the local image a command starts from when it names one of its
+    own (push's ``--source``, tag's SOURCE), matched as written but with an image ID as
+    ``sha256:ID`` and a name without tag or digest as ``NAME:latest``.  By default any.
+    """
 
     name: str
     actions: tuple[str, ...]
-    images: tuple[str, ...] = ("*",)
+    images: tuple[str, ...] = (ANY_NAME,)
     tags: tuple[str, ...] = ("*",)
     registries: tuple[str, ...] = ("*",)
     hosts: tuple[str, ...] = ("*",)
+    sources: tuple[str, ...] = (ANY_NAME,)
 
     def __post_init__(self) -> None:
-        for name in ("actions", "images", "tags", "registries", "hosts"):
+        for name in ("actions", "images", "tags", "registries", "hosts", "sources"):
             object.__setattr__(self, name, _frozen_strings(getattr(self, name), f"Role.{name}"))
 
 
@@ -98,7 +107,7 @@ class ApprovalRule:
     """
 
     index: int = 0
-    images: tuple[str, ...] = ("*",)
+    images: tuple[str, ...] = (ANY_NAME,)
     tags: tuple[str, ...] = ("*",)
     actions: tuple[str, ...] = ("push",)
     approvers: tuple[str, ...]

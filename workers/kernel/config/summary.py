@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from workers.kernel.config.model import EVERYONE, AccessConfig, Config, RegistryConfig
+from workers.kernel.config.model import ANY_NAME, EVERYONE, AccessConfig, Config, RegistryConfig
+from workers.kernel.config.patterns import SEPARATED_KEYS, separator_warning
 from workers.kernel.references import reverse_hostname
 from workers.kernel.times import format_duration
 
@@ -54,10 +55,11 @@ def _access(access: AccessConfig) -> list[str]:
     if not access.grants:
         lines.append("  no grants: nobody may run anything but help, whoami and can-i")
     for role in access.roles.values():
+        sources = f"; sources {', '.join(role.sources)}" if role.sources != (ANY_NAME,) else ""
         lines.append(
             f"  role {role.name}: actions {', '.join(role.actions)}; images {', '.join(role.images)}; "
             f"tags {', '.join(role.tags)}; registries {', '.join(role.registries)}; "
-            f"hosts {', '.join(role.hosts)}"
+            f"hosts {', '.join(role.hosts)}{sources}"
         )
     for grant in access.grants:
         who = [f"user {user}" if user != EVERYONE else "everyone" for user in grant.users]
@@ -72,3 +74,25 @@ def _access(access: AccessConfig) -> list[str]:
             f"{', '.join(rule.approvers)}; expires after {format_duration(rule.expires_in)}"
         )
     return lines
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What ``check-config`` warns about in a valid config, each once: image globs ``*`` narrowed.
+
+    ``*`` and ``?`` used to match a ``/`` too; now they stop at it, as registries' own patterns
+    do.  An approvals rule's glob narrowed protects fewer images than it did, so it says so.
+    """
+    warnings: list[str] = []
+    for role in config.access.roles.values():
+        for key in SEPARATED_KEYS:
+            for index, pattern in enumerate(getattr(role, key)):
+                warning = separator_warning(pattern)
+                if warning:
+                    warnings.append(f"access.roles.{role.name}.{key}[{index}]: {warning}")
+    for rule in config.access.approvals:
+        for index, pattern in enumerate(rule.images):
+            warning = separator_warning(pattern)
+            if warning:
+                warnings.append(f"access.{rule.name}.images[{index}]: {warning}; this rule now asks no "
+                                "approval for the names it no longer matches")
+    return warnings
