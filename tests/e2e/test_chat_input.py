@@ -21,7 +21,7 @@ from tests.support.leaks import leaked_forms
 from tests.support.services import DockerEngine, RedisServer, Registry
 from workers.kernel.keys import AUDIT_STREAM
 
-DB = 14  # apart from the databases the other end-to-end tests use
+DB = 10  # apart from the databases the other end-to-end tests use
 AUDIT_CHANNEL = "C0AUDIT"
 
 
