@@ -11,6 +11,7 @@ from typing import Any
 
 from workers.kernel.config.access import Names, parse_access
 from workers.kernel.config.identities import WORDS, IdentityRules
+from workers.kernel.config.limits import defined_roles, parse_limits
 from workers.kernel.config.model import Config, RegistryConfig
 from workers.kernel.config.problems import Problems
 from workers.kernel.config.registries import parse_hosts, parse_registries, pick_default
@@ -26,6 +27,7 @@ _TOP_LEVEL_OPTIONAL = (
     "timeouts",
     "retries",
     "access",
+    "limits",
 )
 
 
@@ -53,6 +55,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
     retries = parse_retries(problems, top.get("retries"))
     # Broken registries and hosts still count as defined, so one mistake is not reported twice.
     access = parse_access(problems, top.get("access"), Names(registry_names, host_names), identities)
+    limits = parse_limits(problems, top.get("limits"), defined_roles(top.get("access")))
     if problems.items:
         raise ConfigError(problems.items)
     return Config(
@@ -65,6 +68,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
         timeouts=timeouts,
         audit_channel=audit_channel,
         retries=retries,
+        limits=limits,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.kernel.config.model import EVERYONE, AccessConfig, Config, RegistryConfig
+from workers.kernel.config.model import EVERYONE, AccessConfig, Config, Limits, RegistryConfig
 from workers.kernel.references import reverse_hostname
 from workers.kernel.times import format_duration
 
@@ -27,6 +27,7 @@ def summarize(config: Config) -> str:
         f"doubling up to {format_duration(retries.max_backoff)}"
     )
     lines += _access(config.access)
+    lines.append(_limits(config.limits, config.access))
     return "\n".join(lines)
 
 
@@ -67,3 +68,18 @@ def _access(access: AccessConfig) -> list[str]:
             f"{', '.join(rule.approvers)}; expires after {format_duration(rule.expires_in)}"
         )
     return lines
+
+
+def _limits(limits: Limits, access: AccessConfig) -> str:
+    def limit(value: int | None, text: str) -> str:
+        return text.format(value) if value is not None else "no limit"
+
+    exempt = ", ".join(limits.exempt_roles) if limits.exempt_roles else "nobody"
+    undefined = [role for role in limits.exempt_roles if role not in access.roles]
+    if undefined:  # only the default can name an undefined role: the loader refuses one written down
+        exempt += f" ({', '.join(undefined)} not defined: exempts nobody)"
+    return (
+        f"limits: commands {limit(limits.commands_per_minute, '{} a minute per person')}; open jobs "
+        f"{limit(limits.queued_per_user, '{} per person')}, {limit(limits.queued_per_host, '{} per host')}; "
+        f"exempt roles: {exempt}"
+    )
