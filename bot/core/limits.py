@@ -73,7 +73,7 @@ PER_HOST = "queued_per_host"
 LIMIT_NAMES = (RATE, PER_USER, PER_HOST)
 """The limits, by their key under ``limits:`` (the ``limit`` label of the metric)."""
 
-# KEYS: window, refused counter.  ARGV: now (s), window (s), limit, member.
+# KEYS: window, refusals (hash: until, refused).  ARGV: now (s), window (s), limit, member.
 # Returns {taken (1/0), commands in the window, seconds until a slot frees (string), refusals in this run}.
 _RATE_SCRIPT = """
 local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -87,10 +87,14 @@ end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local wait = tonumber(oldest[2]) + window - now
 if wait < 0.001 then wait = 0.001 end
-local refused = redis.call('INCR', KEYS[2])
-if refused == 1 then
-  redis.call('PEXPIRE', KEYS[2], math.ceil(wait * 1000))
+-- A run of refusals lasts until a slot frees; only its first refusal is audited.
+local refused = 1
+if now < tonumber(redis.call('HGET', KEYS[2], 'until') or '0') then
+  refused = redis.call('HINCRBY', KEYS[2], 'refused', 1)
+else
+  redis.call('HSET', KEYS[2], 'until', tostring(now + wait), 'refused', 1)
 end
+redis.call('PEXPIRE', KEYS[2], math.ceil(window * 1000))
 return {0, count, tostring(wait), refused}
 """
 

@@ -71,8 +71,8 @@ def rate_window_key(user: str) -> str:
 
 
 def rate_refused_key(user: str) -> str:
-    """String: how many commands of ``user`` the rate limit refused since its window filled (expires with
-    the refusal: only the first of a run is audited)."""
+    """Hash: the run of refusals of ``user`` by the rate limit: ``until`` (when a slot frees) and ``refused``
+    (how many so far); only the first of a run is audited."""
     return f"{PREFIX}:limits:refused:{user}"
 
 
