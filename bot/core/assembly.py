@@ -10,6 +10,7 @@ from bot.core.access import Membership, Policy
 from bot.core.approvals import Approvals
 from bot.core.audit import AuditLog
 from bot.core.jobs import Jobs
+from bot.core.limits import Limiter
 from bot.core.metrics import Metrics
 from bot.core.queueing import JobQueue
 from bot.core.service import Service
@@ -24,6 +25,7 @@ class Core:
     approvals: Approvals
     jobs: Jobs
     service: Service
+    limits: Limiter
 
 
 def build_core(config: Config, text_redis: redis.Redis, bytes_redis: redis.Redis,
@@ -34,5 +36,7 @@ def build_core(config: Config, text_redis: redis.Redis, bytes_redis: redis.Redis
     audit = AuditLog(text_redis)
     approvals = Approvals(bytes_redis, queue, policy)
     jobs = Jobs(bytes_redis, queue, policy, config)
-    service = Service(config, policy, queue, audit=audit, approvals=approvals, jobs=jobs, metrics=metrics)
-    return Core(policy, queue, audit, approvals, jobs, service)
+    limits = Limiter(bytes_redis, config.limits, policy)
+    service = Service(config, policy, queue, audit=audit, approvals=approvals, jobs=jobs, metrics=metrics,
+                      limits=limits)
+    return Core(policy, queue, audit, approvals, jobs, service, limits)

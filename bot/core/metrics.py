@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -20,6 +20,7 @@ from workers.kernel.keys import (
     METRICS_COUNTED_PREFIX,
     METRICS_DURATION_KEY,
     METRICS_JOBS_KEY,
+    METRICS_LIMITED_KEY,
     METRICS_RELAY_LAG_KEY,
     METRICS_SLACK_ERRORS_KEY,
     job_key,
@@ -57,6 +58,8 @@ class Snapshot:
     """Seconds; None until the relay handled its first event."""
     slack_errors: Mapping[str, float]
     """Web API method → failed calls."""
+    limited: Mapping[str, float] = field(default_factory=dict)
+    """Limit (its key under ``limits:``) → commands it refused."""
 
 
 def _pairs(raw: Mapping) -> dict[tuple[str, str], float]:
@@ -75,6 +78,16 @@ class Metrics:
 
     def command(self, action: str, decision: str, pipeline: redis.client.Pipeline | None = None) -> None:
         (pipeline if pipeline is not None else self._redis).hincrby(METRICS_COMMANDS_KEY, f"{action}|{decision}", 1)
+
+    def limited(self, limit: str, action: str | None = None, pipeline: redis.client.Pipeline | None = None) -> None:
+        """Count a command ``limit`` refused; with ``action``, in the commands counter too (a refusal
+        that gets no audit entry, whose ``_record`` would have counted it)."""
+        target = pipeline if pipeline is not None else self._redis.pipeline(transaction=False)
+        target.hincrby(METRICS_LIMITED_KEY, limit, 1)
+        if action is not None:
+            target.hincrby(METRICS_COMMANDS_KEY, f"{action}|limited", 1)
+        if pipeline is None:
+            target.execute()
 
     def slack_error(self, method: str) -> None:
         self._redis.hincrby(METRICS_SLACK_ERRORS_KEY, method, 1)
@@ -109,10 +122,11 @@ class Metrics:
         pipe.hgetall(METRICS_DURATION_KEY)
         pipe.hgetall(METRICS_SLACK_ERRORS_KEY)
         pipe.get(METRICS_RELAY_LAG_KEY)
+        pipe.hgetall(METRICS_LIMITED_KEY)
         host_list = list(hosts)
         for host in host_list:
             pipe.llen(rq_queue_key(host))
-        commands, jobs, durations, slack_errors, lag, *lengths = pipe.execute()
+        commands, jobs, durations, slack_errors, lag, limited, *lengths = pipe.execute()
         by_action: dict[str, dict[str, str]] = {}
         for key, value in ((as_str(k), as_str(v)) for k, v in durations.items()):
             action, _, part = key.partition("|")
@@ -131,4 +145,6 @@ class Metrics:
             relay_lag=float(as_str(lag)) if lag is not None else None,
             slack_errors={method: float(count) for method, count in
                           sorted((as_str(k), as_str(v)) for k, v in slack_errors.items())},
+            limited={limit: float(count) for limit, count in
+                     sorted((as_str(k), as_str(v)) for k, v in limited.items())},
         )

@@ -18,6 +18,7 @@ class ReplyKind(StrEnum):
     USAGE_ERROR = "usage_error"
     CREDENTIALS = "credentials"
     DENIED = "denied"
+    LIMITED = "limited"
     ERROR = "error"
 
 

@@ -4,7 +4,9 @@ No Slack and no Docker here: Slack and the console shell both call :meth:`Servic
 with what a person typed, and Slack calls :meth:`Service.click` with a button they
 pressed; each front end renders the :class:`~bot.core.replies.Reply` its own way.  Every
 command and every click, whatever its fate, leaves its entry in the audit trail, with
-typed text redacted.
+typed text redacted, but for one: past the first refusal of a run by the rate limit, refused
+commands are counted in the metrics only (see :mod:`bot.core.limits`), so that a flood cannot
+grow the trail at its own pace.
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ from bot.core.access import Decision, Policy
 from bot.core.approvals import Approvals, Outcome
 from bot.core.audit import AuditLog
 from bot.core.errors import CommandError, CredentialsInChat, message_of
-from bot.core.grammar.credentials import AUDIT_TEXT_LIMIT, audit_text, normalize, readable_part
+from bot.core.grammar.credentials import (
+    AUDIT_TEXT_LIMIT,
+    audit_text,
+    normalize,
+    readable_part,
+    refuse_credentials,
+)
 from bot.core.grammar.help import help_text
 from bot.core.grammar.parser import parse
 from bot.core.grammar.spec import COMMAND_WORD, JOBS_DEFAULT_LIMIT, Command
 from bot.core.jobs import CancelOutcome, Jobs, is_live
+from bot.core.limits import Limiter, Refusal
 from bot.core.metrics import Metrics
 from bot.core.queueing import JobQueue, Origin
 from bot.core.replies import Click, ClickAction, Reply, ReplyKind, Request
@@ -79,6 +88,7 @@ class Service:
         clock: Callable[[], float] = time.time,
         job_ids: Callable[[], str] = new_job_id,
         metrics: Metrics | None = None,
+        limits: Limiter | None = None,
     ) -> None:
         self._config = config
         self._policy = policy
@@ -88,6 +98,7 @@ class Service:
         self._clock = clock
         self._job_ids = job_ids
         self._metrics = metrics
+        self._limits = limits
         self.jobs = jobs
 
     # ---- typed commands ------------------------------------------------------------------
@@ -117,6 +128,10 @@ class Service:
                                             "(reference {}).", code(ref)))
 
     def _handle(self, request: Request) -> Reply:
+        # Every command counts against the sender's commands a minute, before anything else is done with it.
+        refusal = self._limits.check_rate(request.user_id, request.channel_id) if self._limits else None
+        if refusal is not None:
+            return self._limited(request, refusal)
         command = parse(request.text)
         log.info("command received user=%s channel=%s action=%s text=%r", request.user_id,
                  request.channel_id, command.action, command.text)
@@ -257,10 +272,19 @@ class Service:
         if key is not None:
             first.set(key, job_id, nx=True, ex=IDEMPOTENCY_TTL_SECONDS)
             first.get(key)
+        # The open-jobs check rides along, taking this job's slot if there is one (bot/core/limits.py).
+        reservation = None if self._limits is None else self._limits.reserve(
+            first, user=request.user_id, channel=request.channel_id, host=host, job_id=job_id,
+            idempotency_key=key, position=len(first))
         first.smembers(rq_workers_key(host))
         answers = first.execute()
         if key is not None and not answers[0]:
             return self._duplicate(request, as_str(answers[1]))
+        refusal = None if self._limits is None else self._limits.reserved(reservation, answers)
+        if refusal is not None:
+            if key is not None:
+                self._forget(key)  # nothing was queued: a retry of this request must be free to queue it
+            return self._limited(request, refusal)
         workers = sorted(as_str(member) for member in answers[-1])
         try:
             note = None if decision.approval is not None else self._queue.waiting_note(reference)
@@ -312,6 +336,27 @@ class Service:
         text += t(" Its progress and result will follow here; job {} can be cancelled with {}.", job_id,
                   typed(f"cancel {job_id}"))
         return Reply(ReplyKind.QUEUED, text, job=record)
+
+    def _limited(self, request: Request, refusal: Refusal) -> Reply:
+        """Refused by a limit: nothing queued or opened; audited (or, past a run's first refusal, counted)."""
+        reply = Reply(ReplyKind.LIMITED, refusal.text)
+        try:
+            refuse_credentials(request.text)
+        except CredentialsInChat as exc:
+            # The secret crossed Slack whatever the limit says: the person must still be told to rotate it.
+            reply = Reply(ReplyKind.CREDENTIALS, exc.warning(request.sent_through))
+        pipe = self._queue.connection.pipeline(transaction=False)
+        if refusal.audited:
+            log.info("command limited user=%s channel=%s rule=%r", request.user_id, request.channel_id, refusal.rule)
+            self._record(request, "limited", refusal.rule, pipeline=pipe)
+        else:
+            log.debug("command limited user=%s channel=%s limit=%s (not audited: same run of refusals)",
+                      request.user_id, request.channel_id, refusal.limit)
+        if self._metrics is not None:
+            self._metrics.limited(refusal.limit, None if refusal.audited else _action_word(request.text),
+                                  pipeline=pipe)
+        pipe.execute()
+        return reply
 
     def _duplicate(self, request: Request, job_id: str) -> Reply:
         log.info("command repeated user=%s job=%s: same request delivered again, nothing queued",

@@ -21,6 +21,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from bot.core.limits import LIMIT_NAMES
 from bot.core.metrics import Metrics, Snapshot
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -57,6 +58,9 @@ def _families(snapshot: Snapshot | None = None) -> list[Metric]:
                             "Age of the most recent job event when the relay handled it.")
     slack_errors = CounterMetricFamily("regops_slack_api_errors_total",
                                        "Slack Web API calls that failed, by method.", labels=["method"])
+    limited = CounterMetricFamily("regops_commands_limited_total",
+                                  "Commands refused by a limit (its key under `limits:`), audited or not.",
+                                  labels=["limit"])
     if snapshot is not None:
         for (action, decision), count in snapshot.commands.items():
             commands.add_metric([action, decision], count)
@@ -70,7 +74,10 @@ def _families(snapshot: Snapshot | None = None) -> list[Metric]:
             lag.add_metric([], snapshot.relay_lag)
         for method, count in snapshot.slack_errors.items():
             slack_errors.add_metric([method], count)
-    return [commands, jobs, durations, queues, lag, slack_errors]
+        # Every limit has a sample, 0 until it first refuses: an alert on its rate needs no absent() guard.
+        for limit in (*LIMIT_NAMES, *(name for name in snapshot.limited if name not in LIMIT_NAMES)):
+            limited.add_metric([limit], snapshot.limited.get(limit, 0.0))
+    return [commands, jobs, durations, queues, lag, slack_errors, limited]
 
 
 def metrics_registry(metrics: Metrics, hosts: Sequence[str]) -> CollectorRegistry:

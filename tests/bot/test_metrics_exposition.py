@@ -50,6 +50,8 @@ def test_every_recorded_value_is_exposed_with_todays_names_labels_and_values(tex
     metrics.job_ended("job000000002")
     metrics.slack_error("chat.postMessage")
     metrics.relay_lag(1998.5)
+    metrics.limited("queued_per_user")  # audited: its command was counted by the audit's own call
+    metrics.limited("commands_per_minute", "push")  # not audited: counted as a command here
     text_redis.rpush(rq_queue_key("build-1"), "a", "b")
 
     text = exposition(metrics_registry(metrics, ["build-1", "build-2"])).decode()
@@ -66,6 +68,7 @@ def test_every_recorded_value_is_exposed_with_todays_names_labels_and_values(tex
     assert samples(text) == {
         'regops_commands_total{action="help",decision="answered"}': 2,
         'regops_commands_total{action="push",decision="denied"}': 1,
+        'regops_commands_total{action="push",decision="limited"}': 1,
         'regops_jobs_total{action="login",outcome="succeeded"}': 1,
         'regops_jobs_total{action="push",outcome="failed"}': 1,
         **histogram("login", 0, 1, 12.5),
@@ -74,11 +77,15 @@ def test_every_recorded_value_is_exposed_with_todays_names_labels_and_values(tex
         'regops_queue_length{host="build-2"}': 0,
         "regops_relay_lag_seconds": 1.5,
         'regops_slack_api_errors_total{method="chat.postMessage"}': 1,
+        'regops_commands_limited_total{limit="commands_per_minute"}': 1,
+        'regops_commands_limited_total{limit="queued_per_user"}': 1,
+        'regops_commands_limited_total{limit="queued_per_host"}': 0,
     }
     types = re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE)
     assert types == [("regops_commands_total", "counter"), ("regops_jobs_total", "counter"),
                      ("regops_job_duration_seconds", "histogram"), ("regops_queue_length", "gauge"),
-                     ("regops_relay_lag_seconds", "gauge"), ("regops_slack_api_errors_total", "counter")]
+                     ("regops_relay_lag_seconds", "gauge"), ("regops_slack_api_errors_total", "counter"),
+                     ("regops_commands_limited_total", "counter")]
     assert "# HELP regops_commands_total Commands received, by action and decision." in text
     # Only Redis-backed values: neither prometheus_client's process/GC collectors nor a _created sample.
     assert "process_" not in text and "python_" not in text and "_created" not in text
@@ -86,8 +93,10 @@ def test_every_recorded_value_is_exposed_with_todays_names_labels_and_values(tex
 
 def test_every_family_is_declared_before_anything_was_recorded(text_redis: redis.Redis) -> None:
     text = exposition(metrics_registry(Metrics(text_redis), ["build-1"])).decode()
-    assert samples(text) == {'regops_queue_length{host="build-1"}': 0}
-    assert len(re.findall(r"^# TYPE regops_", text, re.MULTILINE)) == 6
+    assert samples(text) == {'regops_queue_length{host="build-1"}': 0,
+                             **{f'regops_commands_limited_total{{limit="{limit}"}}': 0
+                                for limit in ("commands_per_minute", "queued_per_user", "queued_per_host")}}
+    assert len(re.findall(r"^# TYPE regops_", text, re.MULTILINE)) == 7
 
 
 def test_label_values_are_escaped(text_redis: redis.Redis) -> None:

@@ -19,7 +19,7 @@ class AuditKind(StrEnum):
 
 AUDIT_DECISIONS: Mapping[str, frozenset[str]] = {
     AuditKind.COMMAND.value: frozenset(
-        {"allowed", "queued", "denied", "invalid", "refused", "needs_approval", "answered"}
+        {"allowed", "queued", "denied", "invalid", "refused", "needs_approval", "answered", "limited"}
     ),
     AuditKind.APPROVAL.value: frozenset({"requested", "approved", "rejected", "expired", "refused"}),
     AuditKind.JOB.value: frozenset({JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value}),

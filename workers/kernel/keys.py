@@ -26,9 +26,13 @@ HEARTBEAT_INTERVAL_SECONDS = 5.0
 """How often a worker renews a running job's heartbeat key and reference lock."""
 
 
+JOB_KEY_PREFIX = f"{PREFIX}:job:"
+"""What :func:`job_key` puts before a job id (the limits script reads job records by it)."""
+
+
 def job_key(job_id: str) -> str:
     """Hash holding the job record (see :class:`workers.kernel.jobs.JobRecord`)."""
-    return f"{PREFIX}:job:{job_id}"
+    return f"{JOB_KEY_PREFIX}{job_id}"
 
 
 def origin_key(job_id: str) -> str:
@@ -58,6 +62,29 @@ def reference_job_key(reference: str) -> str:
 def idempotency_key(key: str) -> str:
     """String: the job id the first delivery of a request made (Slack retries reuse ``trigger_id``)."""
     return f"{PREFIX}:request:{key}"
+
+
+# Limits (bot/core/limits.py)
+def rate_window_key(user: str) -> str:
+    """Sorted set: one member per command ``user`` sent in the last minute and was not refused, by time."""
+    return f"{PREFIX}:limits:rate:{user}"
+
+
+def rate_refused_key(user: str) -> str:
+    """Hash: the run of refusals of ``user`` by the rate limit: ``until`` (when a slot frees) and ``refused``
+    (how many so far); only the first of a run is audited."""
+    return f"{PREFIX}:limits:refused:{user}"
+
+
+def user_jobs_key(user: str) -> str:
+    """Sorted set: ids of ``user``'s jobs that may still be open (awaiting approval, queued, running), by the
+    time each was asked for; members whose record has ended are dropped when the count is needed."""
+    return f"{PREFIX}:limits:jobs:user:{user}"
+
+
+def host_jobs_key(host: str) -> str:
+    """Sorted set: ids of jobs for Docker host ``host`` that may still be open; like :func:`user_jobs_key`."""
+    return f"{PREFIX}:limits:jobs:host:{host}"
 
 
 # Approvals
@@ -97,6 +124,8 @@ METRICS_DURATION_KEY = f"{PREFIX}:metrics:job_duration"
 METRICS_SLACK_ERRORS_KEY = f"{PREFIX}:metrics:slack_errors"
 METRICS_RELAY_LAG_KEY = f"{PREFIX}:metrics:relay_lag"
 METRICS_COUNTED_PREFIX = f"{PREFIX}:metrics:counted:"
+METRICS_LIMITED_KEY = f"{PREFIX}:metrics:limited"
+"""Hash: commands refused by each limit (field: the limit's key under ``limits``)."""
 
 
 # rq

@@ -1,10 +1,10 @@
-"""The YAML configuration: registries, Docker hosts, access, approvals, timeouts, retries.
+"""The YAML configuration: registries, Docker hosts, access, approvals, timeouts, retries, limits.
 
 The whole file is validated up front and every problem is reported at once, each as
 ``key.path: what is wrong; what would be valid``.  The resulting :class:`Config` is
 deeply immutable.  Passwords are never in the config, only where to find them.
 
-model (the values) · problems (the collector) · registries, access, timing (the
+model (the values) · problems (the collector) · registries, access, timing, limits (the
 sections) · identities (what IDs look like: the front end's say) · document (the whole
 document) · loading (path, file, YAML) · summary (what ``check-config`` prints).
 """
@@ -18,6 +18,7 @@ from workers.kernel.config.model import (
     ApprovalRule,
     Config,
     Grant,
+    Limits,
     MetricsToken,
     RegistryConfig,
     Retries,
@@ -36,6 +37,7 @@ __all__ = [
     "Config",
     "Grant",
     "IdentityRules",
+    "Limits",
     "MetricsToken",
     "RegistryConfig",
     "Retries",

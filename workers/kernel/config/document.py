@@ -12,6 +12,7 @@ from typing import Any
 
 from workers.kernel.config.access import Names, parse_access
 from workers.kernel.config.identities import WORDS, IdentityRules
+from workers.kernel.config.limits import defined_roles, parse_limits
 from workers.kernel.config.model import Config, MetricsToken, RegistryConfig
 from workers.kernel.config.problems import Problems
 from workers.kernel.config.registries import parse_hosts, parse_registries, pick_default
@@ -29,6 +30,7 @@ _TOP_LEVEL_OPTIONAL = (
     "access",
     "metrics_token_env",
     "metrics_token_file",
+    "limits",
 )
 
 
@@ -57,6 +59,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
     # Broken registries and hosts still count as defined, so one mistake is not reported twice.
     access = parse_access(problems, top.get("access"), Names(registry_names, host_names), identities)
     metrics_token = _metrics_token(problems, top)
+    limits = parse_limits(problems, top.get("limits"), defined_roles(top.get("access")))
     if problems.items:
         raise ConfigError(problems.items)
     return Config(
@@ -70,6 +73,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
         audit_channel=audit_channel,
         retries=retries,
         metrics_token=metrics_token,
+        limits=limits,
     )
 
 

@@ -224,6 +224,29 @@ class MetricsToken:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How much one person (and one Docker host) may ask of regops; None means no limit.
+
+    ``commands_per_minute`` counts every command a person sends, in a sliding minute;
+    ``queued_per_user`` and ``queued_per_host`` count open jobs (awaiting approval, queued
+    or running) of one person, and on one host.  Users with one of ``exempt_roles`` in the
+    command's channel are not limited.
+    """
+
+    commands_per_minute: int | None = 30
+    queued_per_user: int | None = 20
+    queued_per_host: int | None = 200
+    exempt_roles: tuple[str, ...] = ("admin",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exempt_roles", _frozen_strings(self.exempt_roles, "Limits.exempt_roles"))
+        for name in ("commands_per_minute", "queued_per_user", "queued_per_host"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"Limits.{name} must be a whole number of at least 1, or None for no limit")
+
+
+@dataclass(frozen=True)
 class Config:
     registries: Mapping[str, RegistryConfig]
     default_registry: str
@@ -236,6 +259,7 @@ class Config:
     retries: Retries = field(default_factory=Retries)
     metrics_token: MetricsToken | None = None
     """Where ``serve`` reads the bearer token ``GET /metrics`` wants; None: /metrics is open."""
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registries", _frozen_mapping(self.registries))

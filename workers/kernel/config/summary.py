@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.kernel.config.model import ANY_NAME, EVERYONE, AccessConfig, Config, RegistryConfig
+from workers.kernel.config.model import ANY_NAME, EVERYONE, AccessConfig, Config, Limits, RegistryConfig
 from workers.kernel.config.patterns import SEPARATED_KEYS, separator_warning
 from workers.kernel.references import reverse_hostname
 from workers.kernel.times import format_duration
@@ -33,6 +33,7 @@ def summarize(config: Config) -> str:
         else "metrics: open to anyone who can reach the port (set metrics_token_env to protect them)"
     )
     lines += _access(config.access)
+    lines.append(_limits(config.limits, config.access))
     return "\n".join(lines)
 
 
@@ -96,3 +97,18 @@ def config_warnings(config: Config) -> list[str]:
                 warnings.append(f"access.{rule.name}.images[{index}]: {warning}; this rule now asks no "
                                 "approval for the names it no longer matches")
     return warnings
+
+
+def _limits(limits: Limits, access: AccessConfig) -> str:
+    def limit(value: int | None, text: str) -> str:
+        return text.format(value) if value is not None else "no limit"
+
+    exempt = ", ".join(limits.exempt_roles) if limits.exempt_roles else "nobody"
+    undefined = [role for role in limits.exempt_roles if role not in access.roles]
+    if undefined:  # only the default can name an undefined role: the loader refuses one written down
+        exempt += f" ({', '.join(undefined)} not defined: exempts nobody)"
+    return (
+        f"limits: commands {limit(limits.commands_per_minute, '{} a minute per person')}; open jobs "
+        f"{limit(limits.queued_per_user, '{} per person')}, {limit(limits.queued_per_host, '{} per host')}; "
+        f"exempt roles: {exempt}"
+    )
