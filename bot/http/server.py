@@ -1,6 +1,8 @@
 """`regops serve`: the bot's composition root under gunicorn (threads per worker process).
 
-Each gunicorn worker process builds its own clients after the fork (nothing connects
+gunicorn manages the processes; each runs :class:`bot.http.worker.BufferingWorker`, which reads every
+request whole (total header and body deadlines) on an event loop before a thread runs the app, so slow
+clients hold no thread. Each gunicorn worker process builds its own clients after the fork (nothing connects
 before), serves Slack's HTTP requests (or, with ``SLACK_APP_TOKEN``, opens its own Socket
 Mode connection; Slack hands each envelope to one of an app's connections), and runs one
 relay thread; relays of all workers and of all ``serve`` processes share the work through
@@ -165,7 +167,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         values: dict[str, Any] = {
             "bind": [f"{opts.host}:{opts.port}"],
             "workers": opts.workers,
-            "worker_class": "gthread",
+            "worker_class": "bot.http.worker.BufferingWorker",
             "threads": opts.threads,
             "keepalive": 5,
             "timeout": 30,
