@@ -47,9 +47,18 @@ CLAIM_IDLE_MS = 10_000
 outage or a crashed ``serve``, the channel is up to date about 15 s after Slack is back."""
 
 
+def bind_address(host: str, port: int) -> str:
+    """gunicorn's ``bind`` for an address and port; an IPv6 address (``::``, ``::1``) goes in brackets."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     host: str = "0.0.0.0"
+    """The address to listen on: all IPv4 interfaces by default (a container's port mapping needs that);
+    ``127.0.0.1`` behind a reverse proxy on the same machine, ``::`` for IPv6."""
     port: int = 3000
     workers: int = 2
     threads: int = 8
@@ -165,7 +174,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         opts = self._options
         values: dict[str, Any] = {
-            "bind": [f"{opts.host}:{opts.port}"],
+            "bind": [bind_address(opts.host, opts.port)],
             "workers": opts.workers,
             "worker_class": "bot.http.worker.BufferingWorker",
             "threads": opts.threads,

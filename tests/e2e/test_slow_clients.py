@@ -91,3 +91,12 @@ def test_a_body_over_the_limit_gets_413_before_it_is_sent(running: Running) -> N
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413 "), answer
     assert time.monotonic() - started < 3.0
+
+
+def test_bind_takes_ipv4_and_ipv6_addresses() -> None:
+    from bot.http.server import bind_address
+
+    assert bind_address("0.0.0.0", 3000) == "0.0.0.0:3000"
+    assert bind_address("127.0.0.1", 3000) == "127.0.0.1:3000"
+    assert bind_address("::", 3000) == "[::]:3000"
+    assert bind_address("[::1]", 3000) == "[::1]:3000"
