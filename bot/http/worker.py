@@ -29,6 +29,7 @@ from typing import Any
 
 from gunicorn.workers.base import Worker
 from tornado import httputil
+from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
 from tornado.wsgi import WSGIContainer
 
@@ -56,6 +57,12 @@ class _Container(WSGIContainer):
         super().__init__(app, executor=executor)
         self._access = access
         self.in_progress = 0
+
+    def environ(self, request: httputil.HTTPServerRequest) -> dict[str, Any]:
+        environ = super().environ(request)
+        if "CONTENT_LENGTH" not in environ and request.body:  # a chunked body, already whole
+            environ["CONTENT_LENGTH"] = str(len(request.body))
+        return environ
 
     def _call(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         answer: dict[str, Any] = {}
@@ -97,9 +104,14 @@ class _Container(WSGIContainer):
             response_headers = httputil.HTTPHeaders()
             for name, value in headers:
                 response_headers.add(name, value)
-            connection.write_headers(httputil.ResponseStartLine("HTTP/1.1", code, reason), response_headers,
-                                     chunk=body)
-            connection.finish()
+            try:
+                connection.write_headers(httputil.ResponseStartLine("HTTP/1.1", code, reason), response_headers,
+                                         chunk=None if request.method == "HEAD" else body)
+                connection.finish()
+            except httputil.HTTPOutputError as exc:  # e.g. a Content-Length the body does not match
+                log.error("request %s %s: the answer could not be sent (%s)", request.method, request.path, exc)
+                if isinstance(connection, HTTP1Connection):
+                    connection.close()
             self._log(code, request)
         finally:
             self.in_progress -= 1

@@ -100,3 +100,24 @@ def test_bind_takes_ipv4_and_ipv6_addresses() -> None:
     assert bind_address("127.0.0.1", 3000) == "127.0.0.1:3000"
     assert bind_address("::", 3000) == "[::]:3000"
     assert bind_address("[::1]", 3000) == "[::1]:3000"
+
+
+def test_head_and_http_1_0_and_a_chunked_body_are_answered(running: Running) -> None:
+    def exchange(data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", running.serve.port), timeout=5) as conn:
+            conn.sendall(data)
+            answer = b""
+            while b"\r\n\r\n" not in answer or (data.startswith(b"GET") and not answer.endswith(b"}")):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer
+
+    head = exchange(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n"), head
+    assert exchange(b"GET /healthz HTTP/1.0\r\n\r\n").endswith(b'{"status": "ok"}')
+    # An unsigned body sent in chunks reaches Bolt whole (and is refused for want of a signature).
+    chunked = exchange(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                       b"Content-Type: application/x-www-form-urlencoded\r\n\r\n5\r\ntoken\r\n0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.1 401 "), chunked
