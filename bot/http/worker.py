@@ -59,10 +59,10 @@ class _Container(WSGIContainer):
         self.in_progress = 0
 
     def environ(self, request: httputil.HTTPServerRequest) -> dict[str, Any]:
-        environ = super().environ(request)
-        if "CONTENT_LENGTH" not in environ and request.body:  # a chunked body, already whole
-            environ["CONTENT_LENGTH"] = str(len(request.body))
-        return environ
+        request_environ = super().environ(request)
+        if "CONTENT_LENGTH" not in request_environ and request.body:  # a chunked body, already whole
+            request_environ["CONTENT_LENGTH"] = str(len(request.body))
+        return request_environ
 
     def _call(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         answer: dict[str, Any] = {}
