@@ -38,9 +38,10 @@ HEADER_TIMEOUT = 5.0
 bound closes a kept-alive connection that sends no next request."""
 BODY_TIMEOUT = 5.0
 """Seconds, in total, for the body once the headers are in."""
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 64 * 1024
 """The largest body buffered at all (a larger Content-Length gets 413 before any of it is read). Slack's
-payloads are a few kB; the app may refuse smaller ones itself."""
+payloads are a few kB; the same bound as the HTTP edge's own check, which a buffering server must apply
+before the app can see the request."""
 MAX_HEADER_BYTES = 64 * 1024
 
 log = logging.getLogger(__name__)
