@@ -45,10 +45,15 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common],
                            help="run the Slack bot (HTTP, or Socket Mode with SLACK_APP_TOKEN) and the job relay")
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
-    serve.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")),
+                       help="port to listen on (default: $PORT, else 3000)")
+    serve.add_argument("--bind", default="0.0.0.0", metavar="ADDRESS",
+                       help="address to listen on: 0.0.0.0 (default, every IPv4 interface), 127.0.0.1 (this "
+                            "machine only, behind a local reverse proxy), :: (IPv6) or one interface's address")
     serve.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
-    serve.add_argument("--threads", type=int, default=8, help="threads per server process (default 8)")
+    serve.add_argument("--threads", type=int, default=8,
+                       help="threads running the app in each server process (default 8); a request reaches "
+                            "one only once it has fully arrived")
     serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
 
     worker = sub.add_parser("worker", parents=[common], help="run the job worker of one Docker host")

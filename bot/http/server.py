@@ -1,6 +1,8 @@
 """`regops serve`: the bot's composition root under gunicorn (threads per worker process).
 
-Each gunicorn worker process builds its own clients after the fork (nothing connects
+gunicorn manages the processes; each runs :class:`bot.http.worker.BufferingWorker`, which reads every
+request whole (total header and body deadlines) on an event loop before a thread runs the app, so slow
+clients hold no thread. Each gunicorn worker process builds its own clients after the fork (nothing connects
 before), serves Slack's HTTP requests (or, with ``SLACK_APP_TOKEN``, opens its own Socket
 Mode connection; Slack hands each envelope to one of an app's connections), and runs one
 relay thread; relays of all workers and of all ``serve`` processes share the work through
@@ -45,9 +47,18 @@ CLAIM_IDLE_MS = 10_000
 outage or a crashed ``serve``, the channel is up to date about 15 s after Slack is back."""
 
 
+def bind_address(host: str, port: int) -> str:
+    """gunicorn's ``bind`` for an address and port; an IPv6 address (``::``, ``::1``) goes in brackets."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     host: str = "0.0.0.0"
+    """The address to listen on: all IPv4 interfaces by default (a container's port mapping needs that);
+    ``127.0.0.1`` behind a reverse proxy on the same machine, ``::`` for IPv6."""
     port: int = 3000
     workers: int = 2
     threads: int = 8
@@ -164,9 +175,9 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         opts = self._options
         values: dict[str, Any] = {
-            "bind": [f"{opts.host}:{opts.port}"],
+            "bind": [bind_address(opts.host, opts.port)],
             "workers": opts.workers,
-            "worker_class": "gthread",
+            "worker_class": "bot.http.worker.BufferingWorker",
             "threads": opts.threads,
             "keepalive": 5,
             "timeout": 30,

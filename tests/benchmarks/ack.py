@@ -2,7 +2,7 @@
 
     python -m tests.benchmarks.ack [--phases push,help,latency] [--workers 2 --threads 8] ...
 
-Against a real `regops serve` (gunicorn gthread, its relay thread included) with its own
+Against a real `regops serve` (gunicorn, bot/http/worker.py, its relay thread included) with its own
 Redis and the local Slack stand-in (the relay posts each queued job's message there, as
 it would to Slack).  No worker runs: jobs just queue.  Each phase gets a flushed Redis and
 a freshly started serve, so one phase's relay backlog never weighs on the next.
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print_context("regops ack benchmark: machine", {
         "CPU busy just before start": cpu_busy(),
-        "serve": f"{args.workers} workers x {args.threads} threads (gthread)",
+        "serve": f"{args.workers} workers x {args.threads} threads (bot.http.worker.BufferingWorker)",
     })
     signing_secret, bot_token = new_secrets()
     results: dict[str, dict[str, Any]] = {}

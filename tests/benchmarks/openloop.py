@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from tests.benchmarks.common import percentile, read_requests
 
 IDLE_LIMIT = 4.0
-"""Seconds a pooled connection may sit idle before it is dropped (gunicorn's keepalive is 5 s)."""
+"""Seconds a pooled connection may sit idle before it is dropped (serve closes an idle one after 5 s, bot/http/worker.py HEADER_TIMEOUT)."""
 
 
 @dataclass
