@@ -33,15 +33,13 @@ from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
 from tornado.wsgi import WSGIContainer
 
+from bot.http.guard import MAX_BODY_BYTES  # the largest body buffered at all: 413 unread above it
+
 HEADER_TIMEOUT = 5.0
 """Seconds a connection has to deliver a request's line and headers, in total (not per byte); the same
 bound closes a kept-alive connection that sends no next request."""
 BODY_TIMEOUT = 5.0
 """Seconds, in total, for the body once the headers are in."""
-MAX_BODY_BYTES = 64 * 1024
-"""The largest body buffered at all (a larger Content-Length gets 413 before any of it is read). Slack's
-payloads are a few kB; the same bound as the HTTP edge's own check, which a buffering server must apply
-before the app can see the request."""
 MAX_HEADER_BYTES = 64 * 1024
 
 log = logging.getLogger(__name__)
