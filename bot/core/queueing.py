@@ -28,6 +28,21 @@ from workers.kernel.keys import (
 )
 from workers.kernel.values import as_str
 
+_PREVIOUS_ACTIVE_JOB = """
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+local state = redis.call('HGET', ARGV[1] .. id, 'state')
+for i = 2, #ARGV do if state == ARGV[i] then return id end end
+return false
+"""
+"""KEYS[1]: a reference's last job; ARGV[1]: the job-record key prefix, then the active states."""
+
+
+def waiting_note(previous: bytes | str | None) -> str | None:
+    """"waiting for job X (same reference)", from the answer to :meth:`JobQueue.ask_previous_job`."""
+    return f"waiting for job {as_str(previous)} (same reference)" if previous else None
+
+
 RECORD_TTL_SECONDS = 7 * 24 * 3600
 """How long a job record and its origin stay in Redis after being queued."""
 
@@ -116,21 +131,15 @@ class JobQueue:
         if pipeline is None:
             pipe.execute()
 
-    def waiting_note(self, reference: str | None) -> str | None:
-        """"waiting for job X (same reference)" while the job last queued for ``reference`` is active.
+    @staticmethod
+    def ask_previous_job(pipe: redis.client.Pipeline, reference: str) -> None:
+        """Add to ``pipe`` (not in MULTI) the question whose answer :func:`waiting_note` reads.
 
         A worker takes one job per reference at a time (the reference lock), so a new job of the
-        same reference waits for that one, in the queue or on the lock; its message says so.
+        same reference waits for the one last queued for it while that one is queued or running.
+        One script, so the question costs no round trip of its own.
         """
-        if not reference:
-            return None
-        previous = self._redis.get(reference_job_key(reference))
-        if previous is None:
-            return None
-        job_id = as_str(previous)
-        if as_str(self._redis.hget(job_key(job_id), "state")) not in ACTIVE_STATES:
-            return None
-        return f"waiting for job {job_id} (same reference)"
+        pipe.eval(_PREVIOUS_ACTIVE_JOB, 1, reference_job_key(reference), job_key(""), *sorted(ACTIVE_STATES))
 
     def queue(self, host: str) -> Queue:
         """The rq queue of Docker host ``host`` (JSON serializer, bytes connection)."""

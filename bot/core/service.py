@@ -36,7 +36,7 @@ from bot.core.grammar.spec import COMMAND_WORD, JOBS_DEFAULT_LIMIT, Command
 from bot.core.jobs import CancelOutcome, Jobs, is_live
 from bot.core.limits import Limiter, Refusal
 from bot.core.metrics import Metrics
-from bot.core.queueing import JobQueue, Origin
+from bot.core.queueing import JobQueue, Origin, waiting_note
 from bot.core.replies import Click, ClickAction, Reply, ReplyKind, Request
 from bot.core.text import Icon, Text, code, codes, icon, t
 from bot.core.text import command as typed
@@ -276,6 +276,9 @@ class Service:
         reservation = None if self._limits is None else self._limits.reserve(
             first, user=request.user_id, channel=request.channel_id, host=host, job_id=job_id,
             idempotency_key=key, position=len(first))
+        asks_previous = reference is not None and decision.approval is None
+        if asks_previous:
+            self._queue.ask_previous_job(first, reference or "")
         first.smembers(rq_workers_key(host))
         answers = first.execute()
         if key is not None and not answers[0]:
@@ -287,7 +290,7 @@ class Service:
             return self._limited(request, refusal)
         workers = sorted(as_str(member) for member in answers[-1])
         try:
-            note = None if decision.approval is not None else self._queue.waiting_note(reference)
+            note = waiting_note(answers[-2]) if asks_previous else None
             record = JobRecord(job_id=job_id, action=command.action, registry=registry.name, host=host,
                                requester=request.user_id, reference=reference, source=source,
                                queued_at=self._clock(), message=note, extra=extra)

@@ -18,6 +18,7 @@ read as markup.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -239,29 +240,50 @@ def _part(value: Text | str | float) -> Text:
     return user_input(value)
 
 
-def _parse(template: str, parts: Iterator[Text | str | int | float]) -> Text:
-    pieces: list[Piece] = []
+_Token = tuple[str, object]
+"""("plain", text) · ("slot", None) · ("code", chunks around its slots) · ("bold", inner tokens)."""
+
+
+@functools.lru_cache(maxsize=2048)
+def _tokens(template: str) -> tuple[_Token, ...]:
+    """A template read once: templates are regops' own literals, so there are few, used again and again."""
+    tokens: list[_Token] = []
     position = 0
     for match in _TOKEN.finditer(template):
         if match.start() > position:
-            pieces.append(Piece(Kind.PLAIN, template[position:match.start()]))
+            tokens.append(("plain", template[position:match.start()]))
         token = match.group()
         if token == "{}":
-            pieces.extend(_part(_next(parts)).pieces)
+            tokens.append(("slot", None))
         elif token.startswith("`"):
-            body = token[1:-1]
-            if "{}" in body:
-                body = "".join(
-                    chunk if index == 0 else _words(_next(parts)) + chunk
-                    for index, chunk in enumerate(body.split("{}"))
-                )
-            pieces.append(Piece(Kind.CODE, body))
+            tokens.append(("code", tuple(token[1:-1].split("{}"))))
         else:
-            pieces.append(Piece(Kind.BOLD, children=_parse(token[1:-1], parts).pieces))
+            tokens.append(("bold", _tokens(token[1:-1])))
         position = match.end()
     if position < len(template):
-        pieces.append(Piece(Kind.PLAIN, template[position:]))
-    return Text(tuple(pieces))
+        tokens.append(("plain", template[position:]))
+    return tuple(tokens)
+
+
+def _parse(template: str, parts: Iterator[Text | str | int | float]) -> Text:
+    return Text(_fill(_tokens(template), parts))
+
+
+def _fill(tokens: tuple[_Token, ...], parts: Iterator[Text | str | int | float]) -> tuple[Piece, ...]:
+    pieces: list[Piece] = []
+    for kind, value in tokens:
+        if kind == "plain":
+            pieces.append(Piece(Kind.PLAIN, str(value)))
+        elif kind == "slot":
+            pieces.extend(_part(_next(parts)).pieces)
+        elif kind == "code":
+            assert isinstance(value, tuple)
+            body = value[0] + "".join(_words(_next(parts)) + chunk for chunk in value[1:])
+            pieces.append(Piece(Kind.CODE, body))
+        else:
+            assert isinstance(value, tuple)
+            pieces.append(Piece(Kind.BOLD, children=_fill(value, parts)))
+    return tuple(pieces)
 
 
 def _next(parts: Iterator[Text | str | int | float]) -> Text | str | int | float:
