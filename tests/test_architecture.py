@@ -63,6 +63,7 @@ def test_the_kernel_uses_the_standard_library_and_yaml_only(module: str, names: 
 ))
 def test_the_core_imports_no_front_end(module: str, names: set[str]) -> None:
     """The core speaks neither Slack nor HTTP; the front ends depend on it, never the other way."""
-    front_ends = ("bot.slack", "bot.http", "bot.console", "slack_bolt", "slack_sdk", "gunicorn")
+    front_ends = ("bot.slack", "bot.http", "bot.console", "slack_bolt", "slack_sdk", "gunicorn", "tornado",
+                  "prometheus_client")
     offending = {n for n in names if any(_within(n, front) for front in front_ends)}
     assert not offending, f"bot/{module} imports {sorted(offending)}"
