@@ -10,6 +10,7 @@ nothing, and leaves a bounded audit entry.
 from __future__ import annotations
 
 import secrets
+import socket
 import textwrap
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 from tests.e2e.conftest import Stack, registries_yaml, running_stack
 from tests.support.leaks import leaked_forms
 from tests.support.services import DockerEngine, RedisServer, Registry
+from tests.support.slack_standin import sign, slash_command_body
 from workers.kernel.keys import AUDIT_STREAM
 
 DB = 10  # apart from the databases the other end-to-end tests use
@@ -122,15 +124,22 @@ def test_a_one_megabyte_word_is_answered_within_slacks_three_seconds(chat_stack:
     it is quick, nothing is queued, and the audit trail keeps no more than a line of it.
     """
     stack = chat_stack
-    before = len(_audit_entries(stack))
+    body = slash_command_body("a" * 1_048_576, user_id="U0ADMIN", channel_id="C0OPS",
+                              response_url=stack.slack.response_url("big"))
+    headers = sign(stack.signing_secret, body)
+    host, port = stack.serve.url.removeprefix("http://").split(":")
     started = time.monotonic()
-    status, body = stack.command("a" * 1_048_576, user="U0ADMIN")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        conn.sendall(f"POST /slack/events HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+                     .encode())
+        try:
+            conn.sendall(body.encode())
+        except OSError:
+            pass  # refused before the body was read: the server may close while it is still being sent
+        status_line = conn.recv(200).split(b"\r\n", 1)[0].decode()
     elapsed = time.monotonic() - started
     assert elapsed < 3.0, elapsed
-    assert status in (200, 413), status
-    if status == 200:
-        assert "1,048,576 characters long" in body["text"], body
-        (entry,) = _audit_entries(stack)[before:]
-        assert entry["command"] == "… [1048576 characters]"
+    assert status_line.startswith("HTTP/1.1 413"), status_line  # the body limit answers first
     _nothing_queued(stack)
     assert all(len(entry["command"]) < 1000 for entry in _audit_entries(stack))
