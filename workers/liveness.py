@@ -158,9 +158,11 @@ class Heartbeat:
             self._thread.join(timeout=10)
 
     def beat(self) -> None:
-        self._redis.set(heartbeat_key(self.job_id), self.worker, ex=HEARTBEAT_TTL_SECONDS)
+        # Locks first: renewed just before the heartbeat, a lock never outlives it (the bot reads a
+        # vanished heartbeat as a dead worker, and a new job of the reference may start then).
         for lock in list(self._locks):
             lock.renew()
+        self._redis.set(heartbeat_key(self.job_id), self.worker, ex=HEARTBEAT_TTL_SECONDS)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

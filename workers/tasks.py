@@ -164,6 +164,7 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
         if lock is not None:
             heartbeat.keep(lock)
             _acquire(lock, spec, events)
+            heartbeat.beat()  # the heartbeat (written by `started`) must not expire before the new lock
         outcome = _attempts(spec, context, events, work)
     except WorkerError as exc:
         heartbeat.stop()
