@@ -70,15 +70,21 @@ def _compiles(members: str) -> bool:
     return True
 
 
+def _stars_end(pattern: str, index: int) -> int:
+    """Where the run of ``*`` starting at ``index`` ends (one ``*`` or a ``**``)."""
+    end = index
+    while end < len(pattern) and pattern[end] == "*":
+        end += 1
+    return end
+
+
 def _pieces(pattern: str) -> list[_Piece]:
     pieces: list[_Piece] = []
     index = 0
     while index < len(pattern):
         char = pattern[index]
         if char == "*":
-            end = index
-            while end < len(pattern) and pattern[end] == "*":
-                end += 1
+            end = _stars_end(pattern, index)
             whole_component = (index == 0 or pattern[index - 1] == "/") and pattern[end : end + 1] == "/"
             if end - index >= 2 and whole_component:
                 if not pieces or pieces[-1].kind != _DIRECTORIES:  # `**/**/` is `**/`
@@ -211,9 +217,7 @@ def crosses_separator(pattern: str) -> bool:
     while index < len(pattern):
         char = pattern[index]
         if char == "*":
-            end = index
-            while end < len(pattern) and pattern[end] == "*":
-                end += 1
+            end = _stars_end(pattern, index)
             if end - index == 1:
                 return True
             index = end
