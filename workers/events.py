@@ -4,31 +4,37 @@ A terminal event (succeeded/failed) is also appended to the audit stream in the
 same transaction, so a job's outcome is never recorded without its audit entry.
 The job's heartbeat key is set by the ``started`` event and deleted by a terminal or
 hand-back event in the same transaction too: a record that says running always has
-a heartbeat until the worker dies.
+a heartbeat until the worker dies.  A success also carries, in the same transaction, the
+tag changes it made (the tags' history) and a query's answer.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 
 from workers.kernel.audit import AuditEntry, AuditKind
+from workers.kernel.history import TagChange, record_changes
 from workers.kernel.jobs import TERMINAL_EVENTS, EventType, FailureReason, JobEvent, state_update
 from workers.kernel.keys import (
     AUDIT_STREAM,
     EVENTS_STREAM,
     EVENTS_STREAM_MAXLEN,
     HEARTBEAT_TTL_SECONDS,
+    answer_key,
     heartbeat_key,
     job_key,
 )
 from workers.kernel.values import as_str
 
 log = logging.getLogger(__name__)
+
+ANSWER_TTL_SECONDS = 3600
+"""How long a query's answer stays for the relay (or the console) to deliver."""
 
 
 class EventWriter:
@@ -38,11 +44,14 @@ class EventWriter:
         self._redis = connection
         self._clock = clock
 
-    def emit(self, event: JobEvent, *, worker: str | None = None) -> str:
+    def emit(self, event: JobEvent, *, worker: str | None = None, changes: Sequence[TagChange] = (),
+             answer: str | None = None) -> str:
         """HSET the record and XADD the event in one MULTI/EXEC; returns the stream entry id.
 
         A terminal event's audit entry joins the same transaction.  With ``worker`` (its
         name) the job's heartbeat key is set too; a terminal or queued event deletes it.
+        ``changes`` go to the tags' history and ``answer`` (JSON) is kept for
+        :data:`ANSWER_TTL_SECONDS` under :func:`answer_key`, both in the same transaction.
         """
         # redis-py's stubs want Mapping[bytes | str | ..., ...]; str keys and values are fine.
         record: dict[Any, Any] = state_update(event)
@@ -50,6 +59,8 @@ class EventWriter:
         audit = self._audit_entry(event) if event.type in TERMINAL_EVENTS else None
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(job_key(event.job_id), mapping=record)
+            if answer is not None:
+                pipe.set(answer_key(event.job_id), answer, ex=ANSWER_TTL_SECONDS)
             pipe.xadd(EVENTS_STREAM, fields, maxlen=EVENTS_STREAM_MAXLEN, approximate=True)
             if audit is not None:
                 # No MAXLEN: the audit trail is never trimmed.
@@ -59,7 +70,8 @@ class EventWriter:
                 pipe.set(heartbeat_key(event.job_id), worker, ex=HEARTBEAT_TTL_SECONDS)
             elif event.type in TERMINAL_EVENTS or event.type == EventType.QUEUED.value:
                 pipe.delete(heartbeat_key(event.job_id))
-            entry_id = pipe.execute()[1]
+            record_changes(pipe, changes)
+            entry_id = pipe.execute()[2 if answer is not None else 1]
         log.debug("job %s: %s event %s", event.job_id, event.type, entry_id)
         return as_str(entry_id)
 
@@ -91,9 +103,11 @@ class EventWriter:
         """The job is queued again (its worker stopped before it finished); its heartbeat goes."""
         return self.emit(JobEvent(job_id, EventType.QUEUED.value, self._clock(), progress=0, message=message))
 
-    def succeeded(self, job_id: str, *, digest: str | None = None, message: str | None = None) -> str:
+    def succeeded(self, job_id: str, *, digest: str | None = None, message: str | None = None,
+                  changes: Sequence[TagChange] = (), answer: str | None = None) -> str:
         return self.emit(
-            JobEvent(job_id, EventType.SUCCEEDED.value, self._clock(), digest=digest, message=message)
+            JobEvent(job_id, EventType.SUCCEEDED.value, self._clock(), digest=digest, message=message),
+            changes=changes, answer=answer,
         )
 
     def failed(self, job_id: str, reason: FailureReason | str, message: str) -> str:

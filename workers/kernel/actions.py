@@ -12,15 +12,36 @@ from enum import StrEnum
 
 
 class Action(StrEnum):
-    """An action that becomes a job on a Docker host."""
+    """An action that a worker runs: on a Docker host, or against the registry's API."""
 
     PUSH = "push"
     PULL = "pull"
     TAG = "tag"
     LOGIN = "login"
+    PROMOTE = "promote"
+    DELETE = "delete"
+    ROLLBACK = "rollback"
+    TAGS = "tags"
+    INSPECT = "inspect"
 
 
-JOB_ACTIONS: tuple[str, ...] = tuple(action.value for action in Action)
+HOST_ACTIONS: tuple[str, ...] = ("push", "pull", "tag", "login")
+"""Jobs that run on a Docker host, on that host's queue."""
+
+REGISTRY_ACTIONS: tuple[str, ...] = ("promote", "delete", "rollback")
+"""Jobs that change the registry over its API, on the registry queue (no Docker engine)."""
+
+QUERY_ACTIONS: tuple[str, ...] = ("tags", "inspect")
+"""Questions a registry worker answers (it holds the credentials); the answer goes to the asker alone."""
+
+JOB_ACTIONS: tuple[str, ...] = (*HOST_ACTIONS, *REGISTRY_ACTIONS)
+"""Actions that become a job with its own message in the channel."""
+
+WORKER_ACTIONS: tuple[str, ...] = (*JOB_ACTIONS, *QUERY_ACTIONS)
+"""Everything a worker runs."""
+
+TAG_WRITING_ACTIONS: tuple[str, ...] = ("push", "promote", "rollback", "delete")
+"""Actions that change what a tag serves: what an approvals rule without ``actions`` protects."""
 
 TASKS: Mapping[str, str] = {action.value: f"workers.tasks.{action.value}" for action in Action}
 """rq function paths by action: the only functions a regops worker will run."""
@@ -31,11 +52,23 @@ SELF_SERVICE: tuple[str, ...] = ("whoami", "can-i", "help")
 JOB_COMMANDS: tuple[str, ...] = ("status", "jobs", "cancel")
 """Commands about jobs: everyone may run them on their own jobs."""
 
-ACTIONS: tuple[str, ...] = (*JOB_ACTIONS, *SELF_SERVICE, *JOB_COMMANDS, "hosts")
+READ_ACTIONS: tuple[str, ...] = (*QUERY_ACTIONS, "history")
+"""Commands that only read the registry (or regops' record of it)."""
+
+ACTIONS: tuple[str, ...] = (*JOB_ACTIONS, *READ_ACTIONS, *SELF_SERVICE, *JOB_COMMANDS, "hosts")
 """Every command, in the order help lists them; also every action a role may name."""
 
 PROTECTABLE_ACTIONS: tuple[str, ...] = tuple(action for action in ACTIONS if action not in SELF_SERVICE)
 """Actions an approvals rule may protect (the self-service ones are open to everyone)."""
 
+REGISTRY_QUEUE = "registry"
+"""The name the registry queue goes by where a Docker host's name would stand (``hosts``, job records,
+the queue ``regops.registry``); reserved, so no Docker host may be called this."""
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 """What a configured registry or Docker host name looks like."""
+
+
+def queue_of(action: str, host: str) -> str:
+    """Where a job of ``action`` asked for Docker host ``host`` runs: the host, or the registry queue."""
+    return host if action in HOST_ACTIONS else REGISTRY_QUEUE

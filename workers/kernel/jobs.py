@@ -22,10 +22,14 @@ class JobSpec:
     """What a worker needs to run one job. Never holds a credential.
 
     ``reference`` is the full registry reference ``server/namespace/image:tag``
-    (None for ``login``); ``source`` is the local image (reference or ID) to tag
-    for ``push``/``tag``; ``registry`` names the configured registry whose
-    credentials the worker loads from its own config; ``server`` is that
-    registry's host:port.
+    (None for ``login``; ``server/namespace/image`` for ``tags``; for ``inspect`` it may
+    end in ``@sha256:…``); ``source`` is the local image (reference or ID) to tag for
+    ``push``/``tag``, and for ``promote`` the full reference it copies from (a tag or a
+    digest) in ``source_registry``; ``registry`` names the configured registry whose
+    credentials the worker loads from its own config; ``server`` is that registry's
+    host:port.  ``digest`` is where a ``rollback`` points the tag; ``shared`` lets a
+    ``delete`` remove a manifest other tags share; ``match`` and ``limit`` shape a
+    ``tags`` answer.
     """
 
     job_id: str
@@ -36,9 +40,18 @@ class JobSpec:
     source: str | None = None
     requester: str = ""
     version: int = SCHEMA_VERSION
+    source_registry: str | None = None
+    source_server: str | None = None
+    digest: str | None = None
+    shared: bool = False
+    match: str | None = None
+    limit: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Fields at their defaults are left out: a push's payload is what it always was.
+        defaults = {"source_registry": None, "source_server": None, "digest": None, "shared": False,
+                    "match": None, "limit": None}
+        return {k: v for k, v in asdict(self).items() if k not in defaults or v != defaults[k]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:

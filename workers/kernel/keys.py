@@ -87,6 +87,23 @@ def host_jobs_key(host: str) -> str:
     return f"{PREFIX}:limits:jobs:host:{host}"
 
 
+# Tag history (workers/kernel/history.py)
+def history_key(reference: str) -> str:
+    """List, newest first: the changes of one full reference ``server/namespace/image:tag`` (JSON each),
+    at most :data:`workers.kernel.history.HISTORY_LIMIT`; kept without a TTL."""
+    return f"{PREFIX}:history:{reference}"
+
+
+def tag_times_key(repository: str) -> str:
+    """Hash: tag → when regops last saw it change, for one repository ``server/namespace/image``."""
+    return f"{PREFIX}:tagtimes:{repository}"
+
+
+def answer_key(job_id: str) -> str:
+    """String (JSON): a query's answer (``tags``, ``inspect``), written with its ``succeeded`` event."""
+    return f"{PREFIX}:answer:{job_id}"
+
+
 # Approvals
 PENDING_APPROVALS_KEY = f"{PREFIX}:approvals:pending"
 """Sorted set of job ids awaiting approval, by expiry time."""

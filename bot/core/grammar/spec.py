@@ -55,7 +55,20 @@ class Command:
     mine: bool = False
     """For ``jobs``: only the user's own jobs."""
     limit: int | None = None
-    """For ``jobs``: how many jobs at most."""
+    """For ``jobs`` and ``tags``: how many at most."""
+    digest: str | None = None
+    """``sha256:…``: what ``inspect IMAGE@DIGEST`` looks at, what ``promote IMAGE @DIGEST TO`` copies,
+    where ``rollback --to`` points the tag."""
+    target_image: str | None = None
+    """For ``promote``: the image the tag TO is made in (``--to-image``, default ``image``)."""
+    target_tag: str | None = None
+    """For ``promote``: the tag TO."""
+    to_registry: str | None = None
+    """For ``promote``: the registry of TO (``--to-registry``, default the source's)."""
+    shared: bool = False
+    """For ``delete``: also when other tags share the manifest (they go too)."""
+    match: str | None = None
+    """For ``tags``: a glob the tags must match (``--match``)."""
 
 
 @dataclass(frozen=True)

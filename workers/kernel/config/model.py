@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from workers.kernel.actions import TAG_WRITING_ACTIONS
+
 EVERYONE = "*"
 """In a grant's ``users``: every user."""
 
@@ -94,8 +96,9 @@ class Grant:
 class ApprovalRule:
     """Requests matching ``actions``, ``images`` and ``tags`` wait for ``required`` approvals.
 
-    ``actions`` defaults to push only: a push is what changes what the registry serves
-    (pull and tag only change a Docker host, login changes nothing).  ``approvers`` are
+    ``actions`` defaults to every action that changes what a tag serves (push, promote,
+    rollback, delete: :data:`~workers.kernel.actions.TAG_WRITING_ACTIONS`); pull and tag only
+    change a Docker host, login and the read-only commands change nothing.  ``approvers`` are
     role names defined under ``access.roles`` or user IDs, in file order.  ``expires_in``
     is how many seconds a request stays open.  ``index`` is the rule's position in
     ``access.approvals``.
@@ -109,7 +112,7 @@ class ApprovalRule:
     index: int = 0
     images: tuple[str, ...] = (ANY_NAME,)
     tags: tuple[str, ...] = ("*",)
-    actions: tuple[str, ...] = ("push",)
+    actions: tuple[str, ...] = TAG_WRITING_ACTIONS
     approvers: tuple[str, ...]
     required: int = 1
     expires_in: int = 1800

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from workers.kernel.actions import REGISTRY_QUEUE
 from workers.kernel.config.model import RegistryConfig
 from workers.kernel.config.problems import Problems, did_you_mean, join_names, kind, name_problem
 from workers.kernel.references import (
@@ -156,6 +157,9 @@ def parse_hosts(problems: Problems, value: object) -> tuple[str, ...] | None:
         problem = name_problem(host)
         if problem:
             problems.add(f"hosts[{index}]", problem)
+        elif host == REGISTRY_QUEUE:
+            problems.add(f"hosts[{index}]", f"`{REGISTRY_QUEUE}` is the name of the registry queue (promote, delete, "
+                         "rollback and the registry queries run there); call the Docker host something else")
         elif host in seen:
             problems.add(f"hosts[{index}]", f"`{host}` is listed twice; list each host once")
         seen.add(host)
