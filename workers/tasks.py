@@ -31,7 +31,7 @@ from workers import docker_ops
 from workers.credentials import CredentialStore, RegistryCredentials
 from workers.errors import CredentialsError, JobFailed, WorkerError
 from workers.events import EventWriter
-from workers.kernel.actions import Action
+from workers.kernel.actions import LOCKED_ACTIONS, Action
 from workers.kernel.config import Retries
 from workers.kernel.jobs import FAILURE_MESSAGES, FailureReason, JobSpec
 from workers.kernel.keys import HEARTBEAT_INTERVAL_SECONDS
@@ -85,7 +85,6 @@ class Outcome:
 
 Work = Callable[[JobSpec, TaskContext, docker.APIClient, EventWriter], Outcome]
 
-_LOCKED_ACTIONS = frozenset({Action.PUSH.value, Action.PULL.value, Action.TAG.value})
 
 
 def worker_name() -> str:
@@ -222,7 +221,7 @@ def _crashed(spec: JobSpec, events: EventWriter, ref: str) -> dict[str, Any]:
 
 
 def _locks(spec: JobSpec) -> bool:
-    return spec.action in _LOCKED_ACTIONS
+    return spec.action in LOCKED_ACTIONS
 
 
 def _acquire(lock: ReferenceLock, spec: JobSpec, events: EventWriter) -> None:

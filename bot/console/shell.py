@@ -17,12 +17,15 @@ from typing import TextIO
 import redis
 
 from bot.console.render import render
+from bot.core.answers import query_answer
 from bot.core.outcomes import outcome_text
 from bot.core.replies import Request
 from bot.core.service import Service
 from bot.core.text import Text, code, t
+from workers.kernel.actions import QUERY_ACTIONS
+from workers.kernel.history import read_history
 from workers.kernel.jobs import ENDED_STATES, TERMINAL_EVENTS, EventType, JobRecord
-from workers.kernel.keys import EVENTS_STREAM, job_key
+from workers.kernel.keys import EVENTS_STREAM, answer_key, job_key
 
 PROMPT = "regops> "
 
@@ -155,7 +158,13 @@ class Shell:
             return
         record = JobRecord.from_fields(record_fields)
         event_type = fields.get("type", "")
-        if event_type == EventType.STARTED.value:
+        if record.action in QUERY_ACTIONS:
+            # A query has no progress to show: only its answer, once it has one.
+            if event_type not in TERMINAL_EVENTS:
+                return
+            line = query_answer(record, self._redis.get(answer_key(job_id)),
+                                lambda reference: read_history(self._redis, reference))
+        elif event_type == EventType.STARTED.value:
             line = t("started on host {}", code(record.host))
         elif event_type in TERMINAL_EVENTS or record.state not in ENDED_STATES:
             # Queued and progress lines show the record as it is now: its percentage and any note

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bot.core.text import Icon, Text, command, icon, markup, t
+from collections.abc import Iterable
+
+from bot.core.text import Icon, Text, code, codes, command, icon, markup, t
 from workers.kernel.errors import RegopsError, UsageError
 
 
@@ -62,3 +64,10 @@ class TextTooLong(CommandError):
 def message_of(error: RegopsError) -> Text:
     """What to tell the person about an expected error: its structured text, or its plain message."""
     return error.text if isinstance(error, CommandError) else markup(error.user_message)
+
+
+def unknown_name(noun: str, name: str, names: Iterable[str], option: str, default: str) -> CommandError:
+    """A ``--registry``/``--host`` value the config does not define, with the ones it does."""
+    plural = "registries" if noun == "registry" else "hosts"
+    return CommandError(t("unknown {} {}. Configured {}: {}. Use {} with one of them, or leave it out for the "
+                          "default ({}).", noun, code(name), plural, codes(names), code(option), code(default)))

@@ -99,8 +99,8 @@ def _fields(raw: dict) -> dict[str, str]:
 def image_and_tag(record: JobRecord) -> tuple[str | None, str | None]:
     """The image name and tag a job is about (None for ``login``), to decide permissions on."""
     image, tag = record.extra.get("image"), record.extra.get("tag")
-    if image and tag:
-        return image, tag
+    if image:
+        return image, tag or None  # `tags` and `inspect IMAGE@DIGEST` are about an image, not a tag
     if not record.reference:
         return None, None
     # Records written before image/tag were kept: REGISTRY/NAMESPACE/IMAGE:TAG.

@@ -12,6 +12,10 @@ def _target(record: JobRecord) -> Text:
         return t("login to registry {}", code(registry))
     if record.action == "tag":
         return t("tag of {} as {}", code(record.source), code(record.reference))
+    if record.action == "promote":
+        return t("promote of {} to {}", code(record.source), code(record.reference))
+    if record.action == "rollback" and record.extra.get("to"):
+        return t("rollback of {} to {}", code(record.reference), code(record.extra["to"][:19]))
     return t("{} of {}", record.action, code(record.reference))
 
 

@@ -11,6 +11,8 @@ from workers.kernel.jobs import JobRecord
 
 class ReplyKind(StrEnum):
     QUEUED = "queued"
+    LOOKING = "looking"
+    """A query (tags, inspect) is on the registry queue; its answer follows for the asker alone."""
     APPROVAL = "approval"
     HELP = "help"
     ANSWER = "answer"

@@ -14,15 +14,15 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import redis
 
-from bot.core import explain
+from bot.core import explain, registry_views
 from bot.core.access import Decision, Policy
 from bot.core.approvals import Approvals, Outcome
 from bot.core.audit import AuditLog
-from bot.core.errors import CommandError, CredentialsInChat, message_of
+from bot.core.errors import CommandError, CredentialsInChat, message_of, unknown_name
 from bot.core.grammar.credentials import (
     AUDIT_TEXT_LIMIT,
     audit_text,
@@ -37,14 +37,25 @@ from bot.core.jobs import CancelOutcome, Jobs, is_live
 from bot.core.limits import Limiter, Refusal
 from bot.core.metrics import Metrics
 from bot.core.queueing import JobQueue, Origin, waiting_note
+from bot.core.registry_plans import Plan, RegistryPlanner
+from bot.core.registry_plans import Refusal as PlanRefusal
 from bot.core.replies import Click, ClickAction, Reply, ReplyKind, Request
-from bot.core.text import Icon, Text, code, codes, icon, t
+from bot.core.text import Icon, Text, code, icon, t
 from bot.core.text import command as typed
 from workers.kernel import references
-from workers.kernel.actions import ACTIONS
+from workers.kernel.actions import (
+    ACTIONS,
+    HOST_ACTIONS,
+    LOCKED_ACTIONS,
+    QUERY_ACTIONS,
+    READ_ACTIONS,
+    REGISTRY_ACTIONS,
+    REGISTRY_QUEUE,
+)
 from workers.kernel.audit import AuditEntry
 from workers.kernel.config import Config, RegistryConfig
 from workers.kernel.errors import RegopsError, UsageError
+from workers.kernel.history import read_history
 from workers.kernel.jobs import JobRecord, JobSpec
 from workers.kernel.keys import idempotency_key, rq_workers_key
 from workers.kernel.values import as_str
@@ -53,6 +64,9 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_SECONDS = 3600
 """How long a request's idempotency key (Slack's ``trigger_id``) maps to the job it made."""
+
+REGISTRY_COMMANDS = frozenset((*REGISTRY_ACTIONS, *READ_ACTIONS))
+"""Commands about the registry itself (planned by :class:`~bot.core.registry_plans.RegistryPlanner`)."""
 
 _QUIET_APPROVAL_OUTCOMES = frozenset({Outcome.RECORDED, Outcome.APPROVED, Outcome.REJECTED})
 """Click outcomes the job's own message shows: the clicker needs no separate answer."""
@@ -73,6 +87,15 @@ def new_job_id() -> str:
 
 def _denied(reason: Text) -> Text:
     return icon(Icon.DENIED) + reason
+
+
+def _no_worker(host: str) -> Text:
+    if host == REGISTRY_QUEUE:
+        return t(" {}No registry worker is live right now: the job waits in the queue until one starts "
+                 "(a worker started with {} or {} serves it).", icon(Icon.WARNING), code("--registry-only"),
+                 code("--host NAME"))
+    return t(" {}No worker is live for host {} right now: the job waits in the queue until one starts.",
+             icon(Icon.WARNING), host)
 
 
 class Service:
@@ -100,6 +123,7 @@ class Service:
         self._metrics = metrics
         self._limits = limits
         self.jobs = jobs
+        self._planner = RegistryPlanner(config, policy, lambda reference: read_history(queue.connection, reference))
 
     # ---- typed commands ------------------------------------------------------------------
 
@@ -145,6 +169,8 @@ class Service:
             return Reply(ReplyKind.ANSWER, explain.whoami_text(identity))
         if command.action in ("status", "jobs", "cancel", "hosts"):
             return self._about_jobs(request, command)
+        if command.action in REGISTRY_COMMANDS:
+            return self._registry_command(request, command)
         registry = self._registry(command)
         host = self._host(command)
         reference = self._reference(command, registry)
@@ -197,7 +223,8 @@ class Service:
             self._record(request, "denied", decision.rule)
             return Reply(ReplyKind.DENIED, _denied(decision.reason))
         self._record(request, "answered", decisions[shown[0]].rule)
-        return Reply(ReplyKind.ANSWER, explain.hosts_text(self.jobs.hosts(shown)))
+        # The registry queue is listed last: its workers serve promote, delete, rollback and the queries.
+        return Reply(ReplyKind.ANSWER, explain.hosts_text(self.jobs.hosts([*shown, REGISTRY_QUEUE])))
 
     def _cancel(self, request: Request, job_id: str) -> Reply:
         result = self.jobs.cancel(job_id, request.user_id, request.channel_id)
@@ -247,22 +274,50 @@ class Service:
 
     def _decide(self, request: Request, action: str, command: Command, registry: RegistryConfig,
                 host: str) -> Decision:
+        # Registry actions run on no Docker host: a role's `hosts` globs do not apply to them.
         return self._policy.decide(request.user_id, action, command.image, command.tag,
-                                   channel=request.channel_id, registry=registry.name, host=host,
-                                   source=command.source)
+                                   channel=request.channel_id, registry=registry.name,
+                                   host=host if action in HOST_ACTIONS else None, source=command.source)
+
+    def _registry_command(self, request: Request, command: Command) -> Reply:
+        """tags, inspect, history, promote, delete, rollback: planned against the config, policy and history."""
+        planner = self._planner
+        if command.action == "history":
+            registry = planner.registry(command.registry)
+            decision = planner.decide(request.user_id, request.channel_id, "history", command.image, command.tag,
+                                      registry)
+            if not decision.allowed:
+                self._record(request, "denied", decision.rule)
+                return Reply(ReplyKind.DENIED, _denied(decision.reason))
+            reference = self._reference(command, registry) or ""
+            self._record(request, "answered", decision.rule)
+            return Reply(ReplyKind.ANSWER, registry_views.history_text(reference, planner.history(reference)))
+        plan = planner.plan(request.user_id, request.channel_id, command)
+        if isinstance(plan, PlanRefusal):
+            if plan.decision is not None:
+                log.info("command denied user=%s action=%s rule=%r", request.user_id, command.action, plan.rule)
+                self._record(request, "denied", plan.rule)
+                return Reply(ReplyKind.DENIED, _denied(plan.text))
+            self._record(request, "answered", plan.rule)
+            return Reply(ReplyKind.ANSWER, plan.text)
+        return self._submit(request, command, plan.registry, REGISTRY_QUEUE, plan.reference, plan.decision, plan)
 
     def _submit(self, request: Request, command: Command, registry: RegistryConfig, host: str,
-                reference: str | None, decision: Decision) -> Reply:
+                reference: str | None, decision: Decision, plan: Plan | None = None) -> Reply:
         job_id = self._job_ids()
-        source = command.source
+        source = command.source if plan is None else plan.source
         if command.action == "push" and source is None:
             source = f"{command.image}:{command.tag}"
         spec = JobSpec(job_id=job_id, action=command.action, registry=registry.name,
                        server=registry.server, reference=reference, source=source,
-                       requester=request.user_id)
+                       requester=request.user_id, **(plan.spec if plan is not None else {}))
         extra = {"server": registry.server}
-        if command.image and command.tag:
-            extra.update(image=command.image, tag=command.tag)  # what permissions on the job are decided on
+        if plan is not None:
+            extra.update(image=plan.image, tag=plan.tag or "")  # what permissions on the job are decided on
+            if plan.spec.get("digest"):
+                extra["to"] = str(plan.spec["digest"])  # where a rollback points the tag, for its message
+        elif command.image and command.tag:
+            extra.update(image=command.image, tag=command.tag)
         origin = Origin(frontend=request.frontend, user=request.user_id, channel=request.channel_id,
                         response_url=request.response_url)
         # One round trip before the transaction: claim the request's idempotency key and read
@@ -276,7 +331,7 @@ class Service:
         reservation = None if self._limits is None else self._limits.reserve(
             first, user=request.user_id, channel=request.channel_id, host=host, job_id=job_id,
             idempotency_key=key, position=len(first))
-        asks_previous = reference is not None and decision.approval is None
+        asks_previous = reference is not None and decision.approval is None and command.action in LOCKED_ACTIONS
         if asks_previous:
             self._queue.ask_previous_job(first, reference or "")
         first.smembers(rq_workers_key(host))
@@ -294,17 +349,19 @@ class Service:
             record = JobRecord(job_id=job_id, action=command.action, registry=registry.name, host=host,
                                requester=request.user_id, reference=reference, source=source,
                                queued_at=self._clock(), message=note, extra=extra)
-            return self._write(request, command, record, spec, origin, decision, workers)
+            return self._write(request, command, record, spec, origin, decision, workers,
+                               plan.what if plan is not None else None)
         except Exception:
             if key is not None:
                 self._forget(key)  # nothing was queued: a retry of this request must be free to queue it
             raise
 
     def _write(self, request: Request, command: Command, record: JobRecord, spec: JobSpec, origin: Origin,
-               decision: Decision, workers: list[str]) -> Reply:
+               decision: Decision, workers: list[str], what: Text | None = None) -> Reply:
         job_id, host, reference = record.job_id, record.host, record.reference
-        what = t("{} of {}", command.action, code(reference)) if reference else \
-            t("{} of registry {}", command.action, code(spec.server))
+        if what is None:
+            what = t("{} of {}", command.action, code(reference)) if reference else \
+                t("{} of registry {}", command.action, code(spec.server))
         timeout = self._config.timeouts.for_action(command.action)
         pipe = self._queue.pipeline()
         if decision.approval is not None:
@@ -326,19 +383,35 @@ class Service:
         position = results[len(results) - len(workers) - 1]
         now = self._clock()
         live = sum(1 for heartbeat, death in beats if not death and is_live(as_str(heartbeat), now))
+        if command.action in QUERY_ACTIONS:
+            return self._looking(record, what, live)
         log.info("job enqueued job=%s user=%s action=%s target=%s host=%s position=%s live_workers=%d rule=%r",
                  job_id, request.user_id, command.action, reference or spec.server, host, position, live,
                  decision.rule)
-        text = t("{}Queued {} on host {} as job {}, position {} in the queue for {}.", icon(Icon.QUEUED), what,
-                 code(host), code(job_id), int(position), host)
+        if host == REGISTRY_QUEUE:
+            text = t("{}Queued {} on the registry queue as job {}, position {} in the queue.", icon(Icon.QUEUED),
+                     what, code(job_id), int(position))
+        else:
+            text = t("{}Queued {} on host {} as job {}, position {} in the queue for {}.", icon(Icon.QUEUED), what,
+                     code(host), code(job_id), int(position), host)
         if record.message:
             text += t(" It is {}.", record.message)
         if not live:
-            text += t(" {}No worker is live for host {} right now: the job waits in the queue until one starts.",
-                      icon(Icon.WARNING), host)
+            text += _no_worker(host)
         text += t(" Its progress and result will follow here; job {} can be cancelled with {}.", job_id,
                   typed(f"cancel {job_id}"))
         return Reply(ReplyKind.QUEUED, text, job=record)
+
+    @staticmethod
+    def _looking(record: JobRecord, what: Text, live: int) -> Reply:
+        """A query is on the registry queue: the answer comes to the asker alone, from a registry worker."""
+        log.info("query enqueued job=%s user=%s action=%s target=%s live_workers=%d", record.job_id,
+                 record.requester, record.action, record.reference, live)
+        text = t("{}Looking up the {} (job {}); the answer follows here, for you only.", icon(Icon.QUEUED), what,
+                 code(record.job_id))
+        if not live:
+            text += _no_worker(REGISTRY_QUEUE)
+        return Reply(ReplyKind.LOOKING, text, job=record)
 
     def _limited(self, request: Request, refusal: Refusal) -> Reply:
         """Refused by a limit: nothing queued or opened; audited (or, past a run's first refusal, counted)."""
@@ -395,14 +468,14 @@ class Service:
         name = command.registry or self._config.default_registry
         registry = self._config.registries.get(name)
         if registry is None:
-            raise _unknown("registry", name, self._config.registries, "--registry NAME",
+            raise unknown_name("registry", name, self._config.registries, "--registry NAME",
                            self._config.default_registry)
         return registry
 
     def _host(self, command: Command) -> str:
         host = command.host or self._config.default_host
         if host not in self._config.hosts:
-            raise _unknown("Docker host", host, self._config.hosts, "--host NAME", self._config.default_host)
+            raise unknown_name("Docker host", host, self._config.hosts, "--host NAME", self._config.default_host)
         return host
 
     @staticmethod
@@ -414,8 +487,3 @@ class Service:
         except RegopsError as exc:
             raise CommandError(message_of(exc)) from exc
 
-
-def _unknown(noun: str, name: str, names: Iterable[str], option: str, default: str) -> CommandError:
-    plural = "registries" if noun == "registry" else "hosts"
-    return CommandError(t("unknown {} {}. Configured {}: {}. Use {} with one of them, or leave it out for the "
-                            "default ({}).", noun, code(name), plural, codes(names), code(option), code(default)))

@@ -15,6 +15,7 @@ from bot.core.replies import Reply
 from bot.core.text import code, join, t, user
 from bot.slack.identities import USER_ID
 from bot.slack.mrkdwn import mrkdwn
+from workers.kernel.actions import REGISTRY_QUEUE
 from workers.kernel.jobs import ACTIVE_STATES, JobRecord, JobState
 
 APPROVE_ACTION = "regops_approve"
@@ -106,7 +107,8 @@ def job_message(record: JobRecord, approval: ApprovalView | None = None) -> tupl
                          "deny": {"type": "plain_text", "text": "Keep it"}}},
         ]})
     details = [mrkdwn(t("requested by {}", user(record.requester))), *approval_lines,
-               mrkdwn(t("host {}", code(record.host))), mrkdwn(t("job {}", code(record.job_id)))]
+               mrkdwn(t("registry queue") if record.host == REGISTRY_QUEUE else t("host {}", code(record.host))),
+               mrkdwn(t("job {}", code(record.job_id)))]
     took = duration_text(record.duration)
     if took and record.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
         details.append(f"took {took}")
@@ -115,14 +117,28 @@ def job_message(record: JobRecord, approval: ApprovalView | None = None) -> tupl
 
 
 def deployment_notification(record: JobRecord) -> tuple[str, Blocks]:
-    """The message for the deployment channel after a successful push."""
+    """The message for the deployment channel after a successful push, promote or rollback."""
     reference, digest, by = code(record.reference), code(record.digest), user(record.requester)
-    text = mrkdwn(t("Deployed {} — digest {} — pushed by {} (job {})", reference, digest, by, record.job_id))
+    verb = {"promote": "promoted", "rollback": "rolled back"}.get(record.action, "pushed")
+    if record.action == "promote":
+        headline = t("*Promoted* {} to {}\nDigest {}", code(record.source), reference, digest)
+        text = t("Promoted {} to {} — digest {} — by {} (job {})", code(record.source), reference, digest, by,
+                 record.job_id)
+    elif record.action == "rollback":
+        headline = t("*Rolled back* {}\nNow at digest {}", reference, digest)
+        text = t("Rolled back {} — now digest {} — by {} (job {})", reference, digest, by, record.job_id)
+    else:
+        headline = t("*Deployed* {}\nDigest {}", reference, digest)
+        text = t("Deployed {} — digest {} — pushed by {} (job {})", reference, digest, by, record.job_id)
+    where = t("registry queue") if record.host == REGISTRY_QUEUE else t("host {}", code(record.host))
     blocks: Blocks = [
-        _section(":rocket: " + mrkdwn(t("*Deployed* {}\nDigest {}", reference, digest))),
-        _context(mrkdwn(t("pushed by {} · host {} · job {}", by, code(record.host), code(record.job_id)))),
+        _section(_EMOJI_OF_ACTION.get(record.action, ":rocket:") + " " + mrkdwn(headline)),
+        _context(mrkdwn(t("{} by {} · {} · job {}", verb, by, where, code(record.job_id)))),
     ]
-    return text, blocks
+    return mrkdwn(text), blocks
+
+
+_EMOJI_OF_ACTION = {"push": ":rocket:", "promote": ":arrow_up:", "rollback": ":rewind:"}
 
 
 def reply_body(reply: Reply) -> dict[str, Any]:

@@ -21,19 +21,24 @@ import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.core.answers import query_answer
 from bot.core.approvals import NOTICE_EVENT, read_view
 from bot.core.metrics import Metrics
 from bot.core.queueing import Origin
+from bot.core.replies import Reply, ReplyKind
 from bot.core.text import Text
 from bot.core.watchdog import Watchdog
-from bot.slack.blocks import deployment_notification, job_message
-from bot.slack.client import TRANSIENT_ERRORS
+from bot.slack.blocks import deployment_notification, job_message, reply_body
+from bot.slack.client import TRANSIENT_ERRORS, ResponseUrlError
 from bot.slack.consumer import StreamConsumer
 from bot.slack.mrkdwn import mrkdwn
+from workers.kernel.actions import QUERY_ACTIONS
+from workers.kernel.history import read_history
 from workers.kernel.jobs import ENDED_STATES, EventType, JobRecord, JobState
 from workers.kernel.keys import (
     EVENTS_STREAM,
     RELAY_DUE_KEY,
+    answer_key,
     job_key,
     origin_key,
     relay_lock_key,
@@ -49,6 +54,8 @@ FALLBACK_ERRORS = frozenset({"not_in_channel", "channel_not_found"})
 UPDATE_LOST_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 STATE_TTL_SECONDS = 7 * 24 * 3600
 HOUSEKEEPING_SECONDS = 1.0
+NOTIFIED_ACTIONS = frozenset({"push", "promote", "rollback"})
+"""Successful jobs announced in the deployment channel (they change what a tag serves)."""
 
 
 class ResponseUrlSender(Protocol):
@@ -212,6 +219,11 @@ class Relay(StreamConsumer):
             return
         record = JobRecord.from_fields(fields)
         state = self._redis.hgetall(slack_message_key(job_id))
+        if record.action in QUERY_ACTIONS:
+            # A query never posts in the channel: its answer goes to the asker alone, once.
+            if record.state in ENDED_STATES and not state.get("answered"):
+                self._answer(job_id, origin, record)
+            return
         text, blocks = job_message(record, read_view(self._redis, job_id))
         rendered = hashlib.sha256(json.dumps([text, blocks], sort_keys=True).encode()).hexdigest()
         terminal = record.state in ENDED_STATES
@@ -230,7 +242,7 @@ class Relay(StreamConsumer):
                     return
                 self._update(job_id, origin, state, text, blocks, rendered, now)
 
-        if (terminal and record.state == EventType.SUCCEEDED.value and record.action == "push"
+        if (terminal and record.state == EventType.SUCCEEDED.value and record.action in NOTIFIED_ACTIONS
                 and self._notify_channel and not state.get("notified")):
             self._notify(job_id, record)
 
@@ -310,6 +322,30 @@ class Relay(StreamConsumer):
         except Exception as exc:
             raise TransientSlackError(f"response_url: {type(exc).__name__}") from exc
         self._save(job_id, mode="response_url", uses=str(uses + 1), rendered=rendered)
+
+    def _answer(self, job_id: str, origin: Origin, record: JobRecord) -> None:
+        """A query's answer (or why there is none), ephemerally: through the response_url, else postEphemeral."""
+        answer = query_answer(record, self._redis.get(answer_key(job_id)),
+                              lambda reference: read_history(self._redis, reference))
+        text = mrkdwn(answer)
+        body = reply_body(Reply(ReplyKind.ANSWER, answer))
+        sent = False
+        if origin.response_url:
+            try:
+                self._respond(origin.response_url, {**body, "replace_original": False})
+                sent = True
+            except (ResponseUrlError, ValueError, OSError) as exc:  # expired (30 min) or unreachable
+                log.info("relay: query %s: response_url failed (%s); using chat.postEphemeral", job_id,
+                         type(exc).__name__)
+        if not sent:
+            try:
+                self._call(self._client.chat_postEphemeral, channel=origin.channel or "", user=origin.user,
+                           text=text, blocks=body["blocks"])
+            except SlackApiError as exc:
+                error = exc.response.get("error", "") if exc.response is not None else ""
+                self._slack_failed("chat.postEphemeral", job_id, error)
+        self._save(job_id, answered="1")
+        log.info("relay: query %s answered (%s)", job_id, record.state)
 
     def _notice(self, fields: dict[str, str]) -> None:
         """An ephemeral answer to one person (e.g. a click they were not allowed to make)."""

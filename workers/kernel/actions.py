@@ -40,6 +40,9 @@ JOB_ACTIONS: tuple[str, ...] = (*HOST_ACTIONS, *REGISTRY_ACTIONS)
 WORKER_ACTIONS: tuple[str, ...] = (*JOB_ACTIONS, *QUERY_ACTIONS)
 """Everything a worker runs."""
 
+LOCKED_ACTIONS: frozenset[str] = frozenset({"push", "pull", "tag", *REGISTRY_ACTIONS})
+"""Jobs that take the lock on their (target) reference while they run: one at a time per reference."""
+
 TAG_WRITING_ACTIONS: tuple[str, ...] = ("push", "promote", "rollback", "delete")
 """Actions that change what a tag serves: what an approvals rule without ``actions`` protects."""
 

@@ -297,16 +297,45 @@ def reverse_hostname(hostname: str) -> str:
     return ".".join(reversed(hostname.lower().split(".")))
 
 
-def full_reference(server: str, namespace: str, image: str, tag: str) -> str:
-    """``server/namespace/image:tag``, with every part and the total name length validated."""
+def repository_name(server: str, namespace: str, image: str) -> str:
+    """``server/namespace/image``, with every part and the total name length validated."""
     check_server(server)
     check_namespace(namespace)
     check_image_name(image)
-    check_tag(tag)
     name = f"{server}/{namespace}/{image}"
     if len(name) > NAME_TOTAL_LENGTH_MAX:
         raise UsageError(
             f"the reference `{_show(name)}` is too long: {len(name)} characters before the tag, "
             f"at most {NAME_TOTAL_LENGTH_MAX}; use a shorter image name"
         )
+    return name
+
+
+def full_reference(server: str, namespace: str, image: str, tag: str) -> str:
+    """``server/namespace/image:tag``, with every part and the total name length validated."""
+    name = repository_name(server, namespace, image)
+    check_tag(tag)
     return f"{name}:{tag}"
+
+
+def digest_reference(server: str, namespace: str, image: str, digest: str) -> str:
+    """``server/namespace/image@sha256:…``, validated."""
+    if not _DIGEST.fullmatch(digest):
+        raise UsageError(f"`{_show(digest)}` is not a digest: a digest is `sha256:` and 64 hex digits")
+    return f"{repository_name(server, namespace, image)}@{digest}"
+
+
+def split_reference(reference: str) -> tuple[str, str, str]:
+    """``(server, repository, tag or digest)`` of a full reference a job carries.
+
+    ``server/ns/image:tag`` gives ``("server", "ns/image", "tag")``; ``…@sha256:…`` gives the
+    digest as the third part; a bare ``server/ns/image`` gives ``""`` there.
+    """
+    server, _, rest = reference.partition("/")
+    if "@" in rest:
+        repository, _, ref = rest.partition("@")
+        return server, repository, ref
+    repository, colon, tag = rest.rpartition(":")
+    if not colon or "/" in tag:
+        return server, rest, ""
+    return server, repository, tag

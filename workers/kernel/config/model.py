@@ -180,6 +180,10 @@ class AccessConfig:
         return frozenset(group for grant in self.grants for group in grant.usergroups)
 
 
+TIMEOUT_KEYS = ("push", "pull", "tag", "login", "promote", "delete", "rollback", "query")
+"""The keys of the ``timeouts`` section."""
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds each action may run on a worker before it is stopped."""
@@ -188,9 +192,16 @@ class Timeouts:
     pull: int = 1800
     tag: int = 120
     login: int = 120
+    promote: int = 1800
+    delete: int = 120
+    rollback: int = 120
+    query: int = 60
+    """``tags`` and ``inspect``."""
 
     def for_action(self, action: str) -> int:
-        if action not in ("push", "pull", "tag", "login"):
+        if action in ("tags", "inspect"):
+            return self.query
+        if action not in TIMEOUT_KEYS:
             raise KeyError(f"no timeout for action {action!r}")
         value: int = getattr(self, action)
         return value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.kernel.config.model import ANY_NAME, EVERYONE, AccessConfig, Config, Limits, RegistryConfig
+from workers.kernel.config.model import ANY_NAME, EVERYONE, TIMEOUT_KEYS, AccessConfig, Config, Limits, RegistryConfig
 from workers.kernel.config.patterns import SEPARATED_KEYS, separator_warning
 from workers.kernel.references import reverse_hostname
 from workers.kernel.times import format_duration
@@ -19,7 +19,7 @@ def summarize(config: Config) -> str:
     lines.append(
         "timeouts: "
         + ", ".join(
-            f"{action} {format_duration(timeouts.for_action(action))}" for action in ("push", "pull", "tag", "login")
+            f"{action} {format_duration(timeouts.for_action(action))}" for action in TIMEOUT_KEYS
         )
     )
     retries = config.retries

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from workers.kernel.config.model import Retries, Timeouts
+from workers.kernel.config.model import TIMEOUT_KEYS, Retries, Timeouts
 from workers.kernel.config.problems import Problems
 from workers.kernel.times import format_duration
 
-_TIMEOUT_KEYS = ("push", "pull", "tag", "login")
 _RETRY_KEYS = ("attempts", "backoff", "max_backoff")
 
 
 def parse_timeouts(problems: Problems, value: object) -> Timeouts:
     if value is None:
         return Timeouts()
-    data = problems.mapping(value, "timeouts", required=(), optional=_TIMEOUT_KEYS)
+    data = problems.mapping(value, "timeouts", required=(), optional=TIMEOUT_KEYS)
     if data is None:
         return Timeouts()
-    values = {key: problems.duration(data[key], f"timeouts.{key}") for key in _TIMEOUT_KEYS if key in data}
+    values = {key: problems.duration(data[key], f"timeouts.{key}") for key in TIMEOUT_KEYS if key in data}
     return Timeouts(**{key: seconds for key, seconds in values.items() if seconds is not None})
 
 
