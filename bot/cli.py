@@ -56,8 +56,13 @@ def _parser() -> argparse.ArgumentParser:
                             "one only once it has fully arrived")
     serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
 
-    worker = sub.add_parser("worker", parents=[common], help="run the job worker of one Docker host")
-    worker.add_argument("--host", required=True, help="the configured Docker host this worker serves")
+    worker = sub.add_parser("worker", parents=[common],
+                            help="run the job worker of one Docker host (and the registry queue)")
+    serves = worker.add_mutually_exclusive_group(required=True)
+    serves.add_argument("--host", help="the configured Docker host this worker serves, then the registry queue")
+    serves.add_argument("--registry-only", action="store_true",
+                        help="serve only the registry queue (promote, delete, rollback, tags, inspect): "
+                             "no Docker engine needed")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--grace", type=float, default=None,
                         help="on SIGTERM, seconds the current job may still run before it goes back to the queue")
@@ -152,8 +157,9 @@ def _check_live(settings: Settings, config: Config, path: Path) -> int:
     return 0 if ok else 1
 
 
-def _worker_argv(args: argparse.Namespace, host: str, burst: bool = False) -> list[str]:
-    argv = [sys.executable, "-m", "workers", "--host", host]
+def _worker_argv(args: argparse.Namespace, host: str | None, burst: bool = False) -> list[str]:
+    """``python -m workers`` for Docker host ``host`` (and the registry queue), or the registry queue alone."""
+    argv = [sys.executable, "-m", "workers", *(["--host", host] if host else ["--registry-only"])]
     if getattr(args, "grace", None) is not None:
         argv += ["--grace", str(args.grace)]
     if getattr(args, "config", None):

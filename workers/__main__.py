@@ -22,6 +22,7 @@ import requests
 
 from workers import tasks
 from workers.credentials import CredentialStore
+from workers.kernel.actions import REGISTRY_QUEUE
 from workers.kernel.config import load_config, resolve_config_path
 from workers.kernel.errors import ConfigError
 from workers.kernel.keys import queue_name
@@ -37,9 +38,14 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="regops worker", description="Run registry jobs for one Docker host."
+        prog="regops worker",
+        description="Run regops jobs: those of one Docker host, then the registry queue's (promote, delete, "
+        "rollback, tags, inspect); or, with --registry-only, only the registry queue's.",
     )
-    parser.add_argument("--host", required=True, help="Docker host name; the worker listens on its queue")
+    serves = parser.add_mutually_exclusive_group(required=True)
+    serves.add_argument("--host", help="Docker host name; the worker listens on its queue, then the registry queue")
+    serves.add_argument("--registry-only", action="store_true",
+                        help="serve only the registry queue: no Docker engine needed, only the registry's API")
     parser.add_argument("--config", help="regops config file (default: $REGOPS_CONFIG, else ./regops.yaml)")
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -71,6 +77,7 @@ def build_context(
     *,
     docker_timeout: int = 600,
     progress_interval: float = 1.0,
+    engine: bool = True,
 ) -> tasks.TaskContext:
     """Clients and credentials from the config and the environment; ConfigError if the config is unusable."""
     settings = load_config(resolve_config_path(config, environ))
@@ -86,7 +93,7 @@ def build_context(
 
     return tasks.TaskContext(
         redis=connection,
-        docker_api=docker_api,
+        docker_api=docker_api if engine else None,
         credentials=credentials,
         progress_interval=progress_interval,
         retries=settings.retries,
@@ -95,6 +102,8 @@ def build_context(
 
 def _check_engine(context: tasks.TaskContext) -> None:
     # An engine that is down now may be back before the next job: warn, do not exit.
+    if context.docker_api is None:
+        return
     try:
         api = context.docker_api()
         try:
@@ -116,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level, masker, args.log_format)
 
     try:
-        context = build_context(args.config, os.environ, docker_timeout=args.docker_timeout)
+        context = build_context(args.config, os.environ, docker_timeout=args.docker_timeout,
+                                engine=not args.registry_only)
     except ConfigError as exc:
         log.error("cannot start: %s", exc.summary())
         return 2
@@ -130,11 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     _check_engine(context)
     tasks.install(context)
     worker_class = SafeSimpleWorker if args.no_fork else SafeWorker
-    worker = make_worker(args.host, context.redis, worker_class=worker_class, grace=args.grace)
+    queues = [REGISTRY_QUEUE] if args.registry_only else [args.host, REGISTRY_QUEUE]
+    worker = make_worker(queues, context.redis, worker_class=worker_class, grace=args.grace)
     log.info(
         "worker %s listening on %s (registries: %s, burst: %s)",
         worker.name,
-        queue_name(args.host),
+        ", ".join(queue_name(queue) for queue in queues),
         ", ".join(context.credentials.names()),
         args.burst,
     )

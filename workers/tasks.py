@@ -27,16 +27,19 @@ import docker
 import redis
 from rq.timeouts import JobTimeoutException
 
-from workers import docker_ops
+from workers import docker_ops, registry_jobs
 from workers.credentials import CredentialStore, RegistryCredentials
 from workers.errors import CredentialsError, JobFailed, WorkerError
 from workers.events import EventWriter
-from workers.kernel.actions import LOCKED_ACTIONS, Action
+from workers.kernel.actions import HOST_ACTIONS, LOCKED_ACTIONS, Action
 from workers.kernel.config import Retries
+from workers.kernel.history import Change, TagChange, current_digest, read_history
 from workers.kernel.jobs import FAILURE_MESSAGES, FailureReason, JobSpec
 from workers.kernel.keys import HEARTBEAT_INTERVAL_SECONDS
 from workers.liveness import Heartbeat, ReferenceLock
 from workers.progress import Progress
+from workers.registry.client import client_for
+from workers.registry_jobs import ClientFactory, RegistryWork
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,14 @@ class TaskContext:
     """
 
     redis: redis.Redis
-    docker_api: Callable[[], docker.APIClient]
+    docker_api: Callable[[], docker.APIClient] | None
+    """None on a registry-only worker (it serves the registry queue and needs no engine)."""
     credentials: CredentialStore
     progress_interval: float = 1.0
     retries: Retries = field(default_factory=Retries)
     heartbeat_interval: float = HEARTBEAT_INTERVAL_SECONDS
+    registry_client: ClientFactory = client_for
+    """How registry jobs get a client of the registry's API (tests count its requests)."""
 
 
 _context: TaskContext | None = None
@@ -81,9 +87,13 @@ def current() -> TaskContext:
 class Outcome:
     digest: str | None = None
     message: str | None = None
+    changes: tuple[TagChange, ...] = ()
+    """Tag changes the job made, for the tags' history (written with its success)."""
+    answer: str | None = None
+    """A query's answer (JSON)."""
 
 
-Work = Callable[[JobSpec, TaskContext, docker.APIClient, EventWriter], Outcome]
+Work = Callable[[JobSpec, TaskContext, docker.APIClient | None, EventWriter], Outcome]
 
 
 
@@ -112,7 +122,43 @@ def login(spec: dict[str, Any]) -> dict[str, Any]:
     return _run(Action.LOGIN, spec, _login)
 
 
-def _push(spec: JobSpec, context: TaskContext, api: docker.APIClient, events: EventWriter) -> Outcome:
+def promote(spec: dict[str, Any]) -> dict[str, Any]:
+    """Point a tag at exactly the manifest another tag or digest points at, over the registry's API."""
+    return _run(Action.PROMOTE, spec, _registry_job)
+
+
+def delete(spec: dict[str, Any]) -> dict[str, Any]:
+    """Delete a tag's manifest from the registry."""
+    return _run(Action.DELETE, spec, _registry_job)
+
+
+def rollback(spec: dict[str, Any]) -> dict[str, Any]:
+    """Point a tag back at a digest from its history."""
+    return _run(Action.ROLLBACK, spec, _registry_job)
+
+
+def tags(spec: dict[str, Any]) -> dict[str, Any]:
+    """Answer ``tags``: the image's tags with their digests."""
+    return _run(Action.TAGS, spec, _registry_job)
+
+
+def inspect(spec: dict[str, Any]) -> dict[str, Any]:
+    """Answer ``inspect``: what a tag or digest is."""
+    return _run(Action.INSPECT, spec, _registry_job)
+
+
+def _registry_job(spec: JobSpec, context: TaskContext, api: docker.APIClient | None,
+                  events: EventWriter) -> Outcome:
+    work = RegistryWork(context.credentials, context.redis, time.time, context.registry_client)
+    try:
+        done = registry_jobs.JOBS[spec.action](spec, work)
+    finally:
+        work.close()
+    return Outcome(digest=done.digest, message=done.message, changes=done.changes, answer=done.answer)
+
+
+def _push(spec: JobSpec, context: TaskContext, api: docker.APIClient | None, events: EventWriter) -> Outcome:
+    assert api is not None
     reference = _required(spec.reference, "reference", spec)
     creds = _credentials(spec, context)
     source = spec.source or reference
@@ -120,24 +166,31 @@ def _push(spec: JobSpec, context: TaskContext, api: docker.APIClient, events: Ev
         docker_ops.tag(api, source, reference)
     docker_ops.login(api, creds)
     digest = docker_ops.push(api, reference, creds, _progress_reporter(spec, context, events))
-    return Outcome(digest=digest, message=f"pushed {reference}")
+    previous = current_digest(read_history(context.redis, reference, 1))
+    changes = () if not digest or digest == previous else (
+        TagChange(at=time.time(), reference=reference, digest=digest, previous=previous, who=spec.requester,
+                  how=Change.PUSH.value, job_id=spec.job_id),)
+    return Outcome(digest=digest, message=f"pushed {reference}", changes=changes)
 
 
-def _pull(spec: JobSpec, context: TaskContext, api: docker.APIClient, events: EventWriter) -> Outcome:
+def _pull(spec: JobSpec, context: TaskContext, api: docker.APIClient | None, events: EventWriter) -> Outcome:
+    assert api is not None
     reference = _required(spec.reference, "reference", spec)
     creds = _credentials(spec, context)
     digest = docker_ops.pull(api, reference, creds, _progress_reporter(spec, context, events))
     return Outcome(digest=digest, message=f"pulled {reference}")
 
 
-def _tag(spec: JobSpec, context: TaskContext, api: docker.APIClient, events: EventWriter) -> Outcome:
+def _tag(spec: JobSpec, context: TaskContext, api: docker.APIClient | None, events: EventWriter) -> Outcome:
+    assert api is not None
     reference = _required(spec.reference, "reference", spec)
     source = _required(spec.source, "source", spec)
     docker_ops.tag(api, source, reference)
     return Outcome(message=f"tagged {source} as {reference}")
 
 
-def _login(spec: JobSpec, context: TaskContext, api: docker.APIClient, events: EventWriter) -> Outcome:
+def _login(spec: JobSpec, context: TaskContext, api: docker.APIClient | None, events: EventWriter) -> Outcome:
+    assert api is not None
     creds = _credentials(spec, context)
     docker_ops.login(api, creds)
     return Outcome(message=f"logged in to {creds.server} as {creds.username}")
@@ -181,7 +234,8 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
     else:
         # Stopped before the outcome is written, so no renewal can bring the key back after it.
         heartbeat.stop()
-        events.succeeded(spec.job_id, digest=outcome.digest, message=outcome.message)
+        events.succeeded(spec.job_id, digest=outcome.digest, message=outcome.message, changes=outcome.changes,
+                         answer=outcome.answer)
     finally:
         heartbeat.stop()
         if lock is not None:
@@ -240,7 +294,9 @@ def _attempts(spec: JobSpec, context: TaskContext, events: EventWriter, work: Wo
     """Run ``work`` until it succeeds, fails for good, or the policy's attempts are used up.
 
     Every action is safe to repeat: a push uploads only the layers the registry lacks,
-    a pull only those the engine lacks, and tag and login are idempotent.
+    a pull only those the engine lacks, tag and login are idempotent, a promote or rollback
+    re-sends what the registry then already has, and a delete whose first attempt went through
+    finds the tag gone (and says so).
     """
     policy = context.retries
     attempt = 1
@@ -248,7 +304,11 @@ def _attempts(spec: JobSpec, context: TaskContext, events: EventWriter, work: Wo
         # A fresh client per attempt: the engine may have restarted in between.
         api: docker.APIClient | None = None
         try:
-            api = docker_ops.connect(context.docker_api)
+            if spec.action in HOST_ACTIONS:
+                if context.docker_api is None:
+                    raise WorkerError(FailureReason.ENGINE_UNREACHABLE,
+                                      "this worker serves only the registry queue and has no Docker engine")
+                api = docker_ops.connect(context.docker_api)
             return work(spec, context, api, events)
         except WorkerError as exc:
             if not exc.retryable:

@@ -32,6 +32,7 @@ from bot.core.access import Decision, Policy
 from bot.core.approvals import ApprovalView, read_view
 from bot.core.queueing import JobQueue
 from bot.core.text import Text, code, command, plain, t
+from workers.kernel.actions import REGISTRY_QUEUE
 from workers.kernel.audit import AuditEntry
 from workers.kernel.config import Config
 from workers.kernel.jobs import ENDED_STATES, EventType, JobEvent, JobRecord, JobState
@@ -161,8 +162,9 @@ class Jobs:
         if user == record.requester:
             return Decision(True, "requester", t("you may {} your own job", action))
         image, tag = image_and_tag(record)
-        return self._policy.decide(user, action, image, tag, channel=channel, registry=record.registry,
-                                   host=record.host)
+        # A registry job ran on no Docker host: a role's `hosts` globs do not apply to it.
+        host = None if record.host == REGISTRY_QUEUE else record.host
+        return self._policy.decide(user, action, image, tag, channel=channel, registry=record.registry, host=host)
 
     def recent(self, user: str, channel: str | None, *, limit: int, mine: bool = False,
                image: str | None = None) -> list[JobRecord]:

@@ -111,6 +111,8 @@ class FailureReason(StrEnum):
     REGISTRY_ERROR = "registry_error"
     INTERNAL = "internal"
     WORKER_LOST = "worker_lost"
+    NOT_FOUND = "not_found"
+    TAG_SHARED = "tag_shared"
 
 
 FAILURE_MESSAGES: Mapping[str, str] = {
@@ -124,6 +126,8 @@ FAILURE_MESSAGES: Mapping[str, str] = {
     FailureReason.REGISTRY_ERROR.value: "the registry reported an error",
     FailureReason.INTERNAL.value: "internal error on the worker",
     FailureReason.WORKER_LOST.value: "the worker running it stopped (killed or crashed) before it finished",
+    FailureReason.NOT_FOUND.value: "not found in the registry",
+    FailureReason.TAG_SHARED.value: "other tags share the manifest",
 }
 
 
