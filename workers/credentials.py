@@ -25,6 +25,8 @@ class RegistryCredentials:
     server: str
     username: str
     password: Secret
+    api_url: str = ""
+    """Where the registry's API is reached, when not at ``server`` (see ``RegistryConfig.api_url``)."""
 
 
 def read_password(registry: RegistryConfig, environ: Mapping[str, str]) -> Secret:
@@ -68,7 +70,8 @@ class CredentialStore:
 
     def get(self, name: str) -> RegistryCredentials:
         registry = self.entry(name)
-        return RegistryCredentials(registry.server, registry.username, read_password(registry, self._environ))
+        return RegistryCredentials(registry.server, registry.username, read_password(registry, self._environ),
+                                   registry.api_url)
 
     def missing_passwords(self) -> list[str]:
         """User-safe sentences for every registry whose password cannot be read now."""

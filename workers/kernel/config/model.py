@@ -41,6 +41,9 @@ class RegistryConfig:
     username: str
     password_env: str | None
     password_file: str | None
+    api_url: str = ""
+    """Where workers reach the registry's HTTP API when that is not ``server`` itself (a container
+    network, a proxy); empty: ``http://SERVER`` for a loopback server, else ``https://SERVER``."""
 
     @property
     def password_source(self) -> str:

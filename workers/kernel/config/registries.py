@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from workers.kernel.actions import REGISTRY_QUEUE
 from workers.kernel.config.model import RegistryConfig
@@ -51,7 +52,7 @@ def _parse_registry(problems: Problems, name: str, value: object) -> RegistryCon
         value,
         path,
         required=("server", "username"),
-        optional=("services_hostname", "namespace", "password_env", "password_file"),
+        optional=("services_hostname", "namespace", "password_env", "password_file", "api_url"),
         hints={"password": _PASSWORD_HINT},
     )
     if data is None:
@@ -65,6 +66,7 @@ def _parse_registry(problems: Problems, name: str, value: object) -> RegistryCon
     hostname, namespace = _namespace(problems, path, data)
     username = _username(problems, path, data)
     password_env, password_file = _password_source(problems, path, data)
+    api_url = _api_url(problems, path, data)
     if server is not None and namespace is not None and len(server) + len(namespace) + 3 > NAME_TOTAL_LENGTH_MAX:
         problems.add(
             path,
@@ -81,7 +83,24 @@ def _parse_registry(problems: Problems, name: str, value: object) -> RegistryCon
         username=username,
         password_env=password_env,
         password_file=password_file,
+        api_url=api_url,
     )
+
+
+def _api_url(problems: Problems, path: str, data: Mapping[str, Any]) -> str:
+    if "api_url" not in data:
+        return ""
+    value = problems.string(data["api_url"], f"{path}.api_url", "a URL like https://registry.internal:5000")
+    if value is None:
+        return ""
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/") \
+            or parsed.username or parsed.password or parsed.query:
+        # Not echoed: a URL with a password in it must not reach a terminal or log.
+        problems.add(f"{path}.api_url", "must be http:// or https:// and a host[:port], with no path, user or "
+                     "password (value not shown), e.g. `http://registry:5000`")
+        return ""
+    return value.rstrip("/")
 
 
 def _namespace(problems: Problems, path: str, data: Mapping[str, Any]) -> tuple[str | None, str | None]:
