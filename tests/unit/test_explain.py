@@ -46,8 +46,9 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
                 "*reader* from grants[2], given to everyone (`*`), valid in every channel: actions `pull`",
                 "You may run in <#C0OPS>: `push`, `pull`, `tag`, and `whoami`, `can-i`, `help` (open to everyone).",
                 (
-                    "Needs approval: `push` of images `**` with tags `latest`, `prod-*`: 2 distinct approvals from "
-                    "admin or <@U0BOSS>; a request expires after 30m (approvals[0])"
+                    "Needs approval: `push`, `promote`, `rollback`, `delete` of images `**` with tags `latest`, "
+                    "`prod-*`: 2 distinct approvals from admin or <@U0BOSS>; a request expires after 30m "
+                    "(approvals[0])"
                 ),
                 "User groups that could not be resolved right now: `S0ONCALL`",
             ],
@@ -73,8 +74,8 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
             [
                 "(<@U0ADMIN> here)",
                 "*admin* from grants[0], given to you by user ID, valid in every channel: actions `*`",
-                ("You may run here: `push`, `pull`, `tag`, `login`, `status`, `jobs`, `cancel`, `hosts`, and "
-                "`whoami`, `can-i`, `help`"),
+                ("You may run here: `push`, `pull`, `tag`, `login`, `promote`, `delete`, `rollback`, `tags`, "
+                 "`inspect`, `history`, `status`, `jobs`, `cancel`, `hosts`, and `whoami`, `can-i`, `help`"),
             ],
             ["actions `*`; images"],
         ),
