@@ -582,7 +582,13 @@ def test_the_shipped_example_config_still_loads() -> None:
     assert config.access.grants[1].channels == ("C0OPS", "C0DEPLOYS")
     (rule,) = config.access.approvals
     assert (rule.tags, rule.approvers, rule.required, rule.expires_in) == (("latest", "prod-*"), ("admin",), 1, 1800)
+    assert rule.actions == TAG_WRITING_ACTIONS
     assert config.audit_channel == "C0AUDIT"
+    # Deployers move tags (and undo it); only admins delete a manifest and every tag on it.
+    deployer = config.access.roles["deployer"].actions
+    assert {"promote", "rollback", "tags", "inspect", "history"} <= set(deployer)
+    assert "delete" not in deployer and "*" not in deployer
+    assert config.access.roles["admin"].actions == ("*",)
 
 
 def test_approvals_defaults() -> None:
