@@ -24,8 +24,13 @@ SHORT_DIGEST = 12
 """Hex digits of a digest shown where the whole one is not needed (as ``docker images`` shows IDs)."""
 
 LABELS_SHOWN = 20
+"""Labels ``inspect`` lists at most (then a count of the others)."""
+
 INSPECT_CHANGES = 5
+"""The tag's last changes ``inspect`` shows (``history`` shows them all)."""
+
 PLATFORMS_SHOWN = 16
+"""Platforms of an index ``inspect`` lists at most."""
 
 _INSPECT_BUDGETS = {"platforms": 800, "history": 1100}
 """The most that ``inspect``'s platforms and changes may take of :data:`TEXT_BUDGET` (the labels take the rest)."""
