@@ -19,10 +19,10 @@ from bot.core.access import (
     describe_approvers,
 )
 from bot.core.approvals import ApprovalView
+from bot.core.grammar.spec import SPECS
 from bot.core.jobs import HostView
 from bot.core.outcomes import duration_text, failure_text, outcome_text
 from bot.core.text import Text, bold, channel, code, codes, join, lines, t, user
-from workers.kernel.actions import ACTIONS
 from workers.kernel.config import EVERYONE, ApprovalRule, Role
 from workers.kernel.config.model import ANY_NAME
 from workers.kernel.jobs import JobRecord, JobState
@@ -83,7 +83,7 @@ def whoami_text(identity: Identity) -> Text:
         out.append(t("User groups that could not be resolved right now: {}. Their grants do not apply until they "
                      "can be (fail closed); try again in a few minutes.", codes(identity.unresolved_groups)))
     # Actions a role may name before the grammar has their command are not worth offering yet.
-    jobs = [action for action in identity.actions if action in ACTIONS and action not in OPEN_ACTIONS]
+    jobs = [action for action in identity.actions if action in SPECS and action not in OPEN_ACTIONS]
     everyone = [action for action in identity.actions if action in OPEN_ACTIONS]
     if jobs:
         out.append(t("You may run {}: {}, and {} (open to everyone).", here, codes(jobs), codes(everyone)))
@@ -93,6 +93,16 @@ def whoami_text(identity: Identity) -> Text:
         out.append(t("Needs approval: {} of images {} with tags {}: {}. You cannot approve your own request.",
                      codes(rule.actions), codes(rule.images), codes(rule.tags), _approval_terms(rule)))
     return lines(out)
+
+
+_VERBS = {
+    "promote": "promote to",
+    "rollback": "roll back",
+    "tags": "list the tags of",
+    "inspect": "inspect",
+    "history": "see the history of",
+}
+"""How ``can-i``'s answer says an action that is not a verb of its own (``tags``) or takes a preposition."""
 
 
 def can_i_text(decision: Decision, action: str, target: Text | str, source: str | None = None) -> Text:
@@ -109,12 +119,13 @@ def can_i_text(decision: Decision, action: str, target: Text | str, source: str 
     if not decision.allowed:
         return t("No: {}. Deciding rule: {}.", decision.reason, code(decision.rule))
     approval = decision.approval
+    verb = _VERBS.get(action, action)
     if approval is None:
-        answer = t("Yes: you may {} {}, no approval needed. Deciding rule: {}.", action, target,
+        answer = t("Yes: you may {} {}, no approval needed. Deciding rule: {}.", verb, target,
                    code(decision.rule))
     else:
         answer = t("Yes, with approval: you may {} {} (deciding rule: {}), but it runs only after {}. "
-                   "You cannot approve your own request.", action, target, code(decision.rule),
+                   "You cannot approve your own request.", verb, target, code(decision.rule),
                    _approval_terms(approval))
     if decision.sources and action in ("push", "tag") and not source:
         answer += t(" The local image it starts from (`--source`, tag's SOURCE) must match {}; ask with "

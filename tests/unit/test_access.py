@@ -644,7 +644,8 @@ def test_an_approval_rule_built_from_stored_fields_works() -> None:
 
 # --- permitted_actions and whoami ---------------------------------------------------------------
 
-EVERYTHING = ("push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel", "hosts")
+EVERYTHING = ("push", "pull", "tag", "login", "promote", "delete", "rollback", "tags", "inspect", "history", "whoami",
+              "can-i", "help", "status", "jobs", "cancel", "hosts")
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.core.errors import CredentialsInChat, TextTooLong
-from bot.core.grammar import parser
+from bot.core.grammar import parser, registry
 from bot.core.grammar.credentials import REDACTED, audit_text, normalize, readable_part, redact
 from bot.core.grammar.help import help_text, usage
 from bot.core.grammar.parser import parse
@@ -265,8 +265,9 @@ def test_no_command_text_is_built_when_credentials_are_refused(
     def record(*args: Any, **kwargs: Any) -> None:
         built.append((args, kwargs))
 
-    monkeypatch.setattr(parser, "_canonical_text", record)
-    monkeypatch.setattr(parser, "Command", record)
+    for module in (parser, registry):
+        monkeypatch.setattr(module, "canonical_text", record)
+        monkeypatch.setattr(module, "Command", record)
     with pytest.raises(CredentialsInChat):
         parse(text)
     assert built == []
@@ -410,7 +411,8 @@ def test_overall_help_can_show_only_the_given_actions(
             "can-i",
             [
                 "`/registry can-i ACTION [IMAGE TAG] [--source REF] [--registry NAME] [--host NAME]`",
-                "`ACTION`: the action to check: `push`, `pull`, `tag` or `login`",
+                ("`ACTION`: the action to check: `push`, `pull`, `tag`, `login`, `promote`, `delete`, `rollback`, "
+                "`tags`, `inspect` or `history`"),
                 "`IMAGE`",
                 "`--registry NAME`",
                 "`/registry can-i push centos7-elasticsearch latest`",
@@ -555,8 +557,8 @@ def test_the_overview_lists_self_service_commands_in_order() -> None:
     text = slack(help_text())
     positions = [text.index(slack(usage(action))) for action in ACTIONS]
     assert positions == sorted(positions)
-    assert ACTIONS == ("push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel",
-                       "hosts")
+    assert ACTIONS == ("push", "pull", "tag", "login", "promote", "delete", "rollback", "tags", "inspect", "history",
+                       "whoami", "can-i", "help", "status", "jobs", "cancel", "hosts")
 
 
 # --- redact -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bot.slack.identities import SLACK_IDENTITIES
+from workers.kernel.actions import TAG_WRITING_ACTIONS
 from workers.kernel.config import (
     ApprovalRule,
     Config,
@@ -564,7 +565,7 @@ def test_the_policy_example_from_issue_3_loads(tmp_path: Path) -> None:
             index=0,
             images=("*",),
             tags=("latest", "prod-*"),
-            actions=("push",),
+            actions=("push", "promote", "rollback", "delete"),
             approvers=("admin",),
             required=1,
             expires_in=1800,
@@ -581,7 +582,13 @@ def test_the_shipped_example_config_still_loads() -> None:
     assert config.access.grants[1].channels == ("C0OPS", "C0DEPLOYS")
     (rule,) = config.access.approvals
     assert (rule.tags, rule.approvers, rule.required, rule.expires_in) == (("latest", "prod-*"), ("admin",), 1, 1800)
+    assert rule.actions == TAG_WRITING_ACTIONS
     assert config.audit_channel == "C0AUDIT"
+    # Deployers move tags (and undo it); only admins delete a manifest and every tag on it.
+    deployer = config.access.roles["deployer"].actions
+    assert {"promote", "rollback", "tags", "inspect", "history"} <= set(deployer)
+    assert "delete" not in deployer and "*" not in deployer
+    assert config.access.roles["admin"].actions == ("*",)
 
 
 def test_approvals_defaults() -> None:
@@ -591,10 +598,11 @@ def test_approvals_defaults() -> None:
     assert (rule.images, rule.tags, rule.actions, rule.required, rule.expires_in) == (
         ("**",),
         ("*",),
-        ("push",),
+        ("push", "promote", "rollback", "delete"),
         1,
         1800,
     )
+    assert rule.actions == TAG_WRITING_ACTIONS
 
 
 @pytest.mark.parametrize(
@@ -834,7 +842,10 @@ def test_summary_shows_grants_approvals_and_the_audit_channel() -> None:
         "role deployer: actions push, pull; images **; tags *; registries prod; hosts build-*",
         "grants[0] role admin: user U0ADMIN; in any channel",
         "grants[1] role deployer: group S0DEVOPS; in C0OPS",
-        "approvals[0]: push of images **, tags latest needs 2 approvals from admin, U0BOSS; expires after 30m",
+        (
+                "approvals[0]: push, promote, rollback, delete of images **, tags latest needs 2 approvals from admin, "
+                "U0BOSS; expires after 30m"
+            ),
         "audit channel: C0AUDIT",
     ]:
         assert fragment in summary, summary

@@ -46,8 +46,9 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
                 "*reader* from grants[2], given to everyone (`*`), valid in every channel: actions `pull`",
                 "You may run in <#C0OPS>: `push`, `pull`, `tag`, and `whoami`, `can-i`, `help` (open to everyone).",
                 (
-                    "Needs approval: `push` of images `**` with tags `latest`, `prod-*`: 2 distinct approvals from "
-                    "admin or <@U0BOSS>; a request expires after 30m (approvals[0])"
+                    "Needs approval: `push`, `promote`, `rollback`, `delete` of images `**` with tags `latest`, "
+                    "`prod-*`: 2 distinct approvals from admin or <@U0BOSS>; a request expires after 30m "
+                    "(approvals[0])"
                 ),
                 "User groups that could not be resolved right now: `S0ONCALL`",
             ],
@@ -73,8 +74,8 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
             [
                 "(<@U0ADMIN> here)",
                 "*admin* from grants[0], given to you by user ID, valid in every channel: actions `*`",
-                ("You may run here: `push`, `pull`, `tag`, `login`, `status`, `jobs`, `cancel`, `hosts`, and "
-                "`whoami`, `can-i`, `help`"),
+                ("You may run here: `push`, `pull`, `tag`, `login`, `promote`, `delete`, `rollback`, `tags`, "
+                 "`inspect`, `history`, `status`, `jobs`, `cancel`, `hosts`, and `whoami`, `can-i`, `help`"),
             ],
             ["actions `*`; images"],
         ),
@@ -169,3 +170,30 @@ def test_can_i_text_starts_with_the_answer(decision: Decision, start: str) -> No
 def test_can_i_text_keeps_a_target_that_is_already_formatted() -> None:
     decision = Decision(True, "grants[0] role admin", markup("you may run `login`"))
     assert "registry `main`" in slack(can_i_text(decision, "login", t("registry {}", code("main"))))
+
+
+@pytest.mark.parametrize(
+    ("action", "target", "start"),
+    [
+        ("promote", f"{REFERENCE}:prod", f"Yes: you may promote to `{REFERENCE}:prod`, no approval needed."),
+        ("rollback", f"{REFERENCE}:prod", f"Yes: you may roll back `{REFERENCE}:prod`,"),
+        ("delete", f"{REFERENCE}:old", f"Yes: you may delete `{REFERENCE}:old`,"),
+        ("tags", REFERENCE, f"Yes: you may list the tags of `{REFERENCE}`,"),
+        ("inspect", f"{REFERENCE}:1.0", f"Yes: you may inspect `{REFERENCE}:1.0`,"),
+        ("history", f"{REFERENCE}:prod", f"Yes: you may see the history of `{REFERENCE}:prod`,"),
+    ],
+)
+def test_can_i_text_says_the_registry_actions_in_words(action: str, target: str, start: str) -> None:
+    decision = POLICY.decide("U0ADMIN", action, "centos7-x", "1.0", channel="C0OPS")
+    assert slack(can_i_text(decision, action, target)).startswith(start)
+
+
+def test_whoami_offers_the_registry_commands_a_role_allows() -> None:
+    access = AccessConfig(
+        roles={"deployer": Role("deployer", actions=("push", "promote", "rollback", "tags", "inspect", "history"))},
+        grants=(Grant("deployer", users=("U0DEV1",)),),
+    )
+    text = slack(whoami_text(Policy(access).whoami("U0DEV1", "C0OPS")))
+    assert ("You may run in <#C0OPS>: `push`, `promote`, `rollback`, `tags`, `inspect`, `history`, and `whoami`, "
+            "`can-i`, `help` (open to everyone).") in text
+    assert "`delete`" not in text

@@ -11,7 +11,15 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 
-from bot.core.errors import CommandError, CredentialsInChat, TextTooLong
+from bot.core.errors import CommandError, TextTooLong
+from bot.core.grammar.arguments import (
+    canonical_text,
+    check_count,
+    check_limit,
+    checked,
+    named,
+    word,
+)
 from bot.core.grammar.credentials import ascii_dashes, normalize, readable_part, refuse_credentials
 from bot.core.grammar.help import (
     did_you_mean,
@@ -21,8 +29,10 @@ from bot.core.grammar.help import (
     unknown_command,
     usage_line,
 )
+from bot.core.grammar.registry import REGISTRY_COMMANDS, option_hint, parse_registry_command
 from bot.core.grammar.spec import (
     CAN_I_ACTIONS,
+    CAN_I_TARGETS,
     COMMAND_WORD,
     JOB_ID_PATTERN,
     JOBS_DEFAULT_LIMIT,
@@ -33,30 +43,9 @@ from bot.core.grammar.spec import (
     Command,
     Spec,
 )
-from bot.core.text import Text, code, codes, command, markup, t
-from workers.kernel.actions import JOB_COMMANDS, NAME_PATTERN, SELF_SERVICE
-from workers.kernel.errors import UsageError
+from bot.core.text import Text, code, codes, command, t
+from workers.kernel.actions import HOST_ACTIONS, JOB_COMMANDS, SELF_SERVICE
 from workers.kernel.references import check_image_name, check_source, check_tag
-
-_INPUT_LIMIT = 64
-"""How much of a typed word an error message shows."""
-
-
-def _word(value: str) -> Text:
-    return code(value, _INPUT_LIMIT)
-
-
-def _checked(check: object, value: str) -> str:
-    """``check(value)``, its plain UsageError (from the reference grammar) made a CommandError."""
-    assert callable(check)
-    try:
-        result = check(value)
-    except CommandError:
-        raise
-    except UsageError as exc:
-        raise CommandError(markup(exc.user_message)) from None
-    assert isinstance(result, str)
-    return result
 
 
 def _tokenize(text: str) -> list[str]:
@@ -92,17 +81,17 @@ def _split_options(spec: Spec, tokens: list[str]) -> tuple[list[str], dict[str, 
         if not token.startswith("--"):
             name = token[1:].partition("=")[0].lower()
             hint = t(" Options take two dashes: {}.", code(f"--{name}")) if name in spec.options else Text()
-            raise CommandError(t("unknown option {} for {}.{} {}", _word(token.partition("=")[0]),
+            raise CommandError(t("unknown option {} for {}.{} {}", word(token.partition("=")[0]),
                                  code(spec.action), hint, _takes(spec)))
         name, equals, value = token[2:].partition("=")
         name = name.lower()
         if name not in spec.options:
             if name in OPTION_VALUES:
                 problem = t("{} is not an option of {}", code(f"--{name}"), code(spec.action))
-                hint = Text()
+                hint = option_hint(spec.action, name)
             else:
-                problem = t("unknown option {} for {}", _word("--" + name), code(spec.action))
-                hint = did_you_mean(name, spec.options, prefix="--")
+                problem = t("unknown option {} for {}", word("--" + name), code(spec.action))
+                hint = did_you_mean(name, spec.options, prefix="--") or option_hint(spec.action, name)
             raise CommandError(t("{}.{} {}", problem, hint, _takes(spec)))
         if not OPTION_VALUES[name]:
             if equals:
@@ -128,52 +117,17 @@ def _once(spec: Spec, name: str, options: Mapping[str, str]) -> None:
                              usage_line(spec)))
 
 
-def _check_count(label: str, arguments: tuple[str, ...], optional: int, positionals: list[str],
-                 usage: Text) -> None:
-    """Raise unless ``positionals`` fills ``arguments`` (plus at most ``optional`` more)."""
-    wanted = len(arguments) + optional
-    if len(positionals) < len(arguments):
-        given = len(positionals)
-        if given and arguments[given - 1] == "IMAGE" and ":" in positionals[-1]:
-            # `push centos7:latest` is the commonest slip: explain the split instead of "missing TAG".
-            try:
-                check_image_name(positionals[-1])
-            except UsageError as exc:
-                raise CommandError(t("{}. Usage: {}", markup(exc.user_message), usage)) from None
-        missing = " and ".join(arguments[given:])
-        raise CommandError(t("{} is missing {}. Usage: {}", code(label), missing, usage))
-    if len(positionals) > wanted:
-        if label.split()[-1] == "login":
-            # The only words someone adds to `login` are a user name and a password.
-            raise CredentialsInChat(login_arguments=True)
-        extra = codes((word[:_INPUT_LIMIT - 1] + "…" if len(word) > _INPUT_LIMIT else word
-                       for word in positionals[wanted:]), " ")
-        raise CommandError(t("unexpected extra argument(s) {} for {}. Usage: {}", extra, code(label), usage))
-
-
-def _subject_action(word: str, usage: Text) -> str:
+def _subject_action(word_: str, usage: Text) -> str:
     """The ACTION of ``can-i``: one of :data:`CAN_I_ACTIONS`."""
-    action = word.lower()
+    action = word_.lower()
     if action in CAN_I_ACTIONS:
         return action
     choices = codes(CAN_I_ACTIONS)
     if action in SELF_SERVICE:
         raise CommandError(t("{} is open to everyone, so there is nothing to check: `can-i` checks {}. "
                              "Usage: {}", code(action), choices, usage))
-    raise CommandError(t("`can-i` cannot check {}.{} It checks {}. Usage: {}", _word(word),
+    raise CommandError(t("`can-i` cannot check {}.{} It checks {}. Usage: {}", code(word_, 64),
                          did_you_mean(action, CAN_I_ACTIONS), choices, usage))
-
-
-def _check_name(option: str, value: str) -> str:
-    if not NAME_PATTERN.fullmatch(value):
-        raise CommandError(t("{} {} is not a valid name: names are letters, digits, `_`, `.` and `-`, "
-                             "starting with a letter or digit", code(f"--{option}"), _word(value)))
-    return value
-
-
-def _named(options: Mapping[str, str], option: str) -> str | None:
-    """The ``--registry``/``--host`` name given, checked, or None."""
-    return _check_name(option, options[option]) if option in options else None
 
 
 def _parse_can_i(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
@@ -182,62 +136,54 @@ def _parse_can_i(spec: Spec, positionals: list[str], options: Mapping[str, str])
         raise CommandError(t("`can-i` is missing ACTION. Usage: {}", usage))
     subject = _subject_action(positionals[0], usage)
     target = positionals[1:]
-    needed = () if subject == "login" else ("IMAGE", "TAG")
-    _check_count(f"can-i {subject}", needed, 0, target, usage)
+    check_count(f"can-i {subject}", CAN_I_TARGETS[subject], 0, target, usage)
+    _check_can_i_options(subject, options, usage)
+    return Command(
+        action="can-i",
+        subject_action=subject,
+        image=checked(check_image_name, target[0]) if target else None,
+        tag=checked(check_tag, target[1]) if len(target) > 1 else None,
+        source=options.get("source"),
+        text=canonical_text("can-i", [subject, *target], options),
+        registry=named(options, "registry"),
+        host=named(options, "host"),
+    )
+
+
+def _check_can_i_options(subject: str, options: Mapping[str, str], usage: Text) -> None:
+    """``--source`` only for push and tag (and valid), ``--host`` only for the actions on a Docker host."""
     source = options.get("source")
     if source is not None:
         if subject not in ("push", "tag"):
             raise CommandError(t("`--source` is for `can-i push` and `can-i tag`: {} starts from no local image. "
                                  "Usage: {}", code(subject), usage))
-        _checked(check_source, source)
-    return Command(
-        action="can-i",
-        subject_action=subject,
-        image=_checked(check_image_name, target[0]) if target else None,
-        tag=_checked(check_tag, target[1]) if target else None,
-        source=source,
-        text=_canonical_text("can-i", [subject, *target], options),
-        registry=_named(options, "registry"),
-        host=_named(options, "host"),
-    )
+        checked(check_source, source)
+    if "host" in options and subject not in HOST_ACTIONS:
+        raise CommandError(t("`--host` is for {}: {} needs no Docker host. Usage: {}",
+                             codes(f"can-i {action}" for action in HOST_ACTIONS), code(subject), usage))
 
 
-def _canonical_text(action: str, positionals: list[str], options: Mapping[str, str]) -> str:
-    words = [action, *positionals]
-    for name in OPTION_VALUES:
-        if name in options:
-            words += [f"--{name}", options[name]] if OPTION_VALUES[name] else [f"--{name}"]
-    return shlex.join(words)
-
-
-def check_job_id(word: str, usage: Text) -> str:
+def check_job_id(value: str, usage: Text) -> str:
     """A job id as typed (backticks from a copied message are fine), or CommandError."""
-    job_id = word.strip("`").lower()
+    job_id = value.strip("`").lower()
     if not JOB_ID_PATTERN.fullmatch(job_id):
         raise CommandError(t("{} is not a job id: a job id is hex digits such as `0123456789ab`, as the "
-                             "acknowledgement and the job's message show it. Usage: {}", _word(word), usage))
+                             "acknowledgement and the job's message show it. Usage: {}", word(value), usage))
     return job_id
-
-
-def _check_limit(value: str, usage: Text) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= JOBS_MAX_LIMIT:
-        raise CommandError(t("`--limit` {} is not a number from 1 to {}. Usage: {}", _word(value),
-                             JOBS_MAX_LIMIT, usage))
-    return int(value)
 
 
 def _parse_jobs_command(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
     usage = usage_line(spec)
-    _check_count(spec.action, spec.arguments, len(spec.optional_arguments), positionals, usage)
-    text = _canonical_text(spec.action, positionals, options)
+    check_count(spec.action, spec.arguments, len(spec.optional_arguments), positionals, usage)
+    text = canonical_text(spec.action, positionals, options)
     if spec.action in ("status", "cancel"):
         return Command(action=spec.action, job_id=check_job_id(positionals[0], usage), text=text)
     if spec.action == "jobs":
         return Command(
             action="jobs",
-            image=_checked(check_image_name, options["image"]) if "image" in options else None,
+            image=checked(check_image_name, options["image"]) if "image" in options else None,
             mine="mine" in options,
-            limit=_check_limit(options["limit"], usage) if "limit" in options else JOBS_DEFAULT_LIMIT,
+            limit=check_limit(options["limit"], JOBS_MAX_LIMIT, usage) if "limit" in options else JOBS_DEFAULT_LIMIT,
             text=text,
         )
     return Command(action=spec.action, text=text)
@@ -247,7 +193,7 @@ def _parse_help(positionals: list[str]) -> Command:
     topic = positionals[0].lower() if positionals else None
     if topic is not None:
         spec_of(topic)
-    return Command(action="help", topic=topic, text=_canonical_text("help", [topic] if topic else [], {}))
+    return Command(action="help", topic=topic, text=canonical_text("help", [topic] if topic else [], {}))
 
 
 def parse(text: str) -> Command:
@@ -278,20 +224,22 @@ def parse(text: str) -> Command:
         return _parse_can_i(spec, positionals, options)
     if action in (*JOB_COMMANDS, "hosts"):
         return _parse_jobs_command(spec, positionals, options)
-    _check_count(spec.action, spec.arguments, len(spec.optional_arguments), positionals, usage_line(spec))
+    if action in REGISTRY_COMMANDS:
+        return parse_registry_command(spec, positionals, options)
+    check_count(spec.action, spec.arguments, len(spec.optional_arguments), positionals, usage_line(spec))
     if action == "help":
         return _parse_help(positionals)
 
     checks = {"SOURCE": check_source, "IMAGE": check_image_name, "TAG": check_tag}
-    values = {name: _checked(checks[name], value) for name, value in zip(spec.arguments, positionals, strict=False)}
+    values = {name: checked(checks[name], value) for name, value in zip(spec.arguments, positionals, strict=False)}
     if "source" in options:
-        _checked(check_source, options["source"])
+        checked(check_source, options["source"])
     return Command(
         action=action,
         image=values.get("IMAGE"),
         tag=values.get("TAG"),
         source=values.get("SOURCE") or options.get("source"),
-        text=_canonical_text(action, positionals, options),
-        registry=_named(options, "registry"),
-        host=_named(options, "host"),
+        text=canonical_text(action, positionals, options),
+        registry=named(options, "registry"),
+        host=named(options, "host"),
     )

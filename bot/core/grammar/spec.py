@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from workers.kernel.actions import JOB_ACTIONS
+from workers.kernel.actions import HOST_ACTIONS, READ_ACTIONS, REGISTRY_ACTIONS
 
 COMMAND_WORD = "/registry"
 """The command's own name, which a person may type before the action (Slack's slash command)."""
@@ -29,11 +29,29 @@ with a digest and both options) is under 1,000 characters, so nothing valid is r
 JOBS_DEFAULT_LIMIT = 10
 JOBS_MAX_LIMIT = 50
 
+TAGS_DEFAULT_LIMIT = 50
+TAGS_MAX_LIMIT = 1000
+"""``tags --limit``: how many tags one answer lists at most (the text shown is cut further to fit Slack)."""
+
+EXAMPLE_DIGEST = "sha256:" + "0123456789abcdef" * 4
+"""A digest for the examples in help (any 64 hex digits are well formed)."""
+
+MATCH_MAX_LENGTH = 200
+"""The longest ``--match`` glob (a tag is at most 128 characters; classes like ``[0-9]`` make a glob longer)."""
+
 JOB_ID_PATTERN = re.compile(r"[0-9a-f]{6,32}")
 """What a job id looks like (regops makes 12 hex digits; a little slack for ids from elsewhere)."""
 
-CAN_I_ACTIONS: tuple[str, ...] = JOB_ACTIONS
-"""The actions ``can-i`` can ask about."""
+CAN_I_ACTIONS: tuple[str, ...] = (*HOST_ACTIONS, *REGISTRY_ACTIONS, *READ_ACTIONS)
+"""The actions ``can-i`` can ask about: every one with a target (``login``'s is the registry)."""
+
+CAN_I_TARGETS: Mapping[str, tuple[str, ...]] = {
+    **{action: ("IMAGE", "TAG") for action in CAN_I_ACTIONS},
+    "login": (),
+    "tags": ("IMAGE",),
+}
+"""The arguments ``can-i ACTION`` takes for each action: the target the check is about (for ``promote``,
+the tag TO that would be written)."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +101,15 @@ class Spec:
     summary: str
     details: tuple[str, ...]
     examples: tuple[str, ...]
+    forms: tuple[str, ...] = ()
+    """The ways the arguments may be written, when there is more than one (``IMAGE TAG``, ``IMAGE@DIGEST``)."""
+    option_help: Mapping[str, str] = field(default_factory=dict)
+    """What an option means for this command, where it differs from :data:`OPTION_HELP`."""
 
 
 OPTION_VALUES: Mapping[str, str] = {"source": "REF", "registry": "NAME", "host": "NAME", "mine": "",
-                                      "image": "NAME", "limit": "N"}
+                                      "image": "NAME", "limit": "N", "match": "GLOB", "to-image": "NAME",
+                                      "to-registry": "NAME", "shared": "", "to": "DIGEST"}
 """Each option's value placeholder; "" marks a flag, which takes no value."""
 
 OPTION_HELP: Mapping[str, str] = {
@@ -97,6 +120,13 @@ OPTION_HELP: Mapping[str, str] = {
     "mine": "only the jobs you asked for",
     "image": "only jobs of this image name, e.g. `centos7-elasticsearch`",
     "limit": f"how many jobs to show (default {JOBS_DEFAULT_LIMIT}, at most {JOBS_MAX_LIMIT})",
+    "match": "only tags matching this glob: `*` any run of characters, `?` one, `[0-9]` one of a class, "
+    "e.g. `v1.*` or `release-[0-9]*`",
+    "to-image": "the image to make the tag TO in (default: IMAGE itself), e.g. `centos7-elasticsearch-prod`",
+    "to-registry": "the registry to make the tag TO in (default: the registry of FROM)",
+    "shared": "delete also when other tags point at the same manifest: they are deleted with it",
+    "to": "the digest to point the tag at, one it had before (see `history`) — default: the one before "
+    "its last change",
 }
 
 ARGUMENT_HELP: Mapping[str, str] = {
@@ -104,8 +134,12 @@ ARGUMENT_HELP: Mapping[str, str] = {
     "TAG": "the tag, e.g. `latest` or `1.4.2`",
     "SOURCE": "the local image: a reference like `centos7-elasticsearch:latest` or an image ID",
     "COMMAND": "a command to explain",
-    "ACTION": "the action to check: `push`, `pull`, `tag` or `login`",
+    "ACTION": "the action to check: `push`, `pull`, `tag`, `login`, `promote`, `delete`, `rollback`, `tags`, "
+    "`inspect` or `history`",
     "JOB": "a job id such as `0123456789ab`, as the acknowledgement and the job's message show it",
+    "FROM": "the tag to copy, e.g. `staging`, or a digest written `@sha256:…` (64 hex digits)",
+    "TO": "the tag to make (or move), e.g. `prod`",
+    "DIGEST": "a manifest digest: `sha256:` and 64 hex digits, as `inspect` and `history` show it",
 }
 
 SPECS: Mapping[str, Spec] = {
@@ -164,6 +198,108 @@ SPECS: Mapping[str, Spec] = {
         ),
         ("login", "login --registry main --host build-1"),
     ),
+    "promote": Spec(
+        "promote",
+        ("IMAGE", "FROM", "TO"),
+        (),
+        ("to-image", "registry", "to-registry"),
+        "make tag TO point at exactly the manifest FROM points at (no Docker host, no rebuild)",
+        (
+            (
+                "Copies the manifest of IMAGE:FROM (or IMAGE@DIGEST) to the tag TO, byte for byte, so TO serves "
+                "exactly what FROM serves. TO may be in another image (`--to-image`) or another registry "
+                "(`--to-registry`). The job's message names the digest and who promoted it; `history` keeps it."
+            ),
+        ),
+        (
+            "promote centos7-elasticsearch staging prod",
+            f"promote centos7-elasticsearch @{EXAMPLE_DIGEST} prod",
+            "promote centos7-elasticsearch 1.4.2 1.4.2 --to-registry prod",
+        ),
+        option_help={"registry": "the registry of FROM (default: the configured default registry)"},
+    ),
+    "delete": Spec(
+        "delete",
+        ("IMAGE", "TAG"),
+        (),
+        ("shared", "registry"),
+        "delete a tag from the registry",
+        (
+            (
+                "The registry deletes manifests, not tags: deleting IMAGE:TAG removes every tag that points at the "
+                "same manifest. When other tags share it, the job names them and deletes nothing unless you give "
+                "`--shared`. The tag's `history` keeps the digest it had."
+            ),
+        ),
+        ("delete centos7-elasticsearch 1.4.2-rc1", "delete centos7-elasticsearch old --shared"),
+    ),
+    "rollback": Spec(
+        "rollback",
+        ("IMAGE", "TAG"),
+        (),
+        ("to", "registry"),
+        "point a tag back at the digest it had before its last change",
+        (
+            (
+                "Points IMAGE:TAG back at the digest it had before its last change, as `history` shows it, "
+                "or with `--to DIGEST` at an earlier one from its history."
+            ),
+        ),
+        (
+            "rollback centos7-elasticsearch prod",
+            f"rollback centos7-elasticsearch prod --to {EXAMPLE_DIGEST}",
+        ),
+    ),
+    "tags": Spec(
+        "tags",
+        ("IMAGE",),
+        (),
+        ("match", "limit", "registry"),
+        "list an image's tags in the registry, each with its digest",
+        (
+            (
+                "Lists the tags of IMAGE with their short digests: newest first where regops knows when a tag "
+                "last moved, then alphabetically, and says how many more there are. Only you see the answer."
+            ),
+        ),
+        ("tags centos7-elasticsearch", "tags centos7-elasticsearch --match v1.* --limit 20"),
+        option_help={"limit": f"how many tags to show (default {TAGS_DEFAULT_LIMIT}, at most {TAGS_MAX_LIMIT})"},
+    ),
+    "inspect": Spec(
+        "inspect",
+        ("IMAGE", "TAG"),
+        (),
+        ("registry",),
+        "show a tag's manifest: digest, type, size, layers, platforms, labels and its recent history",
+        (
+            (
+                "Shows the digest, the manifest type, the compressed size and the layer count; for a "
+                "multi-platform image every platform with its digest; the config's creation time and labels; "
+                "and the tag's last changes. Give IMAGE@DIGEST to look at a manifest by digest. "
+                "Only you see the answer."
+            ),
+        ),
+        (
+            "inspect centos7-elasticsearch latest",
+            f"inspect centos7-elasticsearch@{EXAMPLE_DIGEST}",
+        ),
+        forms=("IMAGE TAG", "IMAGE@DIGEST"),
+    ),
+    "history": Spec(
+        "history",
+        ("IMAGE", "TAG"),
+        (),
+        ("registry",),
+        "show every digest a tag has pointed at, newest first: when, who and how",
+        (
+            (
+                "Lists the tag's changes that regops knows of, newest first: when, the digest and the one before, "
+                "who (a Slack user, or the registry account for changes made outside regops), how (push, promote, "
+                "rollback, delete, registry event) and the job. Only you see the answer."
+            ),
+        ),
+        ("history centos7-elasticsearch prod",),
+    ),
     "whoami": Spec(
         "whoami",
         (),
@@ -189,14 +325,18 @@ SPECS: Mapping[str, Spec] = {
             (
                 "Answers yes or no with the rule that decides, and whether an approval is needed "
                 "(how many, from whom, how long a request stays open). Nothing is run. "
-                "`push`, `pull` and `tag` need IMAGE and TAG (for `tag`, the target); `login` takes neither. "
-                "For `push` and `tag`, `--source REF` also checks the local image the command would start from."
+                "Every action but `login` and `tags` needs IMAGE and TAG: for `tag`, the target; for `promote`, "
+                "the tag TO it would make. `tags` takes IMAGE only; `login` neither. "
+                "For `push` and `tag`, `--source REF` also checks the local image the command would start from; "
+                "`--host` is only for the actions that run on a Docker host (`push`, `pull`, `tag`, `login`)."
             ),
         ),
         (
             "can-i push centos7-elasticsearch latest",
             "can-i tag centos7-elasticsearch 1.4.2 --source centos7-es:dev",
             "can-i pull web/app 1.4.2 --host build-1",
+            "can-i promote centos7-elasticsearch prod",
+            "can-i tags centos7-elasticsearch",
             "can-i login --registry main",
         ),
     ),
