@@ -150,10 +150,24 @@ def source_subject(source: str) -> str:
     return f"{source}:latest"
 
 
+VERBS = {
+    "promote": "promote to",
+    "rollback": "roll back",
+    "tags": "list the tags of",
+    "inspect": "inspect",
+    "history": "see the history of",
+}
+"""How a sentence says an action that is not a verb of its own (``tags``) or takes a preposition."""
+
+
+def verb(action: str) -> str:
+    return VERBS.get(action, action)
+
+
 def _target(action: str, image: str | None, tag: str | None, registry: str | None) -> Text:
     if image is None:
         return t("run {} on registry {}", code(action), code(registry)) if registry else t("run {}", code(action))
-    return t("{} {}", action, code(f"{image}:{tag}" if tag is not None else image))
+    return t("{} {}", verb(action), code(f"{image}:{tag}" if tag is not None else image))
 
 
 def restricts_sources(role: Role) -> bool:

@@ -17,6 +17,7 @@ from bot.core.access import (
     Identity,
     channels_text,
     describe_approvers,
+    verb,
 )
 from bot.core.approvals import ApprovalView
 from bot.core.grammar.spec import SPECS
@@ -95,16 +96,6 @@ def whoami_text(identity: Identity) -> Text:
     return lines(out)
 
 
-_VERBS = {
-    "promote": "promote to",
-    "rollback": "roll back",
-    "tags": "list the tags of",
-    "inspect": "inspect",
-    "history": "see the history of",
-}
-"""How ``can-i``'s answer says an action that is not a verb of its own (``tags``) or takes a preposition."""
-
-
 def can_i_text(decision: Decision, action: str, target: Text | str, source: str | None = None) -> Text:
     """``Yes``/``No`` for ``action`` on ``target`` (a reference, or the registry for login), with the rule.
 
@@ -119,13 +110,13 @@ def can_i_text(decision: Decision, action: str, target: Text | str, source: str 
     if not decision.allowed:
         return t("No: {}. Deciding rule: {}.", decision.reason, code(decision.rule))
     approval = decision.approval
-    verb = _VERBS.get(action, action)
+    said = verb(action)
     if approval is None:
-        answer = t("Yes: you may {} {}, no approval needed. Deciding rule: {}.", verb, target,
+        answer = t("Yes: you may {} {}, no approval needed. Deciding rule: {}.", said, target,
                    code(decision.rule))
     else:
         answer = t("Yes, with approval: you may {} {} (deciding rule: {}), but it runs only after {}. "
-                   "You cannot approve your own request.", verb, target, code(decision.rule),
+                   "You cannot approve your own request.", said, target, code(decision.rule),
                    _approval_terms(approval))
     if decision.sources and action in ("push", "tag") and not source:
         answer += t(" The local image it starts from (`--source`, tag's SOURCE) must match {}; ask with "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.core.registry_views import short_digest
 from bot.core.text import Text, code, join, plain, t, user
 from workers.kernel.jobs import FAILURE_MESSAGES, JobRecord, JobState
 
@@ -15,7 +16,7 @@ def _target(record: JobRecord) -> Text:
     if record.action == "promote":
         return t("promote of {} to {}", code(record.source), code(record.reference))
     if record.action == "rollback" and record.extra.get("to"):
-        return t("rollback of {} to {}", code(record.reference), code(record.extra["to"][:19]))
+        return t("rollback of {} to {}", code(record.reference), short_digest(record.extra["to"]))
     return t("{} of {}", record.action, code(record.reference))
 
 

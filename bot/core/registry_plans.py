@@ -18,6 +18,7 @@ from typing import Any
 from bot.core.access import Decision, Policy
 from bot.core.errors import CommandError, message_of, unknown_name
 from bot.core.grammar.spec import Command
+from bot.core.registry_views import short_digest
 from bot.core.text import Text, code, command, t
 from workers.kernel import references
 from workers.kernel.config import Config, RegistryConfig
@@ -26,14 +27,6 @@ from workers.kernel.history import TagChange, current_digest, known_digests, rol
 
 HistoryReader = Callable[[str], list[TagChange]]
 """A tag's known changes, newest first, by full reference."""
-
-SHORT_DIGEST = 19
-"""``sha256:`` and the first 12 hex digits: how a digest is shown in one line."""
-
-
-def short(digest: str) -> str:
-    return digest[:SHORT_DIGEST]
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -139,7 +132,7 @@ class RegistryPlanner:
         if cmd.digest:
             if cmd.digest not in known_digests(changes):
                 return Refusal(t("{} is not in the history of {}: {} shows the digests regops knows it had",
-                                 code(short(cmd.digest)), code(reference),
+                                 short_digest(cmd.digest), code(reference),
                                  command(f"history {cmd.image} {cmd.tag}")), "not in history")
             target = cmd.digest
         else:
@@ -151,10 +144,10 @@ class RegistryPlanner:
                                  command(f"history {cmd.image} {cmd.tag}")), "no earlier digest")
         assert target is not None
         if target == current:
-            return Refusal(t("{} already points at {}: nothing to roll back.", code(reference), code(short(target))),
+            return Refusal(t("{} already points at {}: nothing to roll back.", code(reference), short_digest(target)),
                            "already there")
         return Plan("rollback", registry, reference, decision,
-                    t("rollback of {} to {}", code(reference), code(short(target))), cmd.image or "", cmd.tag,
+                    t("rollback of {} to {}", code(reference), short_digest(target)), cmd.image or "", cmd.tag,
                     spec={"digest": target})
 
 

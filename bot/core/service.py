@@ -178,6 +178,8 @@ class Service:
             action = command.subject_action or ""
             decision = self._decide(request, action, command, registry, host)
             self._record(request, "answered", decision.rule)
+            if reference is None and command.image:  # `can-i tags IMAGE`: the repository, no tag
+                reference = references.repository_name(registry.server, registry.namespace, command.image)
             target = code(reference) if reference else t("registry {}", code(registry.server))
             return Reply(ReplyKind.ANSWER, explain.can_i_text(decision, action, target, command.source))
 

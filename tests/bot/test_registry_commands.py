@@ -128,7 +128,7 @@ def test_promote_is_checked_against_the_target_image(service: Service, text_redi
 
 
 def test_an_approvals_rule_without_actions_protects_promote(service: Service, text_redis: redis.Redis) -> None:
-    kind, text = _ask(service, "promote centos7-es staging prod")
+    kind, _ = _ask(service, "promote centos7-es staging prod")
     assert kind is ReplyKind.APPROVAL
     assert _registry_queue(text_redis).count == 0
 
@@ -154,15 +154,15 @@ def test_history_is_answered_at_once_from_redis(service: Service, text_redis: re
     _history(text_redis, _ref("centos7-es", "latest"), DIGESTS[0], DIGESTS[1])
     kind, text = _ask(service, "history centos7-es latest")
     assert kind is ReplyKind.ANSWER
-    assert DIGESTS[1][:19] in text and DIGESTS[0][:19] in text
-    assert text.index(DIGESTS[1][:19]) < text.rindex(DIGESTS[0][:19])  # newest first
+    assert DIGESTS[1][7:19] in text and DIGESTS[0][7:19] in text
+    assert text.index(DIGESTS[1][7:19]) < text.rindex(DIGESTS[0][7:19])  # newest first
     assert _registry_queue(text_redis).count == 0
 
 
 def test_rollback_goes_back_to_the_digest_before_the_last_change(service: Service, text_redis: redis.Redis) -> None:
     _history(text_redis, _ref("centos7-es", "latest"), DIGESTS[0], DIGESTS[1], DIGESTS[2])
     kind, text = _ask(service, "rollback centos7-es latest")
-    assert kind is ReplyKind.QUEUED and DIGESTS[1][:19] in text
+    assert kind is ReplyKind.QUEUED and DIGESTS[1][7:19] in text
     spec = _spec(text_redis, "000000000001")
     assert spec["digest"] == DIGESTS[1] and spec["reference"] == _ref("centos7-es", "latest")
 
