@@ -149,8 +149,12 @@ class Stack:
 @contextlib.contextmanager
 def running_stack(redis_server: RedisServer, docker_engine: DockerEngine, registry: Registry, *, db: int,
                   config_text: str, hosts: Mapping[str, str] | None = None,
-                  usergroups: Mapping[str, list[str]] | None = None) -> Iterator[Stack]:
-    """serve + one worker per host (host name → the registry password that worker holds)."""
+                  usergroups: Mapping[str, list[str]] | None = None,
+                  worker_env: Mapping[str, str] | None = None) -> Iterator[Stack]:
+    """serve + one worker per host (host name → the registry password that worker holds).
+
+    ``worker_env`` adds variables to every worker's environment (another registry's password, say).
+    """
     signing_secret = secrets.token_hex(16)
     bot_token = "xoxb-test-" + secrets.token_hex(12)
     wrong_password = "wrong-" + secrets.token_hex(8)
@@ -166,7 +170,8 @@ def running_stack(redis_server: RedisServer, docker_engine: DockerEngine, regist
                   "SLACK_SIGNING_SECRET": signing_secret, "DOCKER_HOST": docker_engine.host}
         serve = ServeProcess(common, str(config))  # the bot never holds the registry password
         workers = [
-            WorkerProcess({**common, "REGISTRY_PASSWORD": wrong_password if password is None else password},
+            WorkerProcess({**common, **(worker_env or {}),
+                           "REGISTRY_PASSWORD": wrong_password if password is None else password},
                           str(config), host)
             for host, password in (hosts or {"build-1": registry.password}).items()
         ]
