@@ -98,6 +98,8 @@ class FailureReason(StrEnum):
     REGISTRY_ERROR = "registry_error"
     INTERNAL = "internal"
     WORKER_LOST = "worker_lost"
+    NOT_FOUND = "not_found"
+    DELETE_DISABLED = "delete_disabled"
 
 
 FAILURE_MESSAGES: Mapping[str, str] = {
@@ -111,6 +113,8 @@ FAILURE_MESSAGES: Mapping[str, str] = {
     FailureReason.REGISTRY_ERROR.value: "the registry reported an error",
     FailureReason.INTERNAL.value: "internal error on the worker",
     FailureReason.WORKER_LOST.value: "the worker running it stopped (killed or crashed) before it finished",
+    FailureReason.NOT_FOUND.value: "not found in the registry",
+    FailureReason.DELETE_DISABLED.value: "deleting is not enabled on this registry",
 }
 
 
