@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from typing import Self
 
 import requests
 import requests.auth
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from workers.credentials import RegistryCredentials
@@ -37,6 +39,7 @@ from workers.registry.errors import (
     NotFound,
     RegistryError,
     ServerError,
+    TimedOut,
     from_response,
     from_transport,
 )
@@ -85,10 +88,11 @@ class RegistryClient:
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+            adapter = _Adapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers["User-Agent"] = USER_AGENT
+            _environment_once(session, self.base_url)
         self.session = session
         self.auth = Authenticator(session, username, password, timeout=timeout)
         self._origin = urllib.parse.urlsplit(self.base_url)[:2]
@@ -235,6 +239,9 @@ class RegistryClient:
         url = self.url(f"{repository}/manifests/{reference}")
         what = _what(repository, reference)
         headers = {"Accept": ACCEPT}
+        quick = self._quick_head(url, [auth.pull(repository)], headers)
+        if quick is not None:
+            return quick or None
         with self.request("HEAD", url, scopes=[auth.pull(repository)], what=what, ok=(200, 404),
                           headers=headers) as answer:
             if answer.status_code == 404:
@@ -243,6 +250,26 @@ class RegistryClient:
         if digest:
             return digest
         return self.manifest(repository, reference).digest  # a registry that does not say: read it
+
+    def _quick_head(self, url: str, scopes: Collection[str], headers: dict[str, str]) -> str | None:
+        """A HEAD straight on the session's connection pool: the digest, "" for a 404, None to take the
+        full path (a challenge, an error, a registry that sends no digest, a proxy in between).
+
+        It costs half the CPU time of a call through requests, which is what lets a thousand HEADs
+        finish in well under two seconds on a small machine.
+        """
+        adapter = self.session.get_adapter(url)
+        if not isinstance(adapter, _Adapter) or self.session.proxies or self.auth.scheme is None \
+                or not hasattr(adapter, "get_connection_with_tls_context"):  # requests before 2.32.2
+            return None
+        sent = {**self.session.headers, **headers}  # type: ignore[dict-item]
+        authorization = self.auth.header(scopes)
+        if authorization:
+            sent["Authorization"] = authorization
+        status, digest = adapter.head(url, sent, self.timeout, self.session.verify, self.session.cert)
+        if status == 404:
+            return ""
+        return digest if status == 200 and digest else None
 
     def digests(self, repository: str, tags: Iterable[str], workers: int = POOL_SIZE) -> dict[str, str]:
         """The digest of each tag, with up to ``workers`` HEADs at once; a tag gone meanwhile is left out."""
@@ -406,6 +433,38 @@ class RegistryClient:
                          ok=(204, 200, 202, 404)).close()
         except RegistryError as exc:
             log.info("could not cancel an upload to %s: %s", repository, exc.reason)
+
+
+def _environment_once(session: requests.Session, base_url: str) -> None:
+    """Read the proxy and CA-bundle variables requests honours once, for this registry, instead of at
+    every call (``trust_env`` costs a third of the client's CPU time on a thousand HEADs)."""
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, plus a bare HEAD on its own pool (TLS set up by requests, as for every call)."""
+
+    def head(
+        self, url: str, headers: dict[str, str], timeout: float | tuple[float, float],
+        verify: bool | str, cert: str | tuple[str, str] | None,
+    ) -> tuple[int | None, str | None]:
+        """(status, Docker-Content-Digest); (None, None) where the full path must say what went wrong."""
+        request = requests.PreparedRequest()
+        request.prepare_url(url, None)
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        try:
+            pool = self.get_connection_with_tls_context(request, verify, None, cert)
+            answer = pool.urlopen("HEAD", request.path_url, headers=headers, retries=False, redirect=False,
+                                  timeout=urllib3.Timeout(connect=connect, read=read), preload_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise TimedOut() from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            return None, None  # the full path fails the same way, and says why in the words of requests
+        return answer.status, answer.headers.get("Docker-Content-Digest")
 
 
 class _Header(requests.auth.AuthBase):
