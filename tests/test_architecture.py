@@ -67,3 +67,17 @@ def test_the_core_imports_no_front_end(module: str, names: set[str]) -> None:
                   "prometheus_client")
     offending = {n for n in names if any(_within(n, front) for front in front_ends)}
     assert not offending, f"bot/{module} imports {sorted(offending)}"
+
+
+@pytest.mark.parametrize("module,names", sorted(_imports("workers/registry").items()))
+def test_the_registry_client_speaks_http_only(module: str, names: set[str]) -> None:
+    """Promote, delete, rollback, tags and inspect need no Docker engine and run no CLI tool (skopeo, crane…)."""
+    offending = {n for n in names if n.split(".")[0] in {"docker", "subprocess", "rq", "redis"}}
+    offending |= {n for n in names if _within(n, "workers") and not (
+        _within(n, KERNEL) or _within(n, "workers.registry") or n.split(".")[:2] in (["workers", "errors"],
+                                                                                     ["workers", "credentials"]))}
+    assert not offending, f"workers/registry/{module} imports {sorted(offending)}"
+
+
+def test_the_registry_package_exists() -> None:
+    assert {"client.py", "auth.py", "manifests.py", "copy.py", "errors.py"} <= set(_imports("workers/registry"))

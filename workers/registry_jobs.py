@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,8 @@ from workers.kernel.references import split_reference
 from workers.kernel.values import as_str
 from workers.registry.client import RegistryClient, client_for
 from workers.registry.copy import CopyResult, copy_image
-from workers.registry.errors import ManifestNotFound
+from workers.registry.errors import NotFound
+from workers.registry.inspection import Inspection
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def rollback(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
         raise WorkerError(FailureReason.INVALID_REFERENCE, "the rollback job names no digest to go back to")
     try:
         manifest = client.manifest(repository, spec.digest)
-    except ManifestNotFound:
+    except NotFound:
         raise WorkerError(FailureReason.NOT_FOUND, f"{short(spec.digest)} is no longer in the registry (deleted or "
                           f"garbage-collected), so {spec.reference} cannot go back to it: nothing changed") from None
     previous = client.head_manifest(repository, tag)
@@ -193,21 +194,20 @@ def inspect(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
     return RegistryOutcome(digest=answer.get("digest"), message="inspected", answer=json.dumps(answer))
 
 
-def inspection_answer(reference: str, found: Any) -> dict[str, Any]:
-    """The JSON the bot renders (see :func:`bot.core.registry_views.inspect_text`) from an Inspection."""
-    platforms: Sequence[Any] = getattr(found, "platforms", ()) or ()
-    labels: Mapping[str, str] = getattr(found, "labels", None) or {}
+def inspection_answer(reference: str, found: Inspection) -> dict[str, Any]:
+    """The JSON the bot renders (:func:`bot.core.registry_views.inspect_text`) from an Inspection.
+
+    For an index, ``created`` and ``labels`` are those of its first real platform (not an
+    attestation's ``unknown/unknown``), named in ``config_of``.
+    """
+    platforms = [{"platform": str(p.platform) if p.platform else "", "digest": p.digest, "size": p.size,
+                  "layers": p.layers} for p in found.platforms]
+    config_of = next((str(p.platform) for p in found.platforms
+                      if p.platform and p.platform.os not in ("", "unknown")), None)
     return {
-        "reference": reference,
-        "digest": found.digest,
-        "media_type": found.media_type,
-        "size": found.size,
-        "layers": found.layers,
-        "created": getattr(found, "created", None),
-        "labels": dict(labels),
-        "platforms": [{"platform": p.platform, "digest": p.digest, "size": p.size, "layers": p.layers}
-                      for p in platforms],
-        "config_of": getattr(found, "config_of", None),
+        "reference": reference, "digest": found.digest, "media_type": found.media_type, "size": found.size,
+        "layers": found.layers, "created": found.created, "labels": dict(found.labels), "platforms": platforms,
+        "config_of": config_of if found.is_index else None,
     }
 
 

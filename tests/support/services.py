@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 import docker
 import redis
@@ -119,6 +119,12 @@ class Service:
             return "(no log)"
         text = self._log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:]) or "(empty log)"
+
+    def log_text(self) -> str:
+        """The whole log so far ("" before the first start)."""
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        return self._log_path.read_text(errors="replace")
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -376,13 +382,32 @@ class DockerEngine(Service):
                     raise RuntimeError(self._failure_message(exc)) from None
 
 
+class TokenAuth(Protocol):
+    """What Distribution's ``auth: token`` needs to know of a token service (tests/support/token_auth.py)."""
+
+    @property
+    def realm(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def certificate(self) -> Path: ...
+
+
 class Registry(Service):
-    """Docker Distribution v2 with htpasswd (bcrypt) auth and deletes enabled."""
+    """Docker Distribution v2 with htpasswd (bcrypt) auth and deletes enabled.
+
+    ``delete_enabled=False`` turns deletes off (the registry then answers DELETE with 405);
+    ``token_auth`` replaces htpasswd with Bearer tokens from that token service (the username and
+    password are then the token service's to check, and :meth:`manifest_digest` cannot be used).
+    """
 
     name = "registry"
 
     def __init__(
-        self, username: str = "user001@namespace.example.com", password: str | None = None, port: int = 0
+        self, username: str = "user001@namespace.example.com", password: str | None = None, port: int = 0,
+        *, delete_enabled: bool = True, token_auth: TokenAuth | None = None,
     ) -> None:
         """``port`` 0 picks a free one at each start; a fixed port lets a test restart it in place."""
         super().__init__()
@@ -390,7 +415,13 @@ class Registry(Service):
         self.password = password or base64.urlsafe_b64encode(os.urandom(18)).decode()
         self.fixed_port = port
         self.port = port
+        self.delete_enabled = delete_enabled
+        self.token_auth = token_auth
         self._instance = ""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.server}"
 
     @property
     def server(self) -> str:
@@ -424,17 +455,33 @@ class Registry(Service):
             "  filesystem:\n"
             f"    rootdirectory: {storage}\n"
             "  delete:\n"
-            "    enabled: true\n"
+            f"    enabled: {'true' if self.delete_enabled else 'false'}\n"
             "http:\n"
             f"  addr: 127.0.0.1:{self.port}\n"
             "  headers:\n"
             f"    X-Regops-Instance: [{self._instance}]\n"
+            + self._auth_config()
+        )
+        return [executable, "serve", str(config)]
+
+    def _auth_config(self) -> str:
+        assert self.directory is not None
+        if self.token_auth is not None:
+            token = self.token_auth
+            return (
+                "auth:\n"
+                "  token:\n"
+                f"    realm: {token.realm}\n"
+                f"    service: {token.service}\n"
+                f"    issuer: {token.issuer}\n"
+                f"    rootcertbundle: {token.certificate}\n"
+            )
+        return (
             "auth:\n"
             "  htpasswd:\n"
             "    realm: regops-test\n"
             f"    path: {self.directory / 'htpasswd'}\n"
         )
-        return [executable, "serve", str(config)]
 
     def _ready(self) -> bool:
         # The instance header proves the answer comes from this registry, not a squatter on the port.

@@ -113,6 +113,7 @@ class FailureReason(StrEnum):
     WORKER_LOST = "worker_lost"
     NOT_FOUND = "not_found"
     TAG_SHARED = "tag_shared"
+    DELETE_DISABLED = "delete_disabled"
 
 
 FAILURE_MESSAGES: Mapping[str, str] = {
@@ -128,6 +129,7 @@ FAILURE_MESSAGES: Mapping[str, str] = {
     FailureReason.WORKER_LOST.value: "the worker running it stopped (killed or crashed) before it finished",
     FailureReason.NOT_FOUND.value: "not found in the registry",
     FailureReason.TAG_SHARED.value: "other tags share the manifest",
+    FailureReason.DELETE_DISABLED.value: "deleting is not enabled on this registry",
 }
 
 
