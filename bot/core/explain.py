@@ -24,6 +24,7 @@ from bot.core.grammar.spec import SPECS
 from bot.core.jobs import HostView
 from bot.core.outcomes import duration_text, failure_text, outcome_text
 from bot.core.text import Text, bold, channel, code, codes, join, lines, t, user
+from workers.kernel.actions import REGISTRY_QUEUE
 from workers.kernel.config import EVERYONE, ApprovalRule, Role
 from workers.kernel.config.model import ANY_NAME
 from workers.kernel.jobs import JobRecord, JobState
@@ -202,17 +203,23 @@ def jobs_text(records: Sequence[JobRecord], *, mine: bool, image: str | None, li
 
 
 def hosts_text(hosts: Sequence[HostView]) -> Text:
-    """``hosts``: each Docker host with its live workers, queue length and running job."""
-    if not hosts:
+    """``hosts``: each Docker host with its live workers, queue length and running job; the registry queue last."""
+    docker_hosts = [host for host in hosts if host.name != REGISTRY_QUEUE]
+    if not docker_hosts:
         return t("No Docker host you may see is configured.")
-    out = [t("*Docker hosts*")]
+    out = [t("*Docker hosts*"), *(t("• {}: {}", code(host.name), _queue_line(host)) for host in docker_hosts)]
     for host in hosts:
-        workers = (t("{} live worker(s) ({})", len(host.live_workers), codes(host.live_workers))
-                   if host.live_workers else t("no live worker"))
-        running = (t("running {}", join(", ", (t("{} ({})", code(r.job_id), _target_of(r)) for r in host.running)))
-                   if host.running else t("nothing running"))
-        out.append(t("• {}: {}; {} job(s) queued; {}", code(host.name), workers, host.queued, running))
+        if host.name == REGISTRY_QUEUE:
+            out.append(t("*Registry queue* (promote, delete, rollback, tags, inspect): {}", _queue_line(host)))
     return lines(out)
+
+
+def _queue_line(host: HostView) -> Text:
+    workers = (t("{} live worker(s) ({})", len(host.live_workers), codes(host.live_workers))
+               if host.live_workers else t("no live worker"))
+    running = (t("running {}", join(", ", (t("{} ({})", code(r.job_id), _target_of(r)) for r in host.running)))
+               if host.running else t("nothing running"))
+    return t("{}; {} job(s) queued; {}", workers, host.queued, running)
 
 
 def _target_of(record: JobRecord) -> Text:

@@ -192,4 +192,4 @@ def test_a_rollback_with_nothing_to_go_back_to_is_answered_and_queues_nothing(
 
 def test_hosts_lists_the_registry_queue(service: Service, text_redis: redis.Redis) -> None:
     kind, text = _ask(service, "hosts", user="U0ADMIN")
-    assert kind is ReplyKind.ANSWER and "registry" in text and "build-1" in text
+    assert kind is ReplyKind.ANSWER and "Registry queue" in text and "build-1" in text
