@@ -193,3 +193,28 @@ def test_a_rollback_with_nothing_to_go_back_to_is_answered_and_queues_nothing(
 def test_hosts_lists_the_registry_queue(service: Service, text_redis: redis.Redis) -> None:
     kind, text = _ask(service, "hosts", user="U0ADMIN")
     assert kind is ReplyKind.ANSWER and "Registry queue" in text and "build-1" in text
+
+
+@pytest.mark.parametrize(("text", "protected"), [
+    ("promote centos7-es staging prod", True),
+    ("delete centos7-es prod", True),
+    ("rollback centos7-es prod", True),
+    ("promote centos7-es staging qa", False),
+    ("tags centos7-es", False),
+    ("inspect centos7-es prod", False),
+    ("history centos7-es prod", False),
+])
+def test_the_default_approvals_rule_protects_every_action_that_changes_a_tag(
+        service: Service, text_redis: redis.Redis, text: str, protected: bool) -> None:
+    _history(text_redis, _ref("centos7-es", "prod"), DIGESTS[0], DIGESTS[1])
+    kind, _ = _ask(service, text, user="U0ADMIN")
+    assert (kind is ReplyKind.APPROVAL) is protected, kind
+
+
+def test_can_i_knows_the_registry_actions(service: Service) -> None:
+    kind, text = _ask(service, "can-i promote centos7-es prod")
+    assert kind is ReplyKind.ANSWER and text.startswith("Yes, with approval")
+    kind, text = _ask(service, "can-i delete centos7-es prod")
+    assert kind is ReplyKind.ANSWER and text.startswith("No")
+    kind, text = _ask(service, "can-i tags centos7-es")
+    assert text.startswith("Yes") and f"{SERVER}/{NS}/centos7-es" in text

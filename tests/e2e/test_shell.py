@@ -112,3 +112,21 @@ def test_at_a_terminal_log_lines_go_to_a_file_not_between_the_prompt_and_the_ans
     assert "WARNING" not in screen and "credentials in chat" not in screen, screen
     assert "command refused: credentials in chat" in log.read_text()
     assert "hunter2secret" not in screen.replace("push centos7-x 1 -p hunter2secret", "") + log.read_text()
+
+
+def test_the_shell_answers_registry_queries_and_promotes_without_a_docker_push(
+        redis_server: RedisServer, docker_engine: DockerEngine, registry: Registry) -> None:
+    redis.Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/5").flushdb()
+    build_image(docker_engine.host, "centos7-shell", "4.0", layers=1, seed="shell-registry")
+    script = "push centos7-shell 4.0\ntags centos7-shell\npromote centos7-shell 4.0 stable\n"
+    result = run_shell(script, redis_server, docker_engine, registry)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    digest = registry.manifest_digest(f"{NAMESPACE}/centos7-shell", "4.0")
+    assert digest and registry.manifest_digest(f"{NAMESPACE}/centos7-shell", "stable") == digest
+    assert "Looking up the tags of" in out
+    # The query's answer is printed once it comes: the tag with its short digest.
+    answered = [line for line in out.splitlines() if "4.0" in line and digest.partition(":")[2][:12] in line]
+    assert answered, out
+    assert f"promote of {registry.server}/{NAMESPACE}/centos7-shell:4.0" in out
+    assert any(line.startswith("[job ") and "succeeded: promote" in line for line in out.splitlines())
