@@ -281,11 +281,14 @@ class RegistryClient:
         first = self.head_manifest(repository, pending[0])
         if first is not None:
             found[pending[0]] = first
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="registry-head") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="registry-head")
+        try:
             for tag, digest in zip(pending[1:], pool.map(lambda t: self.head_manifest(repository, t), pending[1:]),
                                    strict=True):
                 if digest is not None:
                     found[tag] = digest
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the HEADs not yet sent are not sent
         return found
 
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:

@@ -92,12 +92,9 @@ def error_codes(response: requests.Response) -> list[str]:
     Reads at most :data:`MAX_ERROR_BODY` bytes, so a streamed answer is never read whole.
     """
     try:
-        if response.raw is not None and not response._content_consumed:  # type: ignore[attr-defined]
-            raw = response.raw.read(MAX_ERROR_BODY, decode_content=True) or b""
-        else:
-            raw = response.content[:MAX_ERROR_BODY]
+        raw = next(response.iter_content(MAX_ERROR_BODY), b"")
         body: Any = json.loads(raw or b"{}")
-    except (ValueError, OSError, requests.RequestException):
+    except (ValueError, OSError, RuntimeError, requests.RequestException):
         return []
     errors = body.get("errors") if isinstance(body, dict) else None
     if not isinstance(errors, list):
