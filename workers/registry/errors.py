@@ -114,6 +114,9 @@ def from_response(response: requests.Response, what: str, *, method: str | None 
     path = requests.utils.urlparse(response.url).path if response.url else "?"
     log.warning("registry answered %s %s with %s %s", method, path, status, ",".join(codes) or "(no error code)")
     if status == 401:
+        # A token that is good but lacks the scope: the login may not do this (Distribution's token auth).
+        if 'error="insufficient_scope"' in response.headers.get("WWW-Authenticate", ""):
+            return Denied()
         return AuthFailed()
     if status == 403:
         return Denied()

