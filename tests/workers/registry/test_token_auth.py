@@ -146,3 +146,19 @@ def test_a_token_carrying_its_certificate_in_x5c_is_accepted_too(
             assert client.head_manifest(name, "1.0") == image.digest
     finally:
         token_service.signing = "kid"
+
+
+def test_an_index_copied_into_the_token_registry_streams_its_blobs(
+    writer: ImageWriter, client: RegistryClient, token_client: RegistryClient, token_writer: ImageWriter,
+    token_service: TokenService,
+) -> None:
+    source, target = repo(), repo()
+    index = writer.index(source, "multi")
+    before = len(token_service.requests)
+    result = copy_image(client, source, "multi", token_client, target, "multi")
+    assert result.digest == index.digest and result.blobs_uploaded == len(index.blobs) and result.manifests_put == 3
+    served = token_writer.get_manifest(target, "multi")
+    assert served is not None and served[0] == index.manifest
+    # HEADs, uploads and manifest PUTs of the target repository: reads and writes, a token each.
+    assert {scopes for scopes in _new_requests(token_service, before)} <= {
+        (f"repository:{target}:pull",), (f"repository:{target}:pull,push",)}
