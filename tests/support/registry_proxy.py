@@ -6,8 +6,11 @@
   the registry behind, in lexical order.
 * ``tamper_manifests``: serves manifests with one byte added, the registry's own
   ``Docker-Content-Digest`` left as it was (a corrupting cache or a man in the middle).
+* ``refuse_mounts``: passes ``POST …/blobs/uploads/?mount=…&from=…`` on without the mount, so
+  the registry answers 202 with an upload session, as registries that will not mount do.
 
-Everything else (credentials and challenges included) goes through unchanged.  Every request
+Everything else (credentials and challenges included) goes through unchanged; bodies are read whole
+(the proxy is for small images only).  Every request
 path is recorded in :attr:`RegistryProxy.paths`.
 """
 
@@ -26,10 +29,12 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 
 
 class RegistryProxy:
-    def __init__(self, upstream: str, *, page_tags: bool = False, tamper_manifests: bool = False) -> None:
+    def __init__(self, upstream: str, *, page_tags: bool = False, tamper_manifests: bool = False,
+                 refuse_mounts: bool = False) -> None:
         self.upstream = upstream.rstrip("/")
         self.page_tags = page_tags
         self.tamper_manifests = tamper_manifests
+        self.refuse_mounts = refuse_mounts
         self.paths: list[str] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -72,18 +77,36 @@ class RegistryProxy:
             def _forward(self) -> None:
                 proxy.paths.append(self.path)
                 url = urllib.parse.urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                body = self._body()
+                # Host passed on, as reverse proxies do: the registry's Location headers then point here.
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("content-length", "transfer-encoding")}
                 if proxy.page_tags and self.command == "GET" and url.path.endswith("/tags/list"):
                     self._tags(url, headers)
                     return
-                answer = requests.request(self.command, proxy.upstream + self.path, headers=headers, data=body,
+                path = self.path
+                if proxy.refuse_mounts and self.command == "POST" and "mount=" in url.query:
+                    path = url.path
+                answer = requests.request(self.command, proxy.upstream + path, headers=headers, data=body,
                                           allow_redirects=False, timeout=30)
                 content = answer.content
                 if proxy.tamper_manifests and "/manifests/" in url.path and self.command == "GET" and answer.ok:
                     content += b" "
                 self._answer(answer.status_code, answer.headers, content)
+
+            def _body(self) -> bytes | None:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    parts = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass  # trailers
+                            return b"".join(parts)
+                        parts.append(self.rfile.read(size))
+                        self.rfile.readline()
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else None
 
             def _tags(self, url: urllib.parse.SplitResult, headers: dict[str, str]) -> None:
                 query = urllib.parse.parse_qs(url.query)

@@ -3,8 +3,10 @@
 It does what Docker Hub's, Harbor's or GitLab's token endpoints do, small: a GET of ``/token``
 with ``service`` and one or more ``scope`` parameters and Basic credentials answers with a JSON
 ``token`` (and ``access_token``): an RS256 JWT granting the scopes asked for.  The JWT's header
-carries the signing certificate in ``x5c``; the registry verifies that chain against its
-``rootcertbundle`` (the same self-signed certificate), then the signature with its key.
+names the signing key by its libtrust key ID in ``kid`` (the registry finds the key among
+its ``rootcertbundle``'s certificates), or carries the certificate itself in ``x5c`` (the registry
+verifies it against that bundle), as :attr:`TokenService.signing` says; then the registry checks
+the signature with that key.
 
 The key pair and certificate are made with ``openssl`` (as :class:`~tests.support.services.RedisServer`'s
 TLS certificate is), per service instance, in its own temporary directory; tokens are signed by
@@ -14,6 +16,7 @@ TLS certificate is), per service instance, in its own temporary directory; token
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -51,6 +54,11 @@ class TokenService:
         self.expires_in = expires_in
         self.field = field
         """``token`` or ``access_token``: which field of the answer holds the token."""
+        self.signing = "kid"
+        """How a token names its key: ``kid`` (the key's libtrust ID, looked up in the registry's
+        rootcertbundle) or ``x5c`` (the certificate itself, verified against the bundle on every call)."""
+        self.read_only: set[str] = set()
+        """Repositories on which tokens grant ``pull`` only, whatever is asked."""
         self.service = "regops-test-registry"
         self.issuer = "regops-test-issuer"
         self.requests: list[TokenRequest] = []
@@ -77,11 +85,21 @@ class TokenService:
             raise RuntimeError(f"openssl could not make the token signing key: {made.stderr.strip()[-500:]}")
         pem = self.certificate.read_text()
         self._x5c = "".join(line for line in pem.splitlines() if line and not line.startswith("-----"))
+        self._kid = self._key_id(openssl)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="token-service", daemon=True)
         self._thread.start()
         return self
+
+    def _key_id(self, openssl: str) -> str:
+        """libtrust's key ID: the SHA-256 of the DER public key, its first 240 bits in base32, 4 by 4 with ``:``."""
+        public = subprocess.run([openssl, "x509", "-in", str(self.certificate), "-noout", "-pubkey"],
+                                capture_output=True, check=True).stdout
+        der = subprocess.run([openssl, "pkey", "-pubin", "-outform", "DER"], input=public,
+                             capture_output=True, check=True).stdout
+        encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode()
+        return ":".join(encoded[i:i + 4] for i in range(0, len(encoded), 4))
 
     def stop(self) -> None:
         server, self._server = self._server, None
@@ -133,8 +151,13 @@ class TokenService:
         for scope in scopes:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
-            access.append({"type": kind, "name": name, "actions": [a for a in actions.split(",") if a]})
-        header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
+            granted = [a for a in actions.split(",") if a and (a == "pull" or name not in self.read_only)]
+            access.append({"type": kind, "name": name, "actions": granted})
+        header: dict[str, object] = {"typ": "JWT", "alg": "RS256"}
+        if self.signing == "x5c":
+            header["x5c"] = [self._x5c]
+        else:
+            header["kid"] = self._kid
         claims = {
             "iss": self.issuer, "sub": subject or self.username, "aud": self.service, "exp": now + self.expires_in,
             "nbf": now - 10, "iat": now - 10, "jti": uuid.uuid4().hex, "access": access,

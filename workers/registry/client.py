@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,9 +24,6 @@ from types import TracebackType
 from typing import Self
 
 import requests
-import requests.auth
-import urllib3
-from requests.adapters import HTTPAdapter
 
 from workers.credentials import RegistryCredentials
 from workers.kernel.secrets import Secret
@@ -39,12 +35,12 @@ from workers.registry.errors import (
     NotFound,
     RegistryError,
     ServerError,
-    TimedOut,
     from_response,
     from_transport,
 )
 from workers.registry.inspection import Inspection, inspect_image
 from workers.registry.manifests import ACCEPT, Manifest, compute_digest, is_digest, media_type_of
+from workers.registry.transport import HeaderAuth, RegistryAdapter, new_session, with_query
 from workers.registry.urls import registry_base_url
 
 log = logging.getLogger(__name__)
@@ -87,12 +83,7 @@ class RegistryClient:
         self.timeout = timeout
         self._owns_session = session is None
         if session is None:
-            session = requests.Session()
-            adapter = _Adapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["User-Agent"] = USER_AGENT
-            _environment_once(session, self.base_url)
+            session = new_session(self.base_url, pool_size, USER_AGENT)
         self.session = session
         self.auth = Authenticator(session, username, password, timeout=timeout)
         self._origin = urllib.parse.urlsplit(self.base_url)[:2]
@@ -165,7 +156,7 @@ class RegistryClient:
             authorization = self.auth.header(scopes)
         try:
             return self.session.request(
-                method, url, params=params, headers=headers, data=data, stream=stream, auth=_Header(authorization),
+                method, url, params=params, headers=headers, data=data, stream=stream, auth=HeaderAuth(authorization),
                 timeout=self.timeout, allow_redirects=method in ("GET", "HEAD"),
             )  # fmt: skip
         except requests.RequestException as exc:
@@ -259,7 +250,7 @@ class RegistryClient:
         finish in well under two seconds on a small machine.
         """
         adapter = self.session.get_adapter(url)
-        if not isinstance(adapter, _Adapter) or self.session.proxies or self.auth.scheme is None \
+        if not isinstance(adapter, RegistryAdapter) or self.session.proxies or self.auth.scheme is None \
                 or not hasattr(adapter, "get_connection_with_tls_context"):  # requests before 2.32.2
             return None
         sent = {**self.session.headers, **headers}  # type: ignore[dict-item]
@@ -281,11 +272,14 @@ class RegistryClient:
         first = self.head_manifest(repository, pending[0])
         if first is not None:
             found[pending[0]] = first
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="registry-head") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="registry-head")
+        try:
             for tag, digest in zip(pending[1:], pool.map(lambda t: self.head_manifest(repository, t), pending[1:]),
                                    strict=True):
                 if digest is not None:
                     found[tag] = digest
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the HEADs not yet sent are not sent
         return found
 
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
@@ -366,7 +360,7 @@ class RegistryClient:
             if "sha256:" + hashed.hexdigest() != digest:
                 log.warning("blob %s: the bytes streamed hash to sha256:%s", what, hashed.hexdigest())
                 raise DigestMismatch(what)
-            self.request("PUT", _with_query(location, digest=digest), scopes=scopes, what=what,
+            self.request("PUT", with_query(location, digest=digest), scopes=scopes, what=what,
                          ok=(201, 204)).close()
         except BaseException:
             self._cancel_upload(repository, location)
@@ -381,7 +375,7 @@ class RegistryClient:
         with self.request("POST", self.url(f"{repository}/blobs/uploads/"), scopes=scopes, what=what,
                           ok=(202,)) as started:
             location = self._location(started)
-        self.request("PUT", _with_query(location, digest=digest), scopes=scopes, what=what, ok=(201, 204),
+        self.request("PUT", with_query(location, digest=digest), scopes=scopes, what=what, ok=(201, 204),
                      headers={"Content-Type": "application/octet-stream"}, data=data).close()
         return digest
 
@@ -433,58 +427,6 @@ class RegistryClient:
                          ok=(204, 200, 202, 404)).close()
         except RegistryError as exc:
             log.info("could not cancel an upload to %s: %s", repository, exc.reason)
-
-
-def _environment_once(session: requests.Session, base_url: str) -> None:
-    """Read the proxy and CA-bundle variables requests honours once, for this registry, instead of at
-    every call (``trust_env`` costs a third of the client's CPU time on a thousand HEADs)."""
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
-    session.trust_env = False
-
-
-class _Adapter(HTTPAdapter):
-    """requests' adapter, plus a bare HEAD on its own pool (TLS set up by requests, as for every call)."""
-
-    def head(
-        self, url: str, headers: dict[str, str], timeout: float | tuple[float, float],
-        verify: bool | str, cert: str | tuple[str, str] | None,
-    ) -> tuple[int | None, str | None]:
-        """(status, Docker-Content-Digest); (None, None) where the full path must say what went wrong."""
-        request = requests.PreparedRequest()
-        request.prepare_url(url, None)
-        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        try:
-            pool = self.get_connection_with_tls_context(request, verify, None, cert)
-            answer = pool.urlopen("HEAD", request.path_url, headers=headers, retries=False, redirect=False,
-                                  timeout=urllib3.Timeout(connect=connect, read=read), preload_content=True)
-        except urllib3.exceptions.ReadTimeoutError:
-            raise TimedOut() from None
-        except (urllib3.exceptions.HTTPError, OSError):
-            return None, None  # the full path fails the same way, and says why in the words of requests
-        return answer.status, answer.headers.get("Docker-Content-Digest")
-
-
-class _Header(requests.auth.AuthBase):
-    """Sets the Authorization header (or none); as the request's ``auth`` it also keeps requests from
-    reading ``~/.netrc`` for every call and putting credentials of its own in."""
-
-    def __init__(self, value: str | None) -> None:
-        self._value = value
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self._value:
-            request.headers["Authorization"] = self._value
-        return request
-
-
-def _with_query(url: str, **params: str) -> str:
-    """``url`` with ``params`` added to the query it already has (an upload Location keeps its state there)."""
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 def client_for(credentials: RegistryCredentials, *, insecure: bool | None = None,

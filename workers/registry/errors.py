@@ -92,12 +92,9 @@ def error_codes(response: requests.Response) -> list[str]:
     Reads at most :data:`MAX_ERROR_BODY` bytes, so a streamed answer is never read whole.
     """
     try:
-        if response.raw is not None and not response._content_consumed:  # type: ignore[attr-defined]
-            raw = response.raw.read(MAX_ERROR_BODY, decode_content=True) or b""
-        else:
-            raw = response.content[:MAX_ERROR_BODY]
+        raw = next(response.iter_content(MAX_ERROR_BODY), b"")
         body: Any = json.loads(raw or b"{}")
-    except (ValueError, OSError, requests.RequestException):
+    except (ValueError, OSError, RuntimeError, requests.RequestException):
         return []
     errors = body.get("errors") if isinstance(body, dict) else None
     if not isinstance(errors, list):
@@ -117,6 +114,9 @@ def from_response(response: requests.Response, what: str, *, method: str | None 
     path = requests.utils.urlparse(response.url).path if response.url else "?"
     log.warning("registry answered %s %s with %s %s", method, path, status, ",".join(codes) or "(no error code)")
     if status == 401:
+        # A token that is good but lacks the scope: the login may not do this (Distribution's token auth).
+        if 'error="insufficient_scope"' in response.headers.get("WWW-Authenticate", ""):
+            return Denied()
         return AuthFailed()
     if status == 403:
         return Denied()

@@ -17,8 +17,10 @@ from tests.support.registry_images import (
     OCI_MANIFEST,
     ImageWriter,
 )
+from tests.support.registry_proxy import RegistryProxy
 from tests.support.services import Registry
 from tests.workers.registry.conftest import client_of, repo
+from workers.kernel.secrets import Secret
 from workers.registry.client import RegistryClient
 from workers.registry.copy import copy_image
 
@@ -78,6 +80,20 @@ def test_across_repositories_an_index_and_its_platforms(writer: ImageWriter, cli
     for image in index.images:
         served = writer.get_manifest(target, image.digest)
         assert served is not None and served[0] == image.manifest
+
+
+def test_a_registry_that_refuses_mounts_gets_the_blobs_streamed(writer: ImageWriter, registry: Registry) -> None:
+    source, target = repo("staging"), repo("production")
+    image = writer.image(source, "1.0", layers=2)
+    with RegistryProxy(registry.base_url, refuse_mounts=True) as proxy, \
+            RegistryClient(proxy.base_url, registry.username, Secret(registry.password)) as client:
+        result = copy_image(client, source, "1.0", client, target, "1.0")
+    assert result.blobs_mounted == 0 and result.blobs_uploaded == 3 and result.bytes_uploaded == image.size
+    assert result.digest == image.digest == registry.manifest_digest(target, "1.0")
+    # Each refused mount's upload session was cancelled, and each blob then uploaded with its bytes.
+    log = registry.log_text()
+    assert log.count(f'"DELETE /v2/{target}/blobs/uploads/') == 3
+    assert len(_upload_lines(registry, target)) == 3
 
 
 def test_across_registries_blobs_stream_and_digests_stay(

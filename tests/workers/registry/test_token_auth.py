@@ -13,7 +13,7 @@ from tests.support.token_auth import TokenService
 from tests.workers.registry.conftest import client_of, repo
 from workers.registry.client import RegistryClient
 from workers.registry.copy import copy_image
-from workers.registry.errors import AuthFailed
+from workers.registry.errors import AuthFailed, Denied
 
 
 @pytest.fixture
@@ -118,3 +118,47 @@ def test_no_token_or_password_in_the_logs(token_writer: ImageWriter, token_clien
     for secret in [*tokens, token_service.password]:
         assert secret not in caplog.text and secret not in str(caught.value)
     assert "Bearer ey" not in caplog.text
+
+
+def test_a_token_without_the_push_scope_is_denied(token_writer: ImageWriter, token_client: RegistryClient,
+                                                  token_service: TokenService) -> None:
+    name = repo()
+    token_writer.image(name, "1.0")
+    manifest = token_client.manifest(name, "1.0")
+    token_service.read_only.add(name)
+    try:
+        with pytest.raises(Denied) as caught:
+            token_client.put_manifest(name, "2.0", manifest)
+    finally:
+        token_service.read_only.discard(name)
+    assert caught.value.reason == "denied" and not caught.value.retryable
+    assert token_client.head_manifest(name, "2.0") is None
+
+
+def test_a_token_carrying_its_certificate_in_x5c_is_accepted_too(
+    token_writer: ImageWriter, token_registry: Registry, token_service: TokenService
+) -> None:
+    name = repo()
+    image = token_writer.image(name, "1.0")
+    token_service.signing = "x5c"
+    try:
+        with client_of(token_registry) as client:
+            assert client.head_manifest(name, "1.0") == image.digest
+    finally:
+        token_service.signing = "kid"
+
+
+def test_an_index_copied_into_the_token_registry_streams_its_blobs(
+    writer: ImageWriter, client: RegistryClient, token_client: RegistryClient, token_writer: ImageWriter,
+    token_service: TokenService,
+) -> None:
+    source, target = repo(), repo()
+    index = writer.index(source, "multi")
+    before = len(token_service.requests)
+    result = copy_image(client, source, "multi", token_client, target, "multi")
+    assert result.digest == index.digest and result.blobs_uploaded == len(index.blobs) and result.manifests_put == 3
+    served = token_writer.get_manifest(target, "multi")
+    assert served is not None and served[0] == index.manifest
+    # HEADs, uploads and manifest PUTs of the target repository: reads and writes, a token each.
+    assert {scopes for scopes in _new_requests(token_service, before)} <= {
+        (f"repository:{target}:pull",), (f"repository:{target}:pull,push",)}
