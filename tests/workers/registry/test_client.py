@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -120,33 +118,16 @@ def thousand_tags(token_registry: Registry, token_service: TokenService) -> tupl
     return name, image.digest
 
 
-def test_a_thousand_tags_with_their_digests_within_one_and_a_half_seconds(
-    token_registry: Registry, thousand_tags: tuple[str, str]
-) -> None:
-    """On the Bearer-token registry: with htpasswd, Distribution spends ~3 ms of CPU on bcrypt and
-    bookkeeping per request, more than two cores can do in 1.5 s for a thousand HEADs.  (Here it
-    spends ~1.3 ms, and the client ~0.5 ms.)
+def test_a_thousand_tags_with_their_digests(token_registry: Registry, thousand_tags: tuple[str, str]) -> None:
+    """Every tag of a thousand, each with its digest, over the pooled concurrent HEADs.
 
-    The wall-clock bar is judged on a machine that is not busy with other work (CI's); on a busy
-    one the test is skipped after its other checks, the client's own CPU time among them.
+    How fast is a benchmark's question (tests/benchmarks/registry.py), not this test's.
     """
     name, digest = thousand_tags
-    timings, cpu = [], []
-    for _ in range(5):  # the best of five: a shared machine is noisy
-        with client_of(token_registry) as client:
-            started, cpu_started = time.monotonic(), time.process_time()
-            tags = client.tags(name)
-            found = client.digests(name, tags)
-            timings.append(time.monotonic() - started)
-            cpu.append(time.process_time() - cpu_started)
-        assert len(tags) == 1000 and set(found) == set(tags) and set(found.values()) == {digest}
-        if timings[-1] < 1.5:
-            break
-    assert min(cpu) < 1.0, f"the client's CPU time for 1000 HEADs: {min(cpu):.2f} s"
-    load = os.getloadavg()[0]
-    if min(timings) >= 1.5 and load > (os.cpu_count() or 1):
-        pytest.skip(f"the machine is busy (load {load:.1f}): best {min(timings):.2f} s not judged")
-    assert min(timings) < 1.5, [f"{t:.2f} s" for t in timings]
+    with client_of(token_registry) as client:
+        tags = client.tags(name)
+        found = client.digests(name, tags)
+    assert len(tags) == 1000 and set(found) == set(tags) and set(found.values()) == {digest}
 
 
 def test_blobs_stream_down_and_up(writer: ImageWriter, client: RegistryClient) -> None:
