@@ -161,7 +161,7 @@ def tags(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
     client = work.client(spec.registry, spec.server)
     repository, _ = _parts(spec.reference, spec)
     names = client.tags(repository)
-    matched = [name for name in names if glob_match(spec.match, name)] if spec.match else list(names)
+    matched = [name for name in names if glob_match(name, spec.match)] if spec.match else list(names)
     moved = _tag_times(work.redis, spec.reference or "")
     ordered = sorted(matched, key=lambda name: (-moved.get(name, float("-inf")), name))
     limit = spec.limit or len(ordered)

@@ -109,6 +109,12 @@ def test_tags_are_answered_through_the_response_url_only(rstack: RegistryStack) 
     # A query never posts in the channel.
     assert len(stack.slack.calls_to("chat.postMessage")) == posts_before
 
+    name = f"tags-{uuid.uuid4().hex[:6]}"
+    stack.command(f"tags {image} --match '1.*' --limit 1", response_url=stack.slack.response_url(name))
+    text = _answer(stack, name)["text"]
+    assert "`latest`" not in text and ("`1.0`" in text) != ("`1.1`" in text)  # one of the two matches shown
+    assert "1 more" in text
+
 
 def test_inspect_of_an_index_names_every_platform(rstack: RegistryStack) -> None:
     stack, image = rstack.stack, _image()
