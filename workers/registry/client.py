@@ -330,11 +330,13 @@ class RegistryClient:
         self._cancel_upload(repository, location)
         return False
 
-    def upload_blob(self, repository: str, digest: str, chunks: Iterable[bytes]) -> int:
-        """Stream a blob up: POST to start, one chunked PATCH fed by ``chunks``, then PUT ``?digest=``.
+    def upload_blob(self, repository: str, digest: str, chunks: Iterable[bytes], size: int | None = None) -> int:
+        """Stream a blob up: POST to start, one PATCH fed by ``chunks``, then PUT ``?digest=``.
 
-        Only one chunk is in memory at a time.  The bytes are hashed on the way and the upload is
-        cancelled if they are not ``digest``.  Returns the number of bytes sent.
+        Only one chunk is in memory at a time.  With ``size`` (the descriptor's) the PATCH says its
+        ``Content-Length`` and the chunks go out as they are; without, it is sent chunked (each chunk
+        re-framed, which costs a copy of it).  The bytes are hashed on the way and the upload is
+        cancelled if they are not ``digest`` (or not ``size`` long).  Returns the number of bytes sent.
         """
         what = f"{repository}@{digest}"
         scopes = [auth.push(repository)]
@@ -348,16 +350,19 @@ class RegistryClient:
             nonlocal sent
             for chunk in chunks:
                 if chunk:
+                    if size is not None and sent + len(chunk) > size:
+                        raise DigestMismatch(what)  # longer than its descriptor says: not that blob
                     hashed.update(chunk)
                     sent += len(chunk)
                     yield chunk
 
         try:
             with self.request("PATCH", location, scopes=scopes, what=what, ok=(202, 204),
-                              headers={"Content-Type": "application/octet-stream"}, data=body(),
+                              headers={"Content-Type": "application/octet-stream"},
+                              data=body() if size is None else _Sized(body(), size),
                               replayable=False) as patched:
                 location = self._location(patched)
-            if "sha256:" + hashed.hexdigest() != digest:
+            if "sha256:" + hashed.hexdigest() != digest or (size is not None and sent != size):
                 log.warning("blob %s: the bytes streamed hash to sha256:%s", what, hashed.hexdigest())
                 raise DigestMismatch(what)
             self.request("PUT", with_query(location, digest=digest), scopes=scopes, what=what,
@@ -427,6 +432,20 @@ class RegistryClient:
                          ok=(204, 200, 202, 404)).close()
         except RegistryError as exc:
             log.info("could not cancel an upload to %s: %s", repository, exc.reason)
+
+
+class _Sized:
+    """An iterable body of a known length: requests then sends ``Content-Length``, not chunks."""
+
+    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+        self._chunks = chunks
+        self._size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def __len__(self) -> int:
+        return self._size
 
 
 def client_for(credentials: RegistryCredentials, *, insecure: bool | None = None,

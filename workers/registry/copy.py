@@ -10,12 +10,17 @@ is the source's.  What moves depends on where the copy goes:
   the target in :data:`~workers.registry.client.CHUNK_SIZE` chunks — constant memory, no disk.
 
 For an index every child manifest is copied first (its blobs, then the manifest by digest), then
-the index under the tag, so the target never holds an index whose children are missing.
+the index under the tag, so the target never holds an index whose children are missing.  A
+manifest's blobs go :data:`PARALLEL_BLOBS` at a time: each one waits on two registries (fixed
+round trips, reading the source, the target's writes), and the waits overlap; memory stays a few
+chunks per blob in flight.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from workers.registry.client import CHUNK_SIZE, RegistryClient
@@ -23,6 +28,9 @@ from workers.registry.errors import ServerError
 from workers.registry.manifests import Descriptor, Manifest, blobs_of, children_of
 
 log = logging.getLogger(__name__)
+
+PARALLEL_BLOBS = 4
+"""Blobs of one manifest copied at once (the client's connection pool holds 16)."""
 
 MAX_DEPTH = 2
 """An index of indexes is followed this deep (OCI allows nesting; nobody nests further)."""
@@ -50,6 +58,7 @@ class _Copy:
         self.chunk_size = chunk_size
         self.result = CopyResult()
         self._done: set[str] = set()
+        self._lock = threading.Lock()
 
     def manifest(self, manifest: Manifest, reference: str, depth: int = 0) -> str:
         """Copy what ``manifest`` refers to, then PUT it under ``reference``."""
@@ -63,28 +72,40 @@ class _Copy:
                 self.manifest(child_manifest, child.digest, depth + 1)
                 self._done.add(child.digest)
         else:
-            for blob in blobs_of(manifest):
-                self.blob(blob)
+            blobs = blobs_of(manifest)
+            if len(blobs) > 1:
+                with ThreadPoolExecutor(min(PARALLEL_BLOBS, len(blobs)), thread_name_prefix="copy") as pool:
+                    list(pool.map(self.blob, blobs))  # the first failure is raised once all have stopped
+            else:
+                for blob in blobs:
+                    self.blob(blob)
         digest = self.target.put_manifest(self.target_repo, reference, manifest)
         self.result.manifests_put += 1
         return digest
 
     def blob(self, blob: Descriptor) -> None:
-        if blob.digest in self._done:
-            return
-        self._done.add(blob.digest)
+        with self._lock:
+            if blob.digest in self._done:
+                return
+            self._done.add(blob.digest)
         if self.same_registry:
             if self.target.mount_blob(self.target_repo, blob.digest, self.source_repo):
-                self.result.blobs_mounted += 1
+                self._count(mounted=1)
                 return
             log.info("the registry refused to mount %s into %s; copying it", blob.digest, self.target_repo)
         elif self.target.has_blob(self.target_repo, blob.digest):
-            self.result.blobs_skipped += 1
+            self._count(skipped=1)
             return
         with self.source.open_blob(self.source_repo, blob.digest, self.chunk_size) as chunks:
-            sent = self.target.upload_blob(self.target_repo, blob.digest, chunks)
-        self.result.blobs_uploaded += 1
-        self.result.bytes_uploaded += sent
+            sent = self.target.upload_blob(self.target_repo, blob.digest, chunks, size=blob.size)
+        self._count(uploaded=1, sent=sent)
+
+    def _count(self, *, mounted: int = 0, skipped: int = 0, uploaded: int = 0, sent: int = 0) -> None:
+        with self._lock:
+            self.result.blobs_mounted += mounted
+            self.result.blobs_skipped += skipped
+            self.result.blobs_uploaded += uploaded
+            self.result.bytes_uploaded += sent
 
 
 def copy_image(
