@@ -30,8 +30,9 @@ JOBS_DEFAULT_LIMIT = 10
 JOBS_MAX_LIMIT = 50
 
 TAGS_DEFAULT_LIMIT = 50
-TAGS_MAX_LIMIT = 1000
-"""``tags --limit``: how many tags one answer lists at most (the text shown is cut further to fit Slack)."""
+TAGS_MAX_LIMIT = 100
+"""``tags --limit``: how many tags one answer lists at most, about what one Slack message shows (the
+text is cut further to fit); a longer list is narrowed with ``--match``, not paged through."""
 
 EXAMPLE_DIGEST = "sha256:" + "0123456789abcdef" * 4
 """A digest for the examples in help (any 64 hex digits are well formed)."""
