@@ -8,13 +8,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
 from workers.kernel.actions import TASKS
 
 SCHEMA_VERSION = 1
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def flat_values(obj: Any) -> dict[str, Any]:
+    """``dataclasses.asdict`` for a dataclass of plain values (str, numbers, None, a dict of str), without its
+    recursive deep copy: the same keys in the same order, the same values (a dict field is copied)."""
+    return {name: (dict(value) if isinstance(value := getattr(obj, name), dict) else value)
+            for name in _field_names(type(obj))}
 
 
 @dataclass(frozen=True)
@@ -38,7 +55,7 @@ class JobSpec:
     version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return flat_values(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
@@ -133,7 +150,7 @@ class JobEvent:
 
     def to_fields(self) -> dict[str, str]:
         """Flat string fields for XADD (None values left out)."""
-        return {k: str(v) for k, v in asdict(self).items() if v is not None}
+        return {k: str(v) for k, v in flat_values(self).items() if v is not None}
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> JobEvent:
@@ -181,7 +198,7 @@ class JobRecord:
 
     def to_fields(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for k, v in asdict(self).items():
+        for k, v in flat_values(self).items():
             if k == "extra":
                 if v:
                     out["extra"] = json.dumps(v, sort_keys=True)
