@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from workers.kernel.actions import TASKS
-from workers.kernel.jobs import ACTIVE_STATES, EventType, JobEvent, JobRecord, JobSpec
+from workers.kernel.jobs import ACTIVE_STATES, EventType, JobEvent, JobRecord, JobSpec, flat_values
 from workers.kernel.keys import (
     EVENTS_STREAM,
     EVENTS_STREAM_MAXLEN,
@@ -64,7 +64,7 @@ class Origin:
     response_url: str | None = None
 
     def to_fields(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in flat_values(self).items() if v is not None}
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> Origin:

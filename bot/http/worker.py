@@ -56,6 +56,7 @@ class _Container(WSGIContainer):
         super().__init__(app, executor=executor)
         self._access = access
         self.in_progress = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def environ(self, request: httputil.HTTPServerRequest) -> dict[str, Any]:
         request_environ = super().environ(request)
@@ -81,6 +82,12 @@ class _Container(WSGIContainer):
         if not answer:
             raise RuntimeError("the WSGI app did not call start_response")
         return answer["status"], answer["headers"], b"".join(chunks)
+
+    def start(self, request: httputil.HTTPServerRequest) -> None:
+        """Handle ``request`` in a task of the running loop (kept referenced until it is done)."""
+        task = asyncio.get_running_loop().create_task(self.handle_request(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def handle_request(self, request: httputil.HTTPServerRequest) -> None:
         connection = request.connection
@@ -168,10 +175,45 @@ class _Limited(httputil.HTTPMessageDelegate):
         self._inner.on_connection_close()
 
 
+class _Buffered(httputil.HTTPMessageDelegate):
+    """One request, collected whole, then handed to the container: tornado's own adapter without its parsing
+    of form bodies into ``request.body_arguments`` (the WSGI app reads the raw body) and without the extra
+    trip through the loop's callback queue."""
+
+    def __init__(self, container: _Container, connection: httputil.HTTPConnection) -> None:
+        self._container = container
+        self._connection = connection
+        self._request: httputil.HTTPServerRequest | None = None
+        self._chunks: list[bytes] = []
+
+    def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+                         headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
+        assert isinstance(start_line, httputil.RequestStartLine)
+        self._request = httputil.HTTPServerRequest(connection=self._connection, start_line=start_line,
+                                                   headers=headers)
+        return None
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        self._chunks.append(chunk)
+        return None
+
+    def finish(self) -> None:
+        request = self._request
+        assert request is not None
+        request.body = b"".join(self._chunks)
+        self._chunks = []
+        self._container.start(request)
+
+    def on_connection_close(self) -> None:
+        self._chunks = []
+
+
 class _Server(HTTPServer):
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> \
             httputil.HTTPMessageDelegate:
-        return _Limited(super().start_request(server_conn, request_conn), request_conn)
+        container = self.request_callback
+        assert isinstance(container, _Container)
+        return _Limited(_Buffered(container, request_conn), request_conn)
 
 
 class BufferingWorker(Worker):  # type: ignore[misc]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from workers.kernel.jobs import SCHEMA_VERSION, JobState
+from workers.kernel.jobs import SCHEMA_VERSION, JobState, flat_values
 from workers.kernel.times import iso_time
 
 
@@ -58,7 +58,7 @@ class AuditEntry:
 
     def to_fields(self) -> dict[str, str]:
         """Flat string fields for XADD; every field is written, empty ones as ""."""
-        return {k: str(v) for k, v in asdict(self).items()}
+        return {k: str(v) for k, v in flat_values(self).items()}
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> AuditEntry:
@@ -81,6 +81,6 @@ class AuditEntry:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: every field, plus ``time`` as ISO 8601 UTC for people reading it."""
-        data: dict[str, Any] = asdict(self)
+        data: dict[str, Any] = flat_values(self)
         data["time"] = iso_time(self.at)
         return data

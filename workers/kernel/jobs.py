@@ -8,13 +8,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
 from workers.kernel.actions import TASKS
 
 SCHEMA_VERSION = 1
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def flat_values(obj: Any) -> dict[str, Any]:
+    """``dataclasses.asdict`` for a dataclass of plain values (str, numbers, None, a dict of str), without its
+    recursive deep copy: the same keys in the same order, the same values (a dict field is copied)."""
+    return {name: (dict(value) if isinstance(value := getattr(obj, name), dict) else value)
+            for name in _field_names(type(obj))}
+
+
+_OPTIONAL_SPEC: Mapping[str, Any] = {"source_registry": None, "source_server": None, "digest": None,
+                                     "shared": False, "match": None, "limit": None}
+"""Job-spec fields only some actions use, with the defaults a payload leaves out."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +71,7 @@ class JobSpec:
 
     def to_dict(self) -> dict[str, Any]:
         # Fields at their defaults are left out: a push's payload is what it always was.
-        defaults = {"source_registry": None, "source_server": None, "digest": None, "shared": False,
-                    "match": None, "limit": None}
-        return {k: v for k, v in asdict(self).items() if k not in defaults or v != defaults[k]}
+        return {k: v for k, v in flat_values(self).items() if k not in _OPTIONAL_SPEC or v != _OPTIONAL_SPEC[k]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
@@ -152,7 +172,7 @@ class JobEvent:
 
     def to_fields(self) -> dict[str, str]:
         """Flat string fields for XADD (None values left out)."""
-        return {k: str(v) for k, v in asdict(self).items() if v is not None}
+        return {k: str(v) for k, v in flat_values(self).items() if v is not None}
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> JobEvent:
@@ -200,7 +220,7 @@ class JobRecord:
 
     def to_fields(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for k, v in asdict(self).items():
+        for k, v in flat_values(self).items():
             if k == "extra":
                 if v:
                     out["extra"] = json.dumps(v, sort_keys=True)
