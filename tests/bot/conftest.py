@@ -27,3 +27,4 @@ def text_redis(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def slack() -> Iterator[SlackStandIn]:
     with SlackStandIn(BOT_TOKEN) as standin:
         yield standin
+

@@ -8,13 +8,11 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from bot.core.assembly import build_core
 from bot.core.replies import ReplyKind, Request
 from bot.core.service import Service
-from tests.bot.test_service import Redis_bytes
+from tests.support.core import bytes_redis, make_service
 from tests.support.texts import slack
 from workers.kernel.actions import REGISTRY_QUEUE
-from workers.kernel.config import parse_config
 from workers.kernel.history import TagChange, record_changes
 from workers.kernel.jobs import JobRecord
 from workers.kernel.keys import job_key, queue_name
@@ -44,11 +42,7 @@ CONFIG = {
 
 @pytest.fixture
 def service(text_redis: redis.Redis) -> Service:
-    config = parse_config(CONFIG)
-    ids = iter(f"{n:012x}" for n in range(1, 1000))
-    core = build_core(config, text_redis, Redis_bytes(text_redis))
-    return Service(config, core.policy, core.queue, audit=core.audit, approvals=core.approvals,
-                   jobs=core.jobs, job_ids=lambda: next(ids))
+    return make_service(CONFIG, text_redis)
 
 
 def _ask(service: Service, text: str, user: str = "U0DEV1") -> tuple[ReplyKind, str]:
@@ -57,11 +51,11 @@ def _ask(service: Service, text: str, user: str = "U0DEV1") -> tuple[ReplyKind, 
 
 
 def _registry_queue(connection: redis.Redis) -> Queue:
-    return Queue(queue_name(REGISTRY_QUEUE), connection=Redis_bytes(connection), serializer=JSONSerializer)
+    return Queue(queue_name(REGISTRY_QUEUE), connection=bytes_redis(connection), serializer=JSONSerializer)
 
 
 def _spec(connection: redis.Redis, job_id: str) -> dict:
-    job = Job.fetch(job_id, connection=Redis_bytes(connection), serializer=JSONSerializer)
+    job = Job.fetch(job_id, connection=bytes_redis(connection), serializer=JSONSerializer)
     assert job.origin == queue_name(REGISTRY_QUEUE)
     return dict(job.kwargs["spec"])
 
@@ -90,7 +84,7 @@ def test_tags_is_a_query_on_the_registry_queue_answered_later_for_the_asker(
     assert spec["action"] == "tags" and spec["reference"] == f"{SERVER}/{NS}/centos7-es"
     assert spec["match"] == "v*" and spec["limit"] == 5
     assert _registry_queue(text_redis).count == 1
-    assert Queue(queue_name("build-1"), connection=Redis_bytes(text_redis)).count == 0
+    assert Queue(queue_name("build-1"), connection=bytes_redis(text_redis)).count == 0
 
 
 def test_inspect_by_digest_is_a_query_on_that_digest(service: Service, text_redis: redis.Redis) -> None:

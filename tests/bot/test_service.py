@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 from bot.core.assembly import build_core
 from bot.core.replies import ReplyKind, Request
 from bot.core.service import Service
+from tests.support.core import bytes_redis, make_service
 from tests.support.texts import slack
 from workers.kernel.config import parse_config
 from workers.kernel.jobs import JobRecord
@@ -36,11 +37,7 @@ CONFIG = {
 
 @pytest.fixture
 def service(text_redis: redis.Redis) -> Service:
-    config = parse_config(CONFIG)
-    ids = iter(f"{n:012x}" for n in range(1, 1000))
-    core = build_core(config, text_redis, Redis_bytes(text_redis))
-    return Service(config, core.policy, core.queue, audit=core.audit, approvals=core.approvals,
-                   jobs=core.jobs, job_ids=lambda: next(ids))
+    return make_service(CONFIG, text_redis)
 
 
 def _nothing_queued(connection: redis.Redis) -> None:
@@ -58,7 +55,7 @@ def test_a_push_is_queued_as_json_with_the_full_reference_and_no_credentials(
     ref = "dockerhub.example.com:5100/com.example.namespace/centos7-elasticsearch:latest"
     assert ref in slack(reply.text) and "000000000001" in slack(reply.text)
 
-    raw = Redis_bytes(text_redis)
+    raw = bytes_redis(text_redis)
     job = Job.fetch("000000000001", connection=raw, serializer=JSONSerializer)
     assert job.func_name == "workers.tasks.push"
     assert job.origin == queue_name("build-2")
@@ -75,12 +72,6 @@ def test_a_push_is_queued_as_json_with_the_full_reference_and_no_credentials(
     assert text_redis.hgetall(origin_key("000000000001"))["channel"] == "C0OPS"
     events = text_redis.xrange(EVENTS_STREAM)
     assert [e[1]["type"] for e in events] == ["queued"]
-
-
-def Redis_bytes(connection: redis.Redis) -> redis.Redis:
-    """rq needs a bytes connection to the same database."""
-    kwargs = connection.connection_pool.connection_kwargs
-    return redis.Redis(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
 
 
 @pytest.mark.parametrize(
@@ -212,7 +203,7 @@ SOURCES_CONFIG = {**CONFIG, "access": {
 @pytest.fixture
 def sources_service(text_redis: redis.Redis) -> Service:
     config = parse_config(SOURCES_CONFIG)
-    return build_core(config, text_redis, Redis_bytes(text_redis)).service
+    return build_core(config, text_redis, bytes_redis(text_redis)).service
 
 
 @pytest.mark.parametrize(

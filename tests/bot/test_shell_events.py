@@ -9,7 +9,8 @@ import redis
 
 from bot.console.shell import Shell
 from bot.core.assembly import build_core
-from tests.bot.test_service import CONFIG, Redis_bytes
+from tests.bot.test_service import CONFIG
+from tests.support.core import bytes_redis
 from tests.support.waiting import wait_until
 from workers.events import EventWriter
 from workers.kernel.config import parse_config
@@ -19,14 +20,14 @@ from workers.kernel.keys import RECENT_JOBS_KEY
 
 def test_the_shell_shows_every_event_of_its_job_with_the_worker_notes(text_redis: redis.Redis) -> None:
     """Defects: a retry showed as `running: push — ?%` without its note; `[job X] queued` came only sometimes."""
-    core = build_core(parse_config(CONFIG), text_redis, Redis_bytes(text_redis))
+    core = build_core(parse_config(CONFIG), text_redis, bytes_redis(text_redis))
     out = io.StringIO()
     shell = Shell(core.service, text_redis, user="U0DEV1", channel="C0OPS", out=out, job_wait=lambda _a: 30.0)
     runner = threading.Thread(target=shell.run, args=(["push centos7-a latest"],))
     runner.start()
     wait_until(lambda: text_redis.zcard(RECENT_JOBS_KEY) == 1, 10, "the job to be queued")
     job_id = text_redis.zrange(RECENT_JOBS_KEY, 0, 0)[0]
-    events = EventWriter(Redis_bytes(text_redis))
+    events = EventWriter(bytes_redis(text_redis))
 
     def shown(count: int) -> None:  # a worker's events come seconds apart; the shell shows each as it comes
         wait_until(lambda: out.getvalue().count(f"[job {job_id}]") >= count, 10, f"{count} lines of the job")
