@@ -34,6 +34,7 @@ from tests.workers.conftest import (
 from workers import tasks
 from workers.credentials import CredentialStore
 from workers.kernel.actions import TASKS
+from workers.kernel.history import read_history
 from workers.kernel.keys import queue_name
 from workers.worker import SafeSimpleWorker, make_worker
 
@@ -72,6 +73,14 @@ def test_push_succeeds_with_digest_in_record_and_events(
         "U123TEST",
     )
     assert record.started_at is not None and record.finished_at is not None
+    # The tag's history has the push: who, how, the digest, the job (and no earlier digest).
+    (change,) = read_history(redis_client, reference)
+    assert (change.digest, change.previous, change.who, change.how, change.job_id) == (
+        digest, None, "U123TEST", "push", spec.job_id)
+    # The same digest pushed again is no change of the tag.
+    again = make_spec("push", "main", registry.server, reference=reference, source=spec.source)
+    tasks.push(queued(redis_client, again))
+    assert len(read_history(redis_client, reference)) == 1
 
 
 def test_pull_task(
