@@ -330,7 +330,8 @@ class Service:
             first.set(key, job_id, nx=True, ex=IDEMPOTENCY_TTL_SECONDS)
             first.get(key)
         # The open-jobs check rides along, taking this job's slot if there is one (bot/core/limits.py).
-        reservation = None if self._limits is None else self._limits.reserve(
+        # A query is no open job: it counts against the commands a minute only.
+        reservation = None if self._limits is None or command.action in QUERY_ACTIONS else self._limits.reserve(
             first, user=request.user_id, channel=request.channel_id, host=host, job_id=job_id,
             idempotency_key=key, position=len(first))
         asks_previous = reference is not None and decision.approval is None and command.action in LOCKED_ACTIONS

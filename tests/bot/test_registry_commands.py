@@ -13,6 +13,8 @@ from bot.core.service import Service
 from tests.support.core import bytes_redis, make_service
 from tests.support.texts import slack
 from workers.kernel.actions import REGISTRY_QUEUE
+from workers.kernel.config import parse_config
+from workers.kernel.errors import ConfigError
 from workers.kernel.history import TagChange, record_changes
 from workers.kernel.jobs import JobRecord
 from workers.kernel.keys import job_key, queue_name
@@ -212,3 +214,27 @@ def test_can_i_knows_the_registry_actions(service: Service) -> None:
     assert kind is ReplyKind.ANSWER and text.startswith("No")
     kind, text = _ask(service, "can-i tags centos7-es")
     assert text.startswith("Yes") and f"{SERVER}/{NS}/centos7-es" in text
+
+
+def test_no_approvals_rule_holds_up_reading_the_registry(text_redis: redis.Redis) -> None:
+    document = {**CONFIG, "access": {**CONFIG["access"], "approvals": [{"actions": ["*"], "approvers": ["admin"]}]}}
+    service = make_service(document, text_redis)
+    _history(text_redis, _ref("centos7-es", "prod"), DIGESTS[0], DIGESTS[1])
+    assert _ask(service, "tags centos7-es")[0] is ReplyKind.LOOKING
+    assert _ask(service, "history centos7-es prod")[0] is ReplyKind.ANSWER
+    assert _ask(service, "rollback centos7-es prod")[0] is ReplyKind.APPROVAL
+
+
+def test_an_approvals_rule_naming_a_read_action_is_a_config_error() -> None:
+    document = {**CONFIG, "access": {**CONFIG["access"], "approvals": [{"actions": ["tags"], "approvers": ["admin"]}]}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document)
+    assert "access.approvals[0].actions" in str(caught.value.summary())
+
+
+def test_a_query_is_no_open_job_for_the_per_person_cap(text_redis: redis.Redis) -> None:
+    service = make_service({**CONFIG, "limits": {"queued_per_user": 1}}, text_redis, limits=True)
+    assert _ask(service, "promote centos7-es staging qa")[0] is ReplyKind.QUEUED
+    assert _ask(service, "tags centos7-es")[0] is ReplyKind.LOOKING
+    kind, text = _ask(service, "promote centos7-es staging qa2")
+    assert kind is ReplyKind.LIMITED and "1 job" in text

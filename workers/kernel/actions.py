@@ -61,8 +61,10 @@ READ_ACTIONS: tuple[str, ...] = (*QUERY_ACTIONS, "history")
 ACTIONS: tuple[str, ...] = (*JOB_ACTIONS, *READ_ACTIONS, *SELF_SERVICE, *JOB_COMMANDS, "hosts")
 """Every command, in the order help lists them; also every action a role may name."""
 
-PROTECTABLE_ACTIONS: tuple[str, ...] = tuple(action for action in ACTIONS if action not in SELF_SERVICE)
-"""Actions an approvals rule may protect (the self-service ones are open to everyone)."""
+PROTECTABLE_ACTIONS: tuple[str, ...] = tuple(
+    action for action in ACTIONS if action not in SELF_SERVICE and action not in READ_ACTIONS)
+"""Actions an approvals rule may protect (the self-service ones are open to everyone; reading the registry
+changes nothing, so nothing waits for an approval to read it)."""
 
 REGISTRY_QUEUE = "registry"
 """The name the registry queue goes by where a Docker host's name would stand (``hosts``, job records,
