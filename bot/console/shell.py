@@ -22,7 +22,7 @@ from bot.core.outcomes import outcome_text
 from bot.core.replies import Request
 from bot.core.service import Service
 from bot.core.text import Text, code, t
-from workers.kernel.actions import QUERY_ACTIONS
+from workers.kernel.actions import QUERY_ACTIONS, REGISTRY_QUEUE
 from workers.kernel.history import read_history
 from workers.kernel.jobs import ENDED_STATES, TERMINAL_EVENTS, EventType, JobRecord
 from workers.kernel.keys import EVENTS_STREAM, answer_key, job_key
@@ -165,7 +165,8 @@ class Shell:
             line = query_answer(record, self._redis.get(answer_key(job_id)),
                                 lambda reference: read_history(self._redis, reference))
         elif event_type == EventType.STARTED.value:
-            line = t("started on host {}", code(record.host))
+            line = (t("started on the registry queue") if record.host == REGISTRY_QUEUE
+                    else t("started on host {}", code(record.host)))
         elif event_type in TERMINAL_EVENTS or record.state not in ENDED_STATES:
             # Queued and progress lines show the record as it is now: its percentage and any note
             # (a retry's backoff, the job it waits for); once it has ended, the end event says so.

@@ -130,3 +130,4 @@ def test_the_shell_answers_registry_queries_and_promotes_without_a_docker_push(
     assert answered, out
     assert f"promote of {registry.server}/{NAMESPACE}/centos7-shell:4.0" in out
     assert any(line.startswith("[job ") and "succeeded: promote" in line for line in out.splitlines())
+    assert any(line.startswith("[job ") and line.endswith("started on the registry queue") for line in out.splitlines())
