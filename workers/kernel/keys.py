@@ -104,6 +104,55 @@ def answer_key(job_id: str) -> str:
     return f"{PREFIX}:answer:{job_id}"
 
 
+# Registry notifications (POST /registry/events) and announcements
+REGISTRY_EVENTS_STREAM = f"{PREFIX}:registry-events"
+"""Stream of the registry events regops took (one entry per relevant event, fields of RegistryEvent)."""
+REGISTRY_EVENTS_MAXLEN = 100_000
+REGISTRY_EVENTS_GROUP = "announcers"
+"""The consumer group that turns registry events into history and announcements (each event once)."""
+REGISTRY_EVENTS_LAST_KEY = f"{PREFIX}:registry-events:last"
+"""Hash: registry config name -> time (epoch seconds) of the last envelope taken from it."""
+REGISTRY_EVENT_SEEN_TTL_SECONDS = 7 * 24 * 3600
+"""How long an event id is remembered for deduplication (the registry retries whole envelopes)."""
+
+
+def registry_event_seen_key(registry: str, event_id: str) -> str:
+    """String: set (NX) when the event with this id from this registry was taken."""
+    return f"{PREFIX}:registry-event:{registry}:{event_id}"
+
+
+EXPECTATION_TTL_SECONDS = 600
+"""How long a regops job's expected registry event is waited for (the event names the Slack user)."""
+
+
+def expectation_key(registry: str, repository: str, name: str) -> str:
+    """String (JSON): the regops job about to write tag (or delete digest) ``name`` of ``repository``.
+
+    ``repository`` is the registry path (``namespace/image``), as the registry's events name it.
+    """
+    return f"{PREFIX}:expect:{registry}:{repository}:{name}"
+
+
+SUBSCRIPTIONS_KEY = f"{PREFIX}:subscriptions"
+"""Hash: subscription id -> JSON (channel, images, tags, events, registry, who, when)."""
+SUBSCRIPTION_IDS_KEY = f"{PREFIX}:subscriptions:next"
+"""Counter for subscription ids (``S1``, ``S2``, ...)."""
+
+
+def outbox_key(channel: str) -> str:
+    """List (JSON announcements, oldest first): what waits to be announced in ``channel``."""
+    return f"{PREFIX}:outbox:{channel}"
+
+
+OUTBOX_DUE_KEY = f"{PREFIX}:outbox:due"
+"""Sorted set: channel -> when its next announcement may be posted (epoch seconds)."""
+
+
+def outbox_lock_key(channel: str) -> str:
+    """Lock held while one announcer posts to ``channel`` (replicas share the outboxes)."""
+    return f"{PREFIX}:outbox-lock:{channel}"
+
+
 # Approvals
 PENDING_APPROVALS_KEY = f"{PREFIX}:approvals:pending"
 """Sorted set of job ids awaiting approval, by expiry time."""

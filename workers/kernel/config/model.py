@@ -44,6 +44,15 @@ class RegistryConfig:
     api_url: str = ""
     """Where workers reach the registry's HTTP API when that is not ``server`` itself (a container
     network, a proxy); empty: ``http://SERVER`` for a loopback server, else ``https://SERVER``."""
+    events_token_env: str | None = None
+    """The variable holding the bearer token this registry's notifications carry (``serve`` reads it)."""
+    events_token_file: str | None = None
+    """Or the file holding it; neither: regops takes no notifications from this registry."""
+
+    @property
+    def events_enabled(self) -> bool:
+        """Whether this registry reports its pushes and deletes to ``POST /registry/events``."""
+        return bool(self.events_token_env or self.events_token_file)
 
     @property
     def password_source(self) -> str:
@@ -263,6 +272,35 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be a whole number of at least 1, or None for no limit")
 
 
+EVENT_KINDS = ("push", "delete")
+"""What a route or subscription can follow (``events:``)."""
+
+
+@dataclass(frozen=True)
+class NotificationRoute:
+    """A static route (``notifications.routes``): announcements of matching changes go to ``channel``.
+
+    Globs are matched with :func:`~workers.kernel.config.patterns.glob_match`: ``images`` against the
+    image name (the repository path after the registry's namespace, or the whole repository path for
+    a repository outside it), ``tags`` against the tag (a delete matches when one of its tags does),
+    ``registries`` against the registry's config name.
+    """
+
+    channel: str
+    images: tuple[str, ...] = ("**",)
+    tags: tuple[str, ...] = ("*",)
+    events: frozenset[str] = frozenset({"push"})
+    registries: tuple[str, ...] = ("*",)
+
+    def __post_init__(self) -> None:
+        for name in ("images", "tags", "registries"):
+            object.__setattr__(self, name, _frozen_strings(getattr(self, name), f"NotificationRoute.{name}"))
+        object.__setattr__(self, "events", frozenset(self.events))
+        unknown = set(self.events) - set(EVENT_KINDS)
+        if unknown:
+            raise ValueError(f"NotificationRoute.events: unknown {sorted(unknown)}")
+
+
 @dataclass(frozen=True)
 class Config:
     registries: Mapping[str, RegistryConfig]
@@ -277,10 +315,13 @@ class Config:
     metrics_token: MetricsToken | None = None
     """Where ``serve`` reads the bearer token ``GET /metrics`` wants; None: /metrics is open."""
     limits: Limits = field(default_factory=Limits)
+    routes: tuple[NotificationRoute, ...] = ()
+    """``notifications.routes``; ``notify_channel`` is a route of every push besides these."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registries", _frozen_mapping(self.registries))
         object.__setattr__(self, "hosts", _frozen_strings(self.hosts, "Config.hosts"))
+        object.__setattr__(self, "routes", tuple(self.routes))
 
     def summary(self) -> str:
         """A human summary for ``regops check-config``; shows where passwords live, never a password."""
