@@ -27,6 +27,9 @@ class Call:
     authorization: str
     raw: str
     at: float = field(default_factory=time.time)
+    status: int = 200
+    ok: bool = True
+    """Whether the stand-in answered ``ok: true`` (a scripted failure or a 429 did not)."""
 
 
 @dataclass
@@ -224,7 +227,8 @@ class SlackStandIn:
                 with standin._lock:
                     status, body, headers = standin._answer(method, params,
                                                             self.headers.get("Authorization", ""))
-                    standin.calls.append(Call(method, params, self.headers.get("Authorization", ""), raw))
+                    standin.calls.append(Call(method, params, self.headers.get("Authorization", ""), raw,
+                                              status=status, ok=bool(body.get("ok"))))
                     standin._lock.notify_all()
                 self._send(status, json.dumps(body).encode(), "application/json", headers)
 
