@@ -10,6 +10,7 @@ actions, retries after a refusal) can be read off the output.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -54,7 +55,7 @@ class Capture:
 
 def _handler(capture: Capture) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             answer = capture.take({k: v for k, v in self.headers.items()}, body)
@@ -164,7 +165,7 @@ def record(engine: DockerEngine, registry: Registry, capture: Capture) -> None:
         describe("a push while the endpoint answers 500 three times", retried)
         ids = [tuple(e["id"] for e in r["body"]["events"]) for r in retried]
         print(f"   distinct envelopes (by event ids): {len(set(ids))} of {len(ids)} requests; gaps "
-              f"{[round(b['at'] - a['at'], 2) for a, b in zip(retried, retried[1:], strict=False)]}")
+              f"{[round(b['at'] - a['at'], 2) for a, b in itertools.pairwise(retried)]}")
 
     api = docker.APIClient(base_url=engine.host, timeout=120)
     try:
