@@ -222,14 +222,14 @@ def test_tokens_are_read_from_the_environment_and_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize("environ,problem", [
     ({}, "the events token of registry `main` (environment variable MAIN_EVENTS) is empty or not set"),
     ({"MAIN_EVENTS": "  "}, "the events token of registry `main` (environment variable MAIN_EVENTS) is empty"),
-    ({"MAIN_EVENTS": "short-secret"}, "the events token of registry `main` (environment variable MAIN_EVENTS) is "
-     "shorter than 16 characters"),
-    ({"MAIN_EVENTS": "with a space inside-0123456789"}, "the events token of registry `main` (environment variable "
-     "MAIN_EVENTS) has characters a header cannot carry"),
-    ({"MAIN_EVENTS": "caf\u00e9-caf\u00e9-caf\u00e9-caf\u00e9"}, "the events token of registry `main` (environment "
-     "variable MAIN_EVENTS) has characters a header cannot carry"),
-    ({"MAIN_EVENTS": PROD_TOKEN}, "the events token of registry `main` (environment variable MAIN_EVENTS) is the "
-     "same as the events token of registry `prod`"),
+    ({"MAIN_EVENTS": "short-secret"}, ("the events token of registry `main` (environment variable MAIN_EVENTS) is "
+     "shorter than 16 characters")),
+    ({"MAIN_EVENTS": "with a space inside-0123456789"}, ("the events token of registry `main` (environment variable "
+     "MAIN_EVENTS) has characters a header cannot carry")),
+    ({"MAIN_EVENTS": "caf\u00e9-caf\u00e9-caf\u00e9-caf\u00e9"}, ("the events token of registry `main` (environment "
+     "variable MAIN_EVENTS) has characters a header cannot carry")),
+    ({"MAIN_EVENTS": PROD_TOKEN}, ("the events token of registry `main` (environment variable MAIN_EVENTS) is the "
+     "same as the events token of registry `prod`")),
 ])
 def test_each_token_problem_names_where_never_the_value(tmp_path: Path, environ: dict[str, str],
                                                         problem: str) -> None:
@@ -245,8 +245,8 @@ def test_each_token_problem_names_where_never_the_value(tmp_path: Path, environ:
 
 def test_an_unreadable_token_file_is_a_problem(tmp_path: Path) -> None:
     _, problems = read_events_tokens({"prod": registry("prod", file=str(tmp_path / "absent"))}, {})
-    assert problems == [f"the events token of registry `prod` (file {tmp_path / 'absent'}) cannot be read "
-                        "(No such file or directory)"]
+    assert problems == [(f"the events token of registry `prod` (file {tmp_path / 'absent'}) cannot be read "
+                        "(No such file or directory)")]
     binary = tmp_path / "binary"
     binary.write_bytes(b"\xff\xfe\x00")
     _, problems = read_events_tokens({"prod": registry("prod", file=str(binary))}, {})
