@@ -26,6 +26,7 @@ from tests.support.redis_scan import all_redis_values
 from tests.support.registry_images import DOCKER_MANIFEST, ImageWriter, basic
 from tests.support.services import RedisServer, Registry
 from tests.support.slack_standin import SlackStandIn
+from tests.support.socket_standin import SocketModeStandIn
 from tests.support.stack import ServeProcess
 from tests.support.waiting import wait_until
 from workers.kernel.keys import REGISTRY_EVENTS_LAST_KEY, REGISTRY_EVENTS_STREAM
@@ -241,3 +242,21 @@ def test_no_token_in_the_serve_log_or_in_redis(intake: Intake) -> None:
     finally:
         raw.close()
     assert intake.token.encode() not in dump
+
+
+def test_in_socket_mode_the_same_port_takes_registry_events(intake: Intake, redis_server: RedisServer) -> None:
+    bot_token = "xoxb-intake-socket-" + secrets.token_hex(8)
+    app_token = "xapp-1-A0REGOPS-" + secrets.token_hex(12)
+    with SocketModeStandIn() as socket, SlackStandIn(bot_token, app_token=app_token, socket=socket) as slack:
+        serve = ServeProcess({"REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/{DB}", "SLACK_API_URL": slack.api_url,
+                              "SLACK_BOT_TOKEN": bot_token, "SLACK_APP_TOKEN": app_token,
+                              "REGISTRY_EVENTS_TOKEN": intake.token}, str(intake.config))
+        try:
+            serve.start()
+            socket_intake = Intake(serve, intake.registry, intake.redis, intake.token, intake.config)
+            assert socket_intake.post(_envelope("over-socket-mode"), token=intake.token) == (
+                200, {"taken": 1, "duplicate": 0, "ignored": 0})
+            assert socket_intake.post(_envelope("over-socket-mode"), token="wrong-" + intake.token)[0] == 401
+        finally:
+            serve.stop()
+    assert len(intake.entries("over-socket-mode")) == 1
