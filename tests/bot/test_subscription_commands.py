@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 
 import pytest
 import redis
 
+from bot.console.shell import Shell
 from bot.core.assembly import build_core
 from bot.core.audit import AuditLog
 from bot.core.metrics import Metrics
@@ -307,3 +309,18 @@ def test_the_audit_entry_and_the_subscription_are_written_together(text_redis: r
     entries = [entry for entry in AuditLog(text_redis).entries() if entry.decision == "allowed"]
     assert [entry.outcome.split(":")[0] for entry in entries] == ["subscribed S1"]
     assert set(_stored(text_redis)) == {"S1"}
+
+
+def test_in_the_console_the_channel_is_the_shell_s(text_redis: redis.Redis) -> None:
+    service = _service(text_redis, _config())
+    out = io.StringIO()
+    shell = Shell(service, text_redis, user="U0ADMIN", channel="C0CONSOLE", out=out)
+    assert shell.run(["subscribe centos7-* --events delete", "subscriptions"]) == 0
+    assert _stored(text_redis)["S1"]["channel"] == "C0CONSOLE"
+    text = out.getvalue()
+    assert "Subscribed #C0CONSOLE as S1" in text and "deletes of centos7-*" in text, text
+    assert "`" not in text  # plain text in the console
+    # A shell with no channel subscribes nothing.
+    bare = io.StringIO()
+    Shell(service, text_redis, user="U0ADMIN", channel=None, out=bare).run(["subscribe web"])
+    assert "came from no channel" in bare.getvalue() and set(_stored(text_redis)) == {"S1"}
