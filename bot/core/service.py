@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import redis
 
-from bot.core import explain, registry_views, subscription_views
+from bot.core import explain, registry_views
 from bot.core.access import Decision, Policy
 from bot.core.approvals import Approvals, Outcome
 from bot.core.audit import AuditLog
@@ -40,15 +40,9 @@ from bot.core.queueing import JobQueue, Origin, waiting_note
 from bot.core.registry_plans import Plan, RegistryPlanner
 from bot.core.registry_plans import Refusal as PlanRefusal
 from bot.core.replies import Click, ClickAction, Reply, ReplyKind, Request
-from bot.core.subscription_requests import registry_named, resolve
-from bot.core.subscriptions import (
-    AlreadySubscribed,
-    OtherChannel,
-    Subscription,
-    SubscriptionStore,
-    TooManySubscriptions,
-)
-from bot.core.text import Icon, Text, channel, code, icon, t
+from bot.core.subscription_commands import SubscriptionCommands
+from bot.core.subscriptions import SubscriptionStore
+from bot.core.text import Icon, Text, code, icon, t
 from bot.core.text import command as typed
 from workers.kernel import references
 from workers.kernel.actions import (
@@ -133,7 +127,8 @@ class Service:
         self._job_ids = job_ids
         self._metrics = metrics
         self._limits = limits
-        self._subscriptions = subscriptions
+        self._subscriptions = None if subscriptions is None else SubscriptionCommands(
+            config, policy, subscriptions, self._record, clock)
         self.jobs = jobs
         self._planner = RegistryPlanner(config, policy, lambda reference: read_history(queue.connection, reference))
 
@@ -183,10 +178,11 @@ class Service:
             return self._about_jobs(request, command)
         if command.action in REGISTRY_COMMANDS:
             return self._registry_command(request, command)
-        if command.action in SUBSCRIPTION_COMMANDS:
-            return self._subscription_command(request, command)
-        if command.action == "can-i" and command.subject_action == SUBSCRIBE:
-            return self._can_i_subscribe(request, command)
+        if command.action in SUBSCRIPTION_COMMANDS or (command.action == "can-i"
+                                                       and command.subject_action == SUBSCRIBE):
+            if self._subscriptions is None:
+                raise RuntimeError("the service was built without a subscription store")
+            return self._subscriptions.handle(request, command)
         registry = self._registry(command)
         host = self._host(command)
         reference = self._reference(command, registry)
@@ -319,97 +315,6 @@ class Service:
             self._record(request, "answered", plan.rule)
             return Reply(ReplyKind.ANSWER, plan.text)
         return self._submit(request, command, plan.registry, REGISTRY_QUEUE, plan.reference, plan.decision, plan)
-
-    # ---- channel subscriptions (Redis only: nothing slow before the acknowledgement) ---------------------
-
-    def _subscription_command(self, request: Request, command: Command) -> Reply:
-        """subscribe, unsubscribe, subscriptions: always about the channel the command was typed in."""
-        here = request.channel_id
-        if not here:
-            self._record(request, "invalid", "no channel")
-            return Reply(ReplyKind.USAGE_ERROR, subscription_views.no_channel_text(command.action))
-        if self._subscriptions is None:
-            raise RuntimeError("the service was built without a subscription store")
-        if command.action == "subscriptions":
-            return self._list_subscriptions(request, here)
-        target = resolve(self._config, command) if command.glob is not None else None
-        decision = self._policy.decide(request.user_id, command.action, channel=here,
-                                       registry=target.registry if target is not None else None)
-        if not decision.allowed:
-            log.info("command denied user=%s action=%s channel=%s rule=%r", request.user_id, command.action, here,
-                     decision.rule)
-            self._record(request, "denied", decision.rule)
-            return Reply(ReplyKind.DENIED, _denied(decision.reason))
-        if command.action == "subscribe":
-            assert target is not None  # the grammar requires IMAGE_GLOB
-            return self._subscribe(request, command, here, target.registry, target.image, decision.rule)
-        return self._unsubscribe(request, here, command.subscription_id or (target.image if target else ""),
-                                 decision.rule, by_id=command.subscription_id is not None)
-
-    def _subscribe(self, request: Request, command: Command, here: str, registry: str | None, image: str,
-                   rule: str) -> Reply:
-        assert self._subscriptions is not None
-
-        def audit(pipe: redis.client.Pipeline, made: list[Subscription]) -> None:
-            self._record(request, "allowed", rule, pipeline=pipe,
-                         outcome=subscription_views.subscription_outcome(made, "subscribed"))
-
-        try:
-            made = self._subscriptions.add(here, (image,), command.tag_globs, command.events, registry,
-                                           request.user_id, self._clock(), on_write=audit)
-        except AlreadySubscribed as exc:
-            self._record(request, "answered", f"already subscribed as {exc.existing.id}")
-            return Reply(ReplyKind.ANSWER, subscription_views.already_text(exc.existing))
-        except TooManySubscriptions as exc:
-            self._record(request, "answered", f"at most {exc.limit} subscriptions a channel")
-            return Reply(ReplyKind.ANSWER, subscription_views.too_many_text(here, exc.limit))
-        covered = [registry] if registry is not None else list(self._config.registries)
-        quiet = [name for name in covered if not self._config.registries[name].events_enabled]
-        return Reply(ReplyKind.ANSWER, subscription_views.subscribed_text(made, quiet))
-
-    def _unsubscribe(self, request: Request, here: str, asked: str, rule: str, *, by_id: bool) -> Reply:
-        assert self._subscriptions is not None
-
-        def audit(pipe: redis.client.Pipeline, removed: list[Subscription]) -> None:
-            self._record(request, "allowed", rule, pipeline=pipe,
-                         outcome=subscription_views.subscription_outcome(removed, "unsubscribed"))
-
-        try:
-            removed = self._subscriptions.remove(here, asked, on_write=audit)
-        except OtherChannel as exc:
-            self._record(request, "denied", f"{exc.subscription.id} is a subscription of another channel")
-            return Reply(ReplyKind.DENIED, _denied(subscription_views.other_channel_text(exc.subscription, here)))
-        if removed:
-            return Reply(ReplyKind.ANSWER, subscription_views.removed_text(removed))
-        self._record(request, "answered", "no such subscription")
-        routes_here = any(route.channel == here for route in self._config.routes) or self._config.notify_channel == here
-        return Reply(ReplyKind.ANSWER, subscription_views.nothing_removed_text(here, asked, by_id=by_id,
-                                                                              routes_here=routes_here))
-
-    def _list_subscriptions(self, request: Request, here: str) -> Reply:
-        assert self._subscriptions is not None
-        decision = self._policy.decide(request.user_id, "subscriptions", channel=here)
-        if not decision.allowed:
-            self._record(request, "denied", decision.rule)
-            return Reply(ReplyKind.DENIED, _denied(decision.reason))
-        routes = [(index, route) for index, route in enumerate(self._config.routes) if route.channel == here]
-        text = subscription_views.list_text(here, self._subscriptions.for_channel(here), routes,
-                                            self._config.notify_channel == here)
-        self._record(request, "answered", decision.rule)
-        return Reply(ReplyKind.ANSWER, text)
-
-    def _can_i_subscribe(self, request: Request, command: Command) -> Reply:
-        """``can-i subscribe [--registry NAME]``: about the channel it is typed in."""
-        if not request.channel_id:
-            self._record(request, "invalid", "no channel")
-            return Reply(ReplyKind.USAGE_ERROR, subscription_views.no_channel_text("can-i subscribe"))
-        registry = registry_named(self._config, command.registry, "can-i")
-        decision = self._policy.decide(request.user_id, SUBSCRIBE, channel=request.channel_id, registry=registry)
-        self._record(request, "answered", decision.rule)
-        target = channel(request.channel_id)
-        if registry is not None:
-            target = t("{} to registry {}", target, code(registry))
-        return Reply(ReplyKind.ANSWER, explain.can_i_text(decision, SUBSCRIBE, target))
 
     def _submit(self, request: Request, command: Command, registry: RegistryConfig, host: str,
                 reference: str | None, decision: Decision, plan: Plan | None = None) -> Reply:

@@ -145,11 +145,13 @@ class SubscriptionStore:
                  made.registry or "*", who)
         return made
 
-    def remove(self, channel: str, id_or_glob: str, *, on_write: OnWrite | None = None) -> list[Subscription]:
+    def remove(self, channel: str, id_or_glob: str, *, before: Callable[[list[Subscription]], None] | None = None,
+               on_write: OnWrite | None = None) -> list[Subscription]:
         """Remove the subscription ``id_or_glob`` (``S3``), or every one of ``channel`` with that image glob.
 
         Only ``channel``'s own subscriptions are removed: an id of another channel's raises OtherChannel.
-        Returns what was removed (nothing: none matched); ``on_write`` as for :meth:`add`, only when something is.
+        Returns what was removed (nothing: none matched).  ``before`` sees what would be removed and may
+        raise, and then nothing is; ``on_write`` as for :meth:`add`, only when something is removed.
         """
         def write(pipe: redis.client.Pipeline) -> list[Subscription]:
             if _ID.fullmatch(id_or_glob):
@@ -164,6 +166,8 @@ class SubscriptionStore:
             if not found:
                 pipe.unwatch()
                 return []
+            if before is not None:
+                before(found)
             pipe.multi()
             pipe.hdel(SUBSCRIPTIONS_KEY, *(item.id for item in found))
             if on_write is not None:

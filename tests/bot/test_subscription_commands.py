@@ -175,6 +175,13 @@ def test_another_channel_s_subscription_is_not_removed_here(service: Service, te
         ("U0NOBODY", "subscribe centos7-*", "C0OPS", ["no grant gives you any role"]),
         ("U0OPSADMIN", "subscribe centos7-*", "C0ELSEWHERE", ["valid in <#C0OPS>"]),
         ("U0SUB", "subscribe centos7-* --registry main", "C0OPS", ["registry `main`"]),
+        # Every registry is `main` too.
+        ("U0SUB", "subscribe centos7-*", "C0OPS",
+         ["registry `main`", "; without `--registry NAME`, a subscription covers every registry"]),
+        # S1 is an admin's subscription of every registry: removing it needs what making it needed.
+        ("U0SUB", "unsubscribe S1", "C0OPS", ["`S1` (pushes of `keep-me`, every tag, every registry): you may not",
+                                              "registry `main`", "Nothing was removed"]),
+        ("U0SUB", "unsubscribe keep-me", "C0OPS", ["registry `main`", "Nothing was removed"]),
         ("U0DEV1", "unsubscribe S1", "C0OPS", ["you may not run `unsubscribe`"]),
     ],
 )
@@ -194,6 +201,13 @@ def test_a_role_with_the_subscribe_action_may_subscribe_within_its_registries(se
     kind, text = _run(service, "subscribe app-* --registry other", user="U0SUB")
     assert kind is ReplyKind.ANSWER and "`S1`" in text
     assert _stored(text_redis)["S1"]["registry"] == "other"
+    kind, text = _run(service, "subscribe app-* --registry main")  # the same glob, an admin's, in main
+    kind, text = _run(service, "unsubscribe app-*", user="U0SUB")
+    assert kind is ReplyKind.DENIED and "Nothing was removed" in text
+    assert set(_stored(text_redis)) == {"S1", "S2"}
+    kind, text = _run(service, "unsubscribe S1", user="U0SUB")
+    assert kind is ReplyKind.ANSWER and "Removed `S1`" in text
+    assert set(_stored(text_redis)) == {"S2"}
 
 
 @pytest.mark.parametrize(
@@ -268,6 +282,7 @@ def test_a_channel_has_at_most_its_cap_of_subscriptions(service: Service, text_r
         ("U0DEV1", "can-i subscribe", ["No: you may not run `subscribe`"]),
         ("U0SUB", "can-i subscribe --registry other", ["Yes"]),
         ("U0SUB", "can-i subscribe --registry main", ["No"]),
+        ("U0SUB", "can-i subscribe", ["No: you may not run `subscribe` on registry `main`"]),
         ("U0ADMIN", "can-i subscribe --registry nope", ["unknown registry `nope`"]),
     ],
 )
