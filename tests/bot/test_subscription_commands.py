@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import threading
 
 import pytest
 import redis
@@ -15,7 +16,7 @@ from bot.core.audit import AuditLog
 from bot.core.metrics import Metrics
 from bot.core.replies import ReplyKind, Request
 from bot.core.service import Service
-from bot.core.subscriptions import MAX_PER_CHANNEL, SubscriptionStore
+from bot.core.subscriptions import MAX_PER_CHANNEL, SubscriptionStore, TooManySubscriptions
 from tests.support.core import bytes_redis, make_service
 from tests.support.texts import slack
 from workers.kernel.config import Config, parse_config
@@ -339,3 +340,22 @@ def test_in_the_console_the_channel_is_the_shell_s(text_redis: redis.Redis) -> N
     bare = io.StringIO()
     Shell(service, text_redis, user="U0ADMIN", channel=None, out=bare).run(["subscribe web"])
     assert "came from no channel" in bare.getvalue() and set(_stored(text_redis)) == {"S1"}
+
+
+def test_the_cap_holds_against_concurrent_subscribes(text_redis: redis.Redis) -> None:
+    store = SubscriptionStore(text_redis, per_channel=5)
+    outcomes: list[str] = []
+
+    def subscribe(number: int) -> None:
+        try:
+            outcomes.append(store.add("C0OPS", (f"app-{number}",), (), ("push",), None, "U0ADMIN", 1.0).id)
+        except TooManySubscriptions:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=subscribe, args=(number,)) for number in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert outcomes.count("refused") == 15
+    assert len(store.for_channel("C0OPS")) == 5 == text_redis.hlen(SUBSCRIPTIONS_KEY)

@@ -65,6 +65,7 @@ def test_subscription_commands_parse(text: str, expected: Command) -> None:
         ("subscribe a --tags [z-a]", ["`[z-a]` is not a valid class"]),
         ("subscribe a --tags latest,", ["has an empty entry"]),
         ("subscribe a --tags " + "v" * 201, ["at most 200"]),
+        ("subscribe a --tags " + ",".join(f"v{n}" for n in range(21)), ["gives 21 globs; at most 20"]),
         ("subscribe a --host build-1", ["`--host` is not an option of `subscribe`"]),
         ("subscribe a --registry 'bad name'", ["is not a valid name"]),
         ("unsubscribe", ["`unsubscribe` is missing ID or IMAGE_GLOB"]),

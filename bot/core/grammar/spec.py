@@ -59,6 +59,9 @@ the tag TO that would be written)."""
 SUBSCRIPTION_ID_PATTERN = re.compile(r"S[1-9][0-9]{0,17}")
 """What a subscription id looks like: ``S`` and a number (a capital S: image names are lower-case)."""
 
+TAG_GLOBS_MAX = 20
+"""How many ``--tags`` globs one subscription takes (so that every subscription fits a line of the list)."""
+
 IMAGE_GLOB_MAX_LENGTH = 400
 """The longest IMAGE_GLOB read (a registry server, a namespace and a 255-character name, with some classes)."""
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from bot.core.errors import CommandError
 from bot.core.grammar.arguments import canonical_text, check_count, check_tag_globs, named, word
 from bot.core.grammar.help import did_you_mean, usage_line
-from bot.core.grammar.spec import IMAGE_GLOB_MAX_LENGTH, SUBSCRIPTION_ID_PATTERN, Command, Spec
+from bot.core.grammar.spec import IMAGE_GLOB_MAX_LENGTH, SUBSCRIPTION_ID_PATTERN, TAG_GLOBS_MAX, Command, Spec
 from bot.core.text import Text, code, codes, t
 from workers.kernel.config.model import EVENT_KINDS
 
@@ -65,6 +65,9 @@ def _subscribe(spec: Spec, positionals: list[str], options: Mapping[str, str]) -
     check_count(spec.action, spec.arguments, 0, positionals, usage)
     glob = check_image_glob(positionals[0], usage)
     tags = check_tag_globs(options["tags"], "--tags", usage) if "tags" in options else ()
+    if len(tags) > TAG_GLOBS_MAX:
+        raise CommandError(t("`--tags` gives {} globs; at most {} (one glob like `v*` covers many tags). Usage: {}",
+                             len(tags), TAG_GLOBS_MAX, usage))
     events = check_events(options["events"], usage) if "events" in options else ()
     shown = dict(options)
     if tags:
