@@ -6,8 +6,10 @@ channels) — and gives a role whose ``actions``, ``images``, ``tags``, ``regist
 ``hosts`` globs all match, and whose ``sources`` match the local image when the command
 names one of its own (push's ``--source``, tag's SOURCE: see :func:`source_subject`).
 Globs are matched by :func:`workers.kernel.config.patterns.glob_match` (``*`` stops at
-``/``, ``**`` does not).  ``help``, ``whoami`` and ``can-i`` are open to everyone.  An
-allowed action that an approvals rule protects needs approval before it runs.
+``/``, ``**`` does not).  ``help``, ``whoami`` and ``can-i`` are open to everyone,
+``subscriptions`` to everyone with a role in the channel; ``unsubscribe`` is decided as
+``subscribe`` (:data:`~workers.kernel.actions.DECIDED_AS`).  An allowed action that an
+approvals rule protects needs approval before it runs.
 
 User-group membership is read through :class:`Membership`; when it cannot be known the
 group's grants do not apply (fail closed), and the decision names the group.  The policy
