@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workers.kernel.config.access import Names, parse_access
+from workers.kernel.config.guards import parse_guards
 from workers.kernel.config.identities import WORDS, IdentityRules
 from workers.kernel.config.limits import defined_roles, parse_limits
 from workers.kernel.config.model import Config, MetricsToken, RegistryConfig
@@ -31,6 +32,7 @@ _TOP_LEVEL_OPTIONAL = (
     "metrics_token_env",
     "metrics_token_file",
     "limits",
+    "guards",
 )
 
 
@@ -60,6 +62,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
     access = parse_access(problems, top.get("access"), Names(registry_names, host_names), identities)
     metrics_token = _metrics_token(problems, top)
     limits = parse_limits(problems, top.get("limits"), defined_roles(top.get("access")))
+    guards = parse_guards(problems, top.get("guards"), registry_names)
     if problems.items:
         raise ConfigError(problems.items)
     return Config(
@@ -74,6 +77,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
         retries=retries,
         metrics_token=metrics_token,
         limits=limits,
+        guards=guards,
     )
 
 
