@@ -97,6 +97,8 @@ def build_context(
         credentials=credentials,
         progress_interval=progress_interval,
         retries=settings.retries,
+        guards=settings.guards,
+        namespaces={name: registry.namespace for name, registry in settings.registries.items()},
     )
 
 

@@ -27,12 +27,13 @@ import docker
 import redis
 from rq.timeouts import JobTimeoutException
 
-from workers import docker_ops, registry_jobs
+from workers import docker_ops, guard_checks, registry_jobs
 from workers.credentials import CredentialStore, RegistryCredentials
 from workers.errors import CredentialsError, JobFailed, WorkerError
 from workers.events import EventWriter
 from workers.kernel.actions import HOST_ACTIONS, LOCKED_ACTIONS, Action
 from workers.kernel.config import Retries
+from workers.kernel.guards import Guards
 from workers.kernel.history import Change, TagChange, current_digest, read_history
 from workers.kernel.jobs import FAILURE_MESSAGES, FailureReason, JobSpec
 from workers.kernel.keys import HEARTBEAT_INTERVAL_SECONDS
@@ -61,6 +62,10 @@ class TaskContext:
     heartbeat_interval: float = HEARTBEAT_INTERVAL_SECONDS
     registry_client: ClientFactory = client_for
     """How registry jobs get a client of the registry's API (tests count its requests)."""
+    guards: Guards = field(default_factory=Guards)
+    """The config's guard rails, checked right before a job writes."""
+    namespaces: Mapping[str, str] = field(default_factory=dict)
+    """Registry config name -> its namespace (how a reference's image name is read for the guards)."""
 
 
 _context: TaskContext | None = None
@@ -217,6 +222,7 @@ def _run(action: Action, data: Mapping[str, Any], work: Work) -> dict[str, Any]:
             heartbeat.keep(lock)
             _acquire(lock, spec, events)
             heartbeat.beat()  # the heartbeat (written by `started`) must not expire before the new lock
+        guard_checks.refuse_if_frozen(spec, context.guards, context.redis, context.namespaces, time.time())
         outcome = _attempts(spec, context, events, work)
     except WorkerError as exc:
         heartbeat.stop()

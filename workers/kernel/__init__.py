@@ -1,1 +1,1 @@
-"""The shared kernel: what the bot and the workers both import (stdlib and PyYAML only)."""
+"""The shared kernel: what the bot and the workers both import (stdlib, PyYAML and croniter only)."""

@@ -134,6 +134,7 @@ class FailureReason(StrEnum):
     NOT_FOUND = "not_found"
     TAG_SHARED = "tag_shared"
     DELETE_DISABLED = "delete_disabled"
+    FROZEN = "frozen"
 
 
 FAILURE_MESSAGES: Mapping[str, str] = {
@@ -150,6 +151,7 @@ FAILURE_MESSAGES: Mapping[str, str] = {
     FailureReason.NOT_FOUND.value: "not found in the registry",
     FailureReason.TAG_SHARED.value: "other tags share the manifest",
     FailureReason.DELETE_DISABLED.value: "deleting is not enabled on this registry",
+    FailureReason.FROZEN.value: "a change freeze applies",
 }
 
 

@@ -153,6 +153,13 @@ def outbox_lock_key(channel: str) -> str:
     return f"{PREFIX}:outbox-lock:{channel}"
 
 
+# Guard rails
+FREEZES_KEY = f"{PREFIX}:freezes"
+"""Hash: freeze id -> JSON (scope, start, end, reason, who; ended early: when and by whom)."""
+FREEZE_IDS_KEY = f"{PREFIX}:freezes:next"
+"""Counter for freeze ids (``F1``, ``F2``, ...)."""
+
+
 # Approvals
 PENDING_APPROVALS_KEY = f"{PREFIX}:approvals:pending"
 """Sorted set of job ids awaiting approval, by expiry time."""

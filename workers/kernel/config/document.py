@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workers.kernel.config.access import Names, parse_access
+from workers.kernel.config.guards import parse_guards
 from workers.kernel.config.identities import WORDS, IdentityRules
 from workers.kernel.config.limits import defined_roles, parse_limits
 from workers.kernel.config.model import Config, MetricsToken, RegistryConfig
@@ -33,6 +34,7 @@ _TOP_LEVEL_OPTIONAL = (
     "metrics_token_file",
     "limits",
     "notifications",
+    "guards",
 )
 
 
@@ -63,6 +65,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
     metrics_token = _metrics_token(problems, top)
     limits = parse_limits(problems, top.get("limits"), defined_roles(top.get("access")))
     routes = parse_notifications(problems, top.get("notifications"), registry_names, identities)
+    guards = parse_guards(problems, top.get("guards"), registry_names)
     if problems.items:
         raise ConfigError(problems.items)
     return Config(
@@ -78,6 +81,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
         metrics_token=metrics_token,
         limits=limits,
         routes=routes,
+        guards=guards,
     )
 
 

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from workers.kernel.actions import TAG_WRITING_ACTIONS
+from workers.kernel.guards import Guards
 
 EVERYONE = "*"
 """In a grant's ``users``: every user."""
@@ -315,6 +316,8 @@ class Config:
     metrics_token: MetricsToken | None = None
     """Where ``serve`` reads the bearer token ``GET /metrics`` wants; None: /metrics is open."""
     limits: Limits = field(default_factory=Limits)
+    guards: Guards = field(default_factory=Guards)
+    """``guards``: immutable tags, freeze windows, promotion paths (none by default)."""
     routes: tuple[NotificationRoute, ...] = ()
     """``notifications.routes``; ``notify_channel`` is a route of every push besides these."""
 

@@ -45,7 +45,34 @@ def summarize(config: Config) -> str:
     )
     lines += _access(config.access)
     lines.append(_limits(config.limits, config.access))
+    lines += _guards(config)
     return "\n".join(lines)
+
+
+def _scope(images: tuple[str, ...], tags: tuple[str, ...] | None, registries: tuple[str, ...]) -> str:
+    parts = [f"images {', '.join(images)}"]
+    if tags is not None:
+        parts.append(f"tags {', '.join(tags)}")
+    if registries != ("*",):
+        parts.append(f"registries {', '.join(registries)}")
+    return "; ".join(parts)
+
+
+def _guards(config: Config) -> list[str]:
+    guards = config.guards
+    if not (guards.immutable or guards.freeze_windows or guards.promotion_paths):
+        return ["guards: none (no immutable tags, freeze windows or promotion paths)"]
+    lines = ["guards:"]
+    for rule in guards.immutable:
+        lines.append(f"  immutable: {_scope(rule.scope.images, rule.scope.tags, rule.scope.registries)}")
+    for window in guards.freeze_windows:
+        lines.append(f"  freeze window {window.name}: `{window.cron}` ({window.timezone}) for "
+                     f"{format_duration(window.duration)}; "
+                     f"{_scope(window.scope.images, window.scope.tags, window.scope.registries)}: {window.reason}")
+    for path in guards.promotion_paths:
+        lines.append(f"  promotion path {' -> '.join(path.stages)}: "
+                     f"{_scope(path.scope.images, None, path.scope.registries)}")
+    return lines
 
 
 def _registry(registry: RegistryConfig, default: bool) -> str:
