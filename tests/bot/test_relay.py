@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import redis
 
+from bot.core.announcements import Announcement
 from bot.core.queueing import JobQueue, Origin
 from bot.slack.client import ResponseUrlError, build_web_client, post_response_url
 from bot.slack.relay import GROUP, Relay
@@ -18,7 +19,7 @@ from tests.bot.conftest import BOT_TOKEN
 from tests.support.services import free_port
 from tests.support.slack_standin import SlackStandIn
 from workers.kernel.jobs import EventType, JobEvent, JobRecord, JobSpec, state_update
-from workers.kernel.keys import EVENTS_STREAM, RELAY_DUE_KEY, job_key, slack_message_key
+from workers.kernel.keys import EVENTS_STREAM, OUTBOX_DUE_KEY, RELAY_DUE_KEY, job_key, outbox_key, slack_message_key
 from workers.kernel.secrets import Secret
 
 REF = "127.0.0.1:5000/com.example.namespace/centos7-app:1.0"
@@ -64,6 +65,11 @@ def emit(connection: redis.Redis, job_id: str, kind: EventType, **fields: object
     pipe.execute()
 
 
+def announced(connection: redis.Redis, channel: str) -> list[Announcement]:
+    """What waits in ``channel``'s outbox for the announcer."""
+    return [Announcement.from_json(raw) for raw in connection.lrange(outbox_key(channel), 0, -1)]
+
+
 def job_posts(slack: SlackStandIn, job_id: str, channel: str = "C0OPS") -> list:
     return [c for c in slack.calls_to("chat.postMessage")
             if c.params["channel"] == channel and f"job {job_id}" in c.params["text"]]
@@ -98,8 +104,10 @@ def test_one_message_per_job_edited_in_place_and_progress_throttled(text_redis: 
     assert final.params["text"].startswith("succeeded") and DIGEST in final.params["text"]
     assert final.params["ts"] == job_posts(slack, "job000000001")[0].params.get("ts", final.params["ts"])
     assert len(job_posts(slack, "job000000001")) == 1
-    notices = [c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C0DEPLOYS"]
-    assert len(notices) == 1 and DIGEST in notices[0].params["text"] and REF in notices[0].params["text"]
+    notices = announced(text_redis, "C0DEPLOYS")
+    assert len(notices) == 1 and notices[0].digest == DIGEST and notices[0].references() == [REF]
+    assert notices[0].who == "U0DEV1" and notices[0].by_slack and notices[0].job_id == "job000000001"
+    assert text_redis.zscore(OUTBOX_DUE_KEY, "C0DEPLOYS") is not None
 
 
 def test_redelivered_events_post_nothing_twice(text_redis: redis.Redis, slack: SlackStandIn) -> None:
@@ -115,7 +123,7 @@ def test_redelivered_events_post_nothing_twice(text_redis: redis.Redis, slack: S
         relay._handle(event_id, fields)
     assert len(slack.calls) == calls_before
     assert len(job_posts(slack, "job000000002")) == 1
-    assert len([c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C0DEPLOYS"]) == 1
+    assert len(announced(text_redis, "C0DEPLOYS")) == 1
 
 
 def test_an_event_left_by_a_dead_relay_is_reclaimed_by_another(text_redis: redis.Redis,

@@ -133,6 +133,11 @@ def expectation_key(registry: str, repository: str, name: str) -> str:
     return f"{PREFIX}:expect:{registry}:{repository}:{name}"
 
 
+def registry_delete_key(registry: str, repository: str, digest: str) -> str:
+    """String: set when the delete of ``digest`` in ``repository`` was announced (its later tag events add nothing)."""
+    return f"{PREFIX}:registry-delete:{registry}:{repository}:{digest}"
+
+
 SUBSCRIPTIONS_KEY = f"{PREFIX}:subscriptions"
 """Hash: subscription id -> JSON (channel, images, tags, events, registry, who, when)."""
 SUBSCRIPTION_IDS_KEY = f"{PREFIX}:subscriptions:next"
