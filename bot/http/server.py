@@ -32,6 +32,7 @@ from bot.core.watchdog import Watchdog
 from bot.http.app import WebApp
 from bot.http.metrics import metrics_registry
 from bot.settings import Settings
+from bot.slack.announcer import Announcer
 from bot.slack.app import build_app
 from bot.slack.audit_relay import AuditRelay
 from bot.slack.client import build_web_client, post_response_url
@@ -96,6 +97,9 @@ class BotProcess:
                            notify_channel=config.notify_channel, router=router,
                            events_registries=event_registries(config), housekeeping=core.approvals.expire_due,
                            watchdog=Watchdog(self.redis), claim_idle_ms=CLAIM_IDLE_MS, metrics=self.metrics)
+        self.announcer = Announcer(self.redis, build_web_client(settings.slack_bot_token, settings.slack_api_url,
+                                                                wait_on_rate_limits=False),
+                                   consumer=consumer, metrics=self.metrics)
         self.audit_relay = (AuditRelay(self.redis, self.client, config.audit_channel, consumer=consumer)
                             if config.audit_channel else None)
         self._stop = threading.Event()
@@ -104,6 +108,7 @@ class BotProcess:
             threading.Thread(target=self._run_relay, name="regops-relay", daemon=True),
             threading.Thread(target=self.registry_events.run, args=(self._stop,), name="regops-registry-events",
                              daemon=True),
+            threading.Thread(target=self.announcer.run, args=(self._stop,), name="regops-announcer", daemon=True),
         ]
         if self.audit_relay is not None:
             self._threads.append(threading.Thread(target=self.audit_relay.run, args=(self._stop,),

@@ -33,11 +33,13 @@ class ResponseUrlError(Exception):
         self.status = status
 
 
-def build_web_client(token: Secret | None, base_url: str, timeout: int = 10) -> WebClient:
+def build_web_client(token: Secret | None, base_url: str, timeout: int = 10, *,
+                     wait_on_rate_limits: bool = True) -> WebClient:
     """A WebClient that waits out 429s (Retry-After) and retries 5xx and connection errors.
 
     Without a token, for Bolt: it copies this client's settings (retries included) into the
     client of each request and gives that one the token its authorize step returned.
+    ``wait_on_rate_limits=False``: a 429 raises at once (for a caller that schedules its own retries).
     """
     return WebClient(
         token=token.reveal() if token is not None else None,
@@ -45,7 +47,7 @@ def build_web_client(token: Secret | None, base_url: str, timeout: int = 10) -> 
         timeout=timeout,
         retry_handlers=[
             ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),
+            *([RateLimitErrorRetryHandler(max_retry_count=3)] if wait_on_rate_limits else []),
             ServerErrorRetryHandler(max_retry_count=2),
         ],
     )

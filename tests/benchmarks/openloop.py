@@ -202,10 +202,18 @@ def summarize(result: Result, elapsed: float, sent: int, rate: float) -> dict:
     }
 
 
+def write_raw(path: str, requests: list[bytes]) -> None:
+    """The file ``--raw`` reads: each whole request as a JSON string (latin-1), one a line."""
+    with open(path, "w") as out:
+        out.writelines(json.dumps(request.decode("latin-1")) + "\n" for request in requests)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True, help="base URL of regops serve")
-    parser.add_argument("--requests", required=True, help="file of signed requests (common.write_requests)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--requests", help="file of signed requests (common.write_requests)")
+    source.add_argument("--raw", help="file of whole HTTP/1.1 requests, one JSON string a line (write_raw)")
     parser.add_argument("--rate", type=float, default=200.0, help="arrivals per second (default 200)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
     parser.add_argument("--expect", default="Queued", help="text every 200 body must contain")
@@ -214,13 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the summary here too")
     args = parser.parse_args(argv)
 
-    requests = read_requests(args.requests)
     count = int(args.rate * args.duration)
+    host = urllib.parse.urlsplit(args.url).netloc
+    if args.raw:
+        with open(args.raw) as source_file:
+            requests: list[bytes] = [json.loads(line).encode("latin-1") for line in source_file]
+    else:
+        requests = [request.http(host) for request in read_requests(args.requests)]
     if len(requests) < count:
         print(f"openloop: {len(requests)} requests in the file, {count} needed; they will repeat",
               file=sys.stderr)
-    host = urllib.parse.urlsplit(args.url).netloc
-    payloads = [requests[i % len(requests)].http(host) for i in range(count)]
+    payloads = [requests[i % len(requests)] for i in range(count)]
     gc.collect()
     gc.freeze()
     gc.disable()  # a collection pause would count against the server

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # regops benchmarks: the one documented command (README, "Tests and benchmarks").
 #
-#   bash tests/benchmarks/run.sh                 # all benchmarks: ack, slow, push, then registry
+#   bash tests/benchmarks/run.sh                 # all benchmarks: ack, slow, push, registry, then events
 #   bash tests/benchmarks/run.sh ack [OPTIONS]   # only the acknowledgement benchmark
 #   bash tests/benchmarks/run.sh slow [OPTIONS]  # only /healthz and a command with 500 slow clients open
 #   bash tests/benchmarks/run.sh push [OPTIONS]  # only the end-to-end push benchmark
 #   bash tests/benchmarks/run.sh registry [OPTS] # only promote/tags against skopeo copy, worker memory
+#   bash tests/benchmarks/run.sh events [OPTS]   # only registry notifications: intake latency, fan-out
 #
 # OPTIONS go to the benchmark (`run.sh ack --help`, `run.sh slow --help`, ...), e.g.
 #   run.sh ack --phases latency --rate 300      run.sh push --rounds 5
@@ -19,10 +20,10 @@ cd "$(dirname "$0")/../.."
 which=${1:-all}
 [ $# -gt 0 ] && shift
 case "$which" in
-  ack|slow|push|registry) ;;
-  all) if [ $# -gt 0 ]; then echo "run.sh: options go with one benchmark: run.sh ack|slow|push|registry OPTIONS" >&2; exit 2; fi ;;
-  -h|--help|help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "run.sh: unknown benchmark '$which' (ack, slow, push, registry or all)" >&2; exit 2 ;;
+  ack|slow|push|registry|events) ;;
+  all) if [ $# -gt 0 ]; then echo "run.sh: options go with one benchmark: run.sh ack|slow|push|registry|events OPTIONS" >&2; exit 2; fi ;;
+  -h|--help|help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "run.sh: unknown benchmark '$which' (ack, slow, push, registry, events or all)" >&2; exit 2 ;;
 esac
 
 if [ -L .venv ]; then
@@ -43,28 +44,19 @@ apt_install() {  # apt_install COMMAND PACKAGE: install PACKAGE unless COMMAND i
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
   fi
 }
-case "$which" in slow|registry) ;; *) apt_install wrk wrk ;; esac
+case "$which" in slow|registry|events) ;; *) apt_install wrk wrk ;; esac
 case "$which" in registry|all) apt_install skopeo skopeo ;; esac
 
 case "$which" in
-  ack|slow|push|registry) exec .venv/bin/python -m "tests.benchmarks.$which" "$@" ;;
+  ack|slow|push|registry|events) exec .venv/bin/python -m "tests.benchmarks.$which" "$@" ;;
   all)
     status=0
-    .venv/bin/python -m tests.benchmarks.ack || status=$?
-    [ "$status" -ge 2 ] && exit "$status"   # an error or Ctrl-C, not a missed target
-    echo
-    slow_status=0
-    .venv/bin/python -m tests.benchmarks.slow || slow_status=$?
-    [ "$slow_status" -ge 2 ] && exit "$slow_status"
-    status=$(( status > slow_status ? status : slow_status ))
-    echo
-    push_status=0
-    .venv/bin/python -m tests.benchmarks.push || push_status=$?
-    [ "$push_status" -ge 2 ] && exit "$push_status"
-    status=$(( status > push_status ? status : push_status ))
-    echo
-    registry_status=0
-    .venv/bin/python -m tests.benchmarks.registry || registry_status=$?
-    [ "$registry_status" -ge 2 ] && exit "$registry_status"
-    exit $(( status > registry_status ? status : registry_status )) ;;
+    for benchmark in ack slow push registry events; do
+      this=0
+      .venv/bin/python -m "tests.benchmarks.$benchmark" || this=$?
+      [ "$this" -ge 2 ] && exit "$this"   # an error or Ctrl-C, not a missed target
+      status=$(( status > this ? status : this ))
+      echo
+    done
+    exit "$status" ;;
 esac

@@ -27,6 +27,9 @@ class Call:
     authorization: str
     raw: str
     at: float = field(default_factory=time.time)
+    status: int = 200
+    ok: bool = True
+    """Whether the stand-in answered ``ok: true`` (a scripted failure or a 429 did not)."""
 
 
 @dataclass
@@ -73,6 +76,10 @@ class SlackStandIn:
         self.outage: Callable[[str], tuple[str, float] | None] | None = None
         """method → None (answer normally), ("429", retry_after), ("5xx", status) or ("hang", seconds)."""
         self.failed_calls: list[Call] = []
+        self.channel_interval: float | None = None
+        """When set, chat.postMessage answers 429 (Retry-After 1) to a channel posted to less than this many
+        seconds before, as Slack limits each channel to about one message a second."""
+        self._last_post: dict[str, float] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -145,6 +152,11 @@ class SlackStandIn:
                          "user": "regops", "team_id": "T0TEAM", "user_id": "U0BOT", "bot_id": "B0BOT"}, {}
         if method == "chat.postMessage":
             channel = str(params.get("channel", ""))
+            now = time.time()
+            if self.channel_interval is not None:
+                if now - self._last_post.get(channel, float("-inf")) < self.channel_interval:
+                    return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
+                self._last_post[channel] = now
             ts = f"{int(time.time())}.{next(self._ts):06d}"
             message = {"type": "message", "text": params.get("text"), "blocks": params.get("blocks"),
                        "ts": ts, "bot_id": "B0BOT"}
@@ -215,7 +227,8 @@ class SlackStandIn:
                 with standin._lock:
                     status, body, headers = standin._answer(method, params,
                                                             self.headers.get("Authorization", ""))
-                    standin.calls.append(Call(method, params, self.headers.get("Authorization", ""), raw))
+                    standin.calls.append(Call(method, params, self.headers.get("Authorization", ""), raw,
+                                              status=status, ok=bool(body.get("ok"))))
                     standin._lock.notify_all()
                 self._send(status, json.dumps(body).encode(), "application/json", headers)
 
