@@ -181,15 +181,20 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings, config: Config, masker: SecretMasker) -> int:
+    from bot.http.registry_events import read_events_tokens
+
     problems = settings.slack_problems()
     try:
         token = read_metrics_token(config.metrics_token, os.environ)
     except ValueError as exc:
         problems.append(str(exc))
+    registry_tokens, token_problems = read_events_tokens(config.registries, os.environ)
+    problems += token_problems
     if problems:
         for problem in problems:
             print(f"regops serve: {problem}", file=sys.stderr)
         return 2
+    masker.add_secrets(registry_tokens.values())
     if token is not None:
         masker.add_secrets([token])
         settings = dataclasses.replace(settings, metrics_token=token)
@@ -197,7 +202,8 @@ def _serve(args: argparse.Namespace, settings: Settings, config: Config, masker:
 
     serve(settings, config, ServeOptions(host=args.bind, port=args.port, workers=args.workers,
                                          threads=args.threads, access_log=args.access_log,
-                                         log_level=(getattr(args, "log_level", None) or "info").lower()))
+                                         log_level=(getattr(args, "log_level", None) or "info").lower()),
+          registry_tokens)
     return 0
 
 

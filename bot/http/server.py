@@ -16,6 +16,7 @@ import os
 import secrets
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +27,13 @@ from slack_sdk.errors import SlackApiError
 
 from bot.connections import redis_client
 from bot.core.assembly import build_core
+from bot.core.event_intake import EventIntake
 from bot.core.metrics import Metrics
 from bot.core.routing import Router, event_registries, stored_subscriptions
 from bot.core.watchdog import Watchdog
 from bot.http.app import WebApp
 from bot.http.metrics import metrics_registry
+from bot.http.registry_events import RegistryEventsEndpoint, SenderTokens
 from bot.settings import Settings
 from bot.slack.announcer import Announcer
 from bot.slack.app import build_app
@@ -72,7 +75,8 @@ class ServeOptions:
 class BotProcess:
     """Everything one serve worker process owns: clients, service, web app, relay threads."""
 
-    def __init__(self, settings: Settings, config: Config) -> None:
+    def __init__(self, settings: Settings, config: Config, registry_tokens: Mapping[str, Secret] | None = None) -> None:
+        """``registry_tokens``: each events-enabled registry's token (read at start by ``regops serve``)."""
         assert settings.slack_bot_token and (settings.slack_signing_secret or settings.slack_app_token)
         self.redis = redis_client(settings)
         self._health_redis = redis_client(settings, timeout=1.0)
@@ -87,8 +91,12 @@ class BotProcess:
                          bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
         self.socket = (SocketModeConnection(bolt, settings.slack_app_token, settings.slack_api_url)
                        if settings.slack_app_token else None)
+        # Its own client with a short timeout: a registry waits for the answer, and retries a 503.
+        registry_events = RegistryEventsEndpoint(SenderTokens(registry_tokens or {}),
+                                                 EventIntake(redis_client(settings, timeout=2.0)))
         self.web = WebApp(bolt, self.health_problem, metrics_registry(self.metrics, config.hosts),
-                          signing_secret=signing_secret, metrics_token=settings.metrics_token)
+                          signing_secret=signing_secret, metrics_token=settings.metrics_token,
+                          registry_events=registry_events)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         router = Router(config, lambda: stored_subscriptions(self.redis))
         self.registry_events = RegistryEventConsumer(self.redis, config, router, consumer=consumer,
@@ -179,10 +187,12 @@ class ProcessLogger(GunicornLogger):  # type: ignore[misc]
 class GunicornServer(BaseApplication):  # type: ignore[misc]
     """gunicorn with our options and a per-worker :class:`BotProcess`."""
 
-    def __init__(self, settings: Settings, config: Config, options: ServeOptions) -> None:
+    def __init__(self, settings: Settings, config: Config, options: ServeOptions,
+                 registry_tokens: Mapping[str, Secret] | None = None) -> None:
         self._settings = settings
         self._config = config
         self._options = options
+        self._registry_tokens = dict(registry_tokens or {})
         self._process: BotProcess | None = None
         super().__init__()
 
@@ -210,7 +220,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> WebApp:
-        self._process = BotProcess(self._settings, self._config)
+        self._process = BotProcess(self._settings, self._config, self._registry_tokens)
         self._process.start()
         return self._process.web
 
@@ -219,5 +229,6 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             self._process.stop()
 
 
-def serve(settings: Settings, config: Config, options: ServeOptions) -> None:
-    GunicornServer(settings, config, options).run()
+def serve(settings: Settings, config: Config, options: ServeOptions,
+          registry_tokens: Mapping[str, Secret] | None = None) -> None:
+    GunicornServer(settings, config, options, registry_tokens).run()

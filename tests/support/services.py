@@ -23,13 +23,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
 import docker
 import redis
+import yaml
 
 MANIFEST_MEDIA_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json, "
@@ -401,6 +402,9 @@ class Registry(Service):
     ``delete_enabled=False`` turns deletes off (the registry then answers DELETE with 405);
     ``token_auth`` replaces htpasswd with Bearer tokens from that token service (the username and
     password are then the token service's to check, and :meth:`manifest_digest` cannot be used).
+    ``notifications`` are the registry's notification endpoints, each a mapping as Distribution's
+    ``notifications.endpoints`` takes it (``name``, ``url``, ``headers`` like
+    ``{"Authorization": ["Bearer T"]}``, ``timeout``, ``threshold``, ``backoff``, ``ignore``).
     """
 
     name = "registry"
@@ -408,6 +412,7 @@ class Registry(Service):
     def __init__(
         self, username: str = "user001@namespace.example.com", password: str | None = None, port: int = 0,
         *, delete_enabled: bool = True, token_auth: TokenAuth | None = None,
+        notifications: Sequence[Mapping[str, object]] = (),
     ) -> None:
         """``port`` 0 picks a free one at each start; a fixed port lets a test restart it in place."""
         super().__init__()
@@ -417,6 +422,7 @@ class Registry(Service):
         self.port = port
         self.delete_enabled = delete_enabled
         self.token_auth = token_auth
+        self.notifications = [dict(endpoint) for endpoint in notifications]
         self._instance = ""
 
     @property
@@ -461,8 +467,14 @@ class Registry(Service):
             "  headers:\n"
             f"    X-Regops-Instance: [{self._instance}]\n"
             + self._auth_config()
+            + self._notifications_config()
         )
         return [executable, "serve", str(config)]
+
+    def _notifications_config(self) -> str:
+        if not self.notifications:
+            return ""
+        return yaml.safe_dump({"notifications": {"endpoints": self.notifications}}, default_flow_style=False)
 
     def _auth_config(self) -> str:
         assert self.directory is not None

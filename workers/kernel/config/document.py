@@ -14,6 +14,7 @@ from workers.kernel.config.access import Names, parse_access
 from workers.kernel.config.identities import WORDS, IdentityRules
 from workers.kernel.config.limits import defined_roles, parse_limits
 from workers.kernel.config.model import Config, MetricsToken, RegistryConfig
+from workers.kernel.config.notifications import parse_notifications
 from workers.kernel.config.problems import Problems
 from workers.kernel.config.registries import parse_hosts, parse_registries, pick_default
 from workers.kernel.config.timing import parse_retries, parse_timeouts
@@ -31,6 +32,7 @@ _TOP_LEVEL_OPTIONAL = (
     "metrics_token_env",
     "metrics_token_file",
     "limits",
+    "notifications",
 )
 
 
@@ -60,6 +62,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
     access = parse_access(problems, top.get("access"), Names(registry_names, host_names), identities)
     metrics_token = _metrics_token(problems, top)
     limits = parse_limits(problems, top.get("limits"), defined_roles(top.get("access")))
+    routes = parse_notifications(problems, top.get("notifications"), registry_names, identities)
     if problems.items:
         raise ConfigError(problems.items)
     return Config(
@@ -74,6 +77,7 @@ def parse_config(data: object, identities: IdentityRules = WORDS) -> Config:
         retries=retries,
         metrics_token=metrics_token,
         limits=limits,
+        routes=routes,
     )
 
 

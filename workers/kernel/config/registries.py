@@ -25,6 +25,11 @@ _PASSWORD_HINT = (
     "`password_env` (an environment variable) or `password_file` (a file)"
 )
 
+_EVENTS_TOKEN_HINT = (
+    "the token this registry's notifications carry is never kept in the config: name where `serve` finds it "
+    "with `events_token_env` (an environment variable) or `events_token_file` (a file)"
+)
+
 
 def parse_registries(problems: Problems, value: object) -> dict[str, RegistryConfig]:
     registries: dict[str, RegistryConfig] = {}
@@ -43,7 +48,23 @@ def parse_registries(problems: Problems, value: object) -> dict[str, RegistryCon
         registry = _parse_registry(problems, name, settings)
         if registry is not None:
             registries[name] = registry
+    _shared_events_tokens(problems, registries)
     return registries
+
+
+def _shared_events_tokens(problems: Problems, registries: Mapping[str, RegistryConfig]) -> None:
+    """Two registries reading their events token from one place would share it: the token names the sender."""
+    owners: dict[tuple[str, str], str] = {}
+    for registry in registries.values():
+        for key, source in (("events_token_env", registry.events_token_env),
+                            ("events_token_file", registry.events_token_file)):
+            if source is None:
+                continue
+            first = owners.setdefault((key, source), registry.name)
+            if first != registry.name:
+                problems.add(f"registries.{registry.name}.{key}", f"is also where registry `{first}` reads its "
+                             "events token; give each registry a token of its own (the token tells regops "
+                             "which registry sent an envelope)")
 
 
 def _parse_registry(problems: Problems, name: str, value: object) -> RegistryConfig | None:
@@ -52,8 +73,9 @@ def _parse_registry(problems: Problems, name: str, value: object) -> RegistryCon
         value,
         path,
         required=("server", "username"),
-        optional=("services_hostname", "namespace", "password_env", "password_file", "api_url"),
-        hints={"password": _PASSWORD_HINT},
+        optional=("services_hostname", "namespace", "password_env", "password_file", "api_url",
+                  "events_token_env", "events_token_file"),
+        hints={"password": _PASSWORD_HINT, "events_token": _EVENTS_TOKEN_HINT},
     )
     if data is None:
         return None
@@ -66,6 +88,7 @@ def _parse_registry(problems: Problems, name: str, value: object) -> RegistryCon
     hostname, namespace = _namespace(problems, path, data)
     username = _username(problems, path, data)
     password_env, password_file = _password_source(problems, path, data)
+    events_token_env, events_token_file = _events_token_source(problems, path, data)
     api_url = _api_url(problems, path, data)
     if server is not None and namespace is not None and len(server) + len(namespace) + 3 > NAME_TOTAL_LENGTH_MAX:
         problems.add(
@@ -84,6 +107,8 @@ def _parse_registry(problems: Problems, name: str, value: object) -> RegistryCon
         password_env=password_env,
         password_file=password_file,
         api_url=api_url,
+        events_token_env=events_token_env,
+        events_token_file=events_token_file,
     )
 
 
@@ -165,6 +190,33 @@ def _password_source(problems: Problems, path: str, data: Mapping[str, Any]) -> 
             "or `password_file` (e.g. /run/secrets/registry-password)",
         )
     return password_env, password_file
+
+
+def _events_token_source(problems: Problems, path: str, data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``events_token_env`` or ``events_token_file``, at most one (neither: no notifications from this registry)."""
+    env = file = None
+    if "events_token_env" in data:
+        env = problems.string(data["events_token_env"], f"{path}.events_token_env", "an environment variable name")
+        if env is not None and not _ENV_NAME.fullmatch(env):
+            # Not echoed: a token pasted here by mistake must not reach a terminal or log.
+            problems.add(
+                f"{path}.events_token_env",
+                "is not an environment variable name (value not shown): letters, digits and `_`, "
+                "not starting with a digit, e.g. `REGISTRY_EVENTS_TOKEN`",
+            )
+            env = None
+    if "events_token_file" in data:
+        file = problems.string(data["events_token_file"], f"{path}.events_token_file", "an absolute file path")
+        if file is not None and not file.startswith("/"):
+            # Read by `serve`, whose working directory is nobody's business: the path must not depend on it.
+            problems.add(f"{path}.events_token_file", "must be an absolute path (value not shown), "
+                         "e.g. `/run/secrets/registry-events-token`")
+            file = None
+    if "events_token_env" in data and "events_token_file" in data:
+        problems.add(path, "give at most one of `events_token_env` (e.g. REGISTRY_EVENTS_TOKEN) and "
+                     "`events_token_file` (e.g. /run/secrets/registry-events-token), not both")
+        return None, None
+    return env, file
 
 
 def parse_hosts(problems: Problems, value: object) -> tuple[str, ...] | None:

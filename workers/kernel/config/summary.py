@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from workers.kernel.config.model import ANY_NAME, EVERYONE, TIMEOUT_KEYS, AccessConfig, Config, Limits, RegistryConfig
+from workers.kernel.config.model import (
+    ANY_NAME,
+    EVENT_KINDS,
+    EVERYONE,
+    TIMEOUT_KEYS,
+    AccessConfig,
+    Config,
+    Limits,
+    NotificationRoute,
+    RegistryConfig,
+)
 from workers.kernel.config.patterns import SEPARATED_KEYS, separator_warning
 from workers.kernel.references import reverse_hostname
 from workers.kernel.times import format_duration
@@ -15,6 +25,7 @@ def summarize(config: Config) -> str:
     lines.append(f"hosts: {hosts}")
     lines.append(f"notify channel: {config.notify_channel or 'none'}")
     lines.append(f"audit channel: {config.audit_channel or 'none'}")
+    lines += _notifications(config)
     timeouts = config.timeouts
     lines.append(
         "timeouts: "
@@ -48,6 +59,34 @@ def _registry(registry: RegistryConfig, default: bool) -> str:
         f"namespace {registry.namespace} ({origin}), username {registry.username}, "
         f"password from {registry.password_source}"
     )
+
+
+def _notifications(config: Config) -> list[str]:
+    """Which registries report their pushes and deletes (where their token is, never the token), and the routes."""
+    senders = [f"{r.name} (token from {_events_token_source(r)})" for r in config.registries.values()
+               if r.events_enabled]
+    silent = [r.name for r in config.registries.values() if not r.events_enabled]
+    events = ", ".join(senders) if senders else "none"
+    if senders and silent:
+        events += f"; not {', '.join(silent)}"
+    lines = [f"registry events (POST /registry/events): {events}"]
+    if not config.routes:
+        return [*lines, "notification routes: none"]
+    lines.append(f"notification routes: {len(config.routes)}")
+    lines += [f"  routes[{index}] {_route(route)}" for index, route in enumerate(config.routes)]
+    return lines
+
+
+def _events_token_source(registry: RegistryConfig) -> str:
+    if registry.events_token_env:
+        return f"environment variable {registry.events_token_env}"
+    return f"file {registry.events_token_file}"
+
+
+def _route(route: NotificationRoute) -> str:
+    events = ", ".join(kind for kind in EVENT_KINDS if kind in route.events)
+    return (f"to {route.channel}: {events} of images {', '.join(route.images)}; tags {', '.join(route.tags)}; "
+            f"registries {', '.join(route.registries)}")
 
 
 def _access(access: AccessConfig) -> list[str]:
