@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import redis
 
 from bot.core.announcements import Announcement
+from bot.core.envelopes import parse_envelope
+from bot.core.event_intake import EventIntake
 from bot.core.registry_events import RegistryEvent
 from bot.core.routing import Router, stored_subscriptions
 from bot.core.subscriptions import Subscription
@@ -28,6 +32,7 @@ from workers.kernel.keys import (
     outbox_key,
 )
 
+ENVELOPES = Path(__file__).parents[1] / "support" / "registry_envelopes"
 SERVER = "registry.example.com"
 REPO = "com.example.namespace/centos7-elasticsearch"
 D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
@@ -312,3 +317,33 @@ def test_history_written_before_the_event_by_another_tool_is_the_previous(text_r
     consumer.step()
     (moved,) = outbox(text_redis, "C0SEARCH")
     assert moved.previous == D3
+
+
+def _recorded(name: str) -> list[RegistryEvent]:
+    fixture = json.loads((ENVELOPES / f"{name}.json").read_text())
+    return parse_envelope(json.dumps(fixture["body"]).encode(), fixture["content_type"], "main", 0.0)
+
+
+def test_real_distribution_envelopes_through_the_intake_announce_push_and_delete_once(
+        text_redis: redis.Redis) -> None:
+    """Envelopes recorded from Distribution 2.8: a tag push, its manifest's delete, then the tag's delete."""
+    config = make_config(NotificationRoute(channel="C0ALL", images=("**",), events=frozenset({"push", "delete"})))
+    consumer = make_consumer(text_redis, config)
+    intake = EventIntake(text_redis)
+    (pushed,) = _recorded("push_api")
+    (manifest_gone,) = _recorded("delete_manifest")
+    (tag_gone,) = _recorded("delete_tag")
+    # The recorded delete is of the pushed manifest under another tag (1.1): push that tag too.
+    retagged = replace(pushed, id="retag-1.1", tag=tag_gone.tag, digest=manifest_gone.digest)
+    intake.store("main", [pushed, retagged], now=10.0)
+    consumer.step()
+    intake.store("main", [manifest_gone], now=11.0)
+    intake.store("main", [tag_gone], now=11.1)
+    intake.store("main", [tag_gone], now=12.0)  # the registry retrying an envelope
+    consumer.step()
+    announced = outbox(text_redis, "C0ALL")
+    assert [a.kind for a in announced] == ["push", "push", "delete"]
+    assert announced[0].who == "user001@namespace.example.com" and announced[0].previous is None
+    gone = announced[2]
+    assert gone.digest == manifest_gone.digest and tag_gone.tag in gone.tags
+    assert pending(text_redis) == 0
