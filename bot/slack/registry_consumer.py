@@ -3,7 +3,9 @@
 Every ``serve`` process reads :data:`REGISTRY_EVENTS_STREAM` through one consumer group.  For each
 event the decision (:func:`bot.core.registry_changes.decide`) is read under WATCH, then ONE
 MULTI/EXEC writes the history entries, the announcement into each routed channel's outbox
-(:func:`bot.core.outbox.put`), the used-up expectations and the XACK: a crash before EXEC leaves
+(:func:`bot.core.outbox.put`), the used-up expectations and the XACK (a delete's events are
+first gathered into one pending delete, announced by a later transaction of its own once its
+tag events had time to come): a crash before EXEC leaves
 the event pending (another process reclaims it once idle and decides again), a crash after it
 has nothing left to redo, and two processes deciding on the same tag at once cannot both write
 (the loser's EXEC fails on the watched keys and it decides again).  Posting is
@@ -19,13 +21,19 @@ from collections.abc import Callable
 import redis
 
 from bot.core import outbox
-from bot.core.registry_changes import Decision, decide
+from bot.core.registry_changes import DELETE_HOLD_SECONDS, Decision, decide, settle
 from bot.core.registry_events import RegistryEvent
 from bot.core.routing import Router
 from bot.slack.consumer import StreamConsumer
 from workers.kernel.config import Config
 from workers.kernel.history import record_changes
-from workers.kernel.keys import EXPECTATION_TTL_SECONDS, REGISTRY_EVENTS_GROUP, REGISTRY_EVENTS_STREAM
+from workers.kernel.keys import (
+    EXPECTATION_TTL_SECONDS,
+    PENDING_DELETES_DUE_KEY,
+    REGISTRY_EVENTS_GROUP,
+    REGISTRY_EVENTS_STREAM,
+)
+from workers.kernel.values import as_str
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +87,30 @@ class RegistryEventConsumer(StreamConsumer):
         for _stream, messages in entries or []:
             for entry_id, fields in messages:
                 taken += self.take(entry_id, fields)
-        return taken
+        return taken + self.settle_due()
+
+    def settle_due(self) -> int:
+        """Announce the deletes whose gathering is over; returns how many were settled."""
+        settled = 0
+        for member in self._redis.zrangebyscore(PENDING_DELETES_DUE_KEY, "-inf", self._clock(), start=0, num=50):
+            key = as_str(member)
+            for _attempt in range(WATCH_ATTEMPTS):
+                with self._redis.pipeline(transaction=True) as pipe:
+                    try:
+                        decision = settle(key, self._config.registries, pipe)
+                        channels = self._router.channels(decision.announcement) if decision.announcement else []
+                        pipe.multi()
+                        self._write(pipe, decision, channels)
+                        pipe.execute()
+                    except redis.WatchError:
+                        continue
+                if decision.announcement is not None:
+                    log.info("registry events: delete of %s@%s announced in %s (tags %s)",
+                             decision.announcement.repository, decision.announcement.digest,
+                             ", ".join(channels) or "no channel", ", ".join(decision.announcement.tags) or "none")
+                settled += 1
+                break
+        return settled
 
     def _reclaim(self) -> int:
         result = self._redis.xautoclaim(self.stream, self.group, self._consumer, min_idle_time=self._claim_idle_ms,
@@ -134,12 +165,24 @@ class RegistryEventConsumer(StreamConsumer):
             pipe.delete(*decision.forget)
         if decision.mark:
             pipe.set(decision.mark, "1", ex=EXPECTATION_TTL_SECONDS)
+        if decision.gather is not None:
+            key = decision.gather.key()
+            pipe.set(key, decision.gather.to_json())
+            pipe.zadd(PENDING_DELETES_DUE_KEY, {key: self._clock() + DELETE_HOLD_SECONDS}, nx=True)
+        if decision.settled:
+            pipe.delete(decision.settled)
+            pipe.zrem(PENDING_DELETES_DUE_KEY, decision.settled)
 
     @staticmethod
     def _log(event: RegistryEvent, decision: Decision, channels: list[str]) -> None:
         subject = f"{event.repository}:{event.tag}" if event.tag else f"{event.repository}@{event.digest}"
         announced = decision.announcement
-        log.info("registry event %s from %s: %s %s: %d history entr%s, announced in %s%s", event.id,
-                 event.registry, event.action, subject, len(decision.changes),
-                 "y" if len(decision.changes) == 1 else "ies", ", ".join(channels) or "no channel",
-                 f" as job {announced.job_id}" if announced and announced.job_id else "")
+        if decision.gather is not None:
+            outcome = f"gathered into the delete of {decision.gather.digest}"
+        elif announced is not None:
+            outcome = f"announced in {', '.join(channels) or 'no channel'}" + (
+                f" as job {announced.job_id}" if announced.job_id else "")
+        else:
+            outcome = "nothing to announce"
+        log.info("registry event %s from %s: %s %s: %d history entr%s, %s", event.id, event.registry, event.action,
+                 subject, len(decision.changes), "y" if len(decision.changes) == 1 else "ies", outcome)

@@ -14,6 +14,7 @@ import redis
 from bot.core.announcements import Announcement
 from bot.core.envelopes import parse_envelope
 from bot.core.event_intake import EventIntake
+from bot.core.registry_changes import DELETE_HOLD_SECONDS
 from bot.core.registry_events import RegistryEvent
 from bot.core.routing import Router, stored_subscriptions
 from bot.core.subscriptions import Subscription
@@ -52,12 +53,23 @@ def make_config(*routes: NotificationRoute) -> Config:
     return replace(parse_config(CONFIG), routes=routes or (SEARCH,))
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+CLOCK = Clock()
+
+
 def make_consumer(connection: redis.Redis, config: Config | None = None, name: str = "serve-1",
                   claim_idle_ms: int = 30_000, router: Router | None = None) -> RegistryEventConsumer:
     config = config or make_config()
     consumer = RegistryEventConsumer(connection, config,
                                      router or Router(config, lambda: stored_subscriptions(connection)),
-                                     consumer=name, claim_idle_ms=claim_idle_ms, clock=lambda: 5000.0)
+                                     consumer=name, claim_idle_ms=claim_idle_ms, clock=CLOCK)
     consumer.ensure_group()
     return consumer
 
@@ -96,6 +108,12 @@ def job_change(job_id: str, digest: str | None, previous: str | None, tag: str =
                      job_id=job_id)
 
 
+def settled(consumer: RegistryEventConsumer) -> int:
+    """Step once the deletes' gathering is over."""
+    CLOCK.now += DELETE_HOLD_SECONDS + 0.1
+    return consumer.step()
+
+
 def test_a_push_from_outside_is_a_new_tag_then_moves(text_redis: redis.Redis) -> None:
     consumer = make_consumer(text_redis)
     add(text_redis, event(digest=D1))
@@ -105,7 +123,7 @@ def test_a_push_from_outside_is_a_new_tag_then_moves(text_redis: redis.Redis) ->
     assert (first.who, first.by_slack, first.job_id, first.address) == ("ci-bot", False, None, "10.0.0.7")
     assert first.references() == [ref()]
     assert outbox(text_redis, "C0DEPLOYS") == [first]
-    assert text_redis.zscore(OUTBOX_DUE_KEY, "C0SEARCH") == 5000.0
+    assert text_redis.zscore(OUTBOX_DUE_KEY, "C0SEARCH") == CLOCK.now
     (change,) = read_history(text_redis, ref())
     assert (change.digest, change.previous, change.who, change.how, change.job_id) == (
         D1, None, "ci-bot", "registry event", None)
@@ -135,9 +153,13 @@ def test_a_manifest_delete_is_announced_once_with_its_tags(text_redis: redis.Red
     add(text_redis, event("delete", tag=None, digest=D1), event("delete", tag="latest", digest=None),
         event("delete", tag="v1", digest=None))
     assert consumer.step() == 3
+    assert [a.kind for a in outbox(text_redis, "C0SEARCH")] == ["push"] * 3  # gathering the delete's events
+    assert read_history(text_redis, ref())[0].digest == D1
+    assert settled(consumer) == 1
     deletes = [a for a in outbox(text_redis, "C0SEARCH") if a.kind == "delete"]
     assert len(deletes) == 1
     assert (deletes[0].digest, deletes[0].tags, deletes[0].who) == (D1, ("latest", "v1"), "ci-bot")
+    assert settled(consumer) == 0
     assert [a.kind for a in outbox(text_redis, "C0DEPLOYS")] == ["push", "push", "push"]  # pushes only
     for tag in ("latest", "v1"):
         history = read_history(text_redis, ref(tag))
@@ -152,15 +174,50 @@ def test_a_tag_event_before_its_manifest_event_is_announced_once(text_redis: red
     consumer.step()
     add(text_redis, event("delete", tag="latest", digest=None), event("delete", tag=None, digest=D1))
     consumer.step()
+    settled(consumer)
     deletes = [a for a in outbox(text_redis, "C0SEARCH") if a.kind == "delete"]
     assert [(a.digest, a.tags) for a in deletes] == [(D1, ("latest",))]
     assert [(c.digest, c.previous) for c in read_history(text_redis, ref())] == [(None, D1), (D1, None)]
+
+
+def test_a_delete_names_the_tags_whose_events_came_though_regops_never_knew_them(text_redis: redis.Redis) -> None:
+    consumer = make_consumer(text_redis)
+    add(text_redis, event(tag="known", digest=D1))
+    consumer.step()
+    # "old" and "older" were pushed before regops listened: only their delete events name them.
+    add(text_redis, event("delete", tag=None, digest=D1), event("delete", tag="known", digest=None),
+        event("delete", tag="old", digest=None), event("delete", tag="older", digest=None))
+    consumer.step()
+    settled(consumer)
+    (gone,) = [a for a in outbox(text_redis, "C0SEARCH") if a.kind == "delete"]
+    assert (gone.digest, gone.tags) == (D1, ("known", "old", "older"))
+    assert [(c.digest, c.previous) for c in read_history(text_redis, ref("old"))] == [(None, D1)]
+    # A tag event coming long after the delete was announced, of a tag regops never knew, adds nothing.
+    add(text_redis, event("delete", tag="latecomer", digest=None))
+    consumer.step()
+    settled(consumer)
+    assert len([a for a in outbox(text_redis, "C0SEARCH") if a.kind == "delete"]) == 1
+    assert read_history(text_redis, ref("latecomer")) == []
+
+
+def test_a_gathered_delete_left_by_a_dead_process_is_announced_once_by_another(text_redis: redis.Redis) -> None:
+    first = make_consumer(text_redis, name="serve-1")
+    add(text_redis, event(tag="latest", digest=D1))
+    first.step()
+    add(text_redis, event("delete", tag=None, digest=D1), event("delete", tag="latest", digest=None))
+    first.step()  # gathered (and acknowledged), then serve-1 dies before announcing it
+    assert pending(text_redis) == 0
+    second = make_consumer(text_redis, name="serve-2")
+    assert settled(second) == 1
+    assert settled(first) == 0
+    assert len([a for a in outbox(text_redis, "C0SEARCH") if a.kind == "delete"]) == 1
 
 
 def test_a_delete_of_a_digest_no_tag_is_known_of_names_the_digest(text_redis: redis.Redis) -> None:
     consumer = make_consumer(text_redis)
     add(text_redis, event("delete", tag=None, digest=D3))
     consumer.step()
+    settled(consumer)
     (gone,) = outbox(text_redis, "C0SEARCH")
     assert (gone.kind, gone.digest, gone.tags) == ("delete", D3, ())
     assert gone.references() == [f"{SERVER}/{REPO}@{D3}"]
@@ -238,6 +295,7 @@ def test_a_regops_delete_is_announced_once_as_the_jobs(text_redis: redis.Redis) 
     add(text_redis, event("delete", tag=None, digest=D1), event("delete", tag="latest", digest=None),
         event("delete", tag="v1", digest=None))
     consumer.step()
+    settled(consumer)
     (gone,) = [a for a in outbox(text_redis, "C0SEARCH") if a.kind == "delete"]
     assert (gone.tags, gone.who, gone.job_id, gone.by_slack) == (("latest", "v1"), "U0ADMIN", "job00000000a", True)
     for tag in ("latest", "v1"):
@@ -341,6 +399,7 @@ def test_real_distribution_envelopes_through_the_intake_announce_push_and_delete
     intake.store("main", [tag_gone], now=11.1)
     intake.store("main", [tag_gone], now=12.0)  # the registry retrying an envelope
     consumer.step()
+    settled(consumer)
     announced = outbox(text_redis, "C0ALL")
     assert [a.kind for a in announced] == ["push", "push", "delete"]
     assert announced[0].who == "user001@namespace.example.com" and announced[0].previous is None

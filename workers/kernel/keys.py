@@ -138,6 +138,15 @@ def registry_delete_key(registry: str, repository: str, digest: str) -> str:
     return f"{PREFIX}:registry-delete:{registry}:{repository}:{digest}"
 
 
+def pending_delete_key(registry: str, repository: str, digest: str) -> str:
+    """String (JSON): a delete of ``digest`` being gathered (its tag events come after its manifest's event)."""
+    return f"{PREFIX}:registry-delete-pending:{registry}:{repository}:{digest}"
+
+
+PENDING_DELETES_DUE_KEY = f"{PREFIX}:registry-delete-pending:due"
+"""Sorted set: pending delete key -> when its gathering ends and it is announced (epoch seconds)."""
+
+
 SUBSCRIPTIONS_KEY = f"{PREFIX}:subscriptions"
 """Hash: subscription id -> JSON (channel, images, tags, events, registry, who, when)."""
 SUBSCRIPTION_IDS_KEY = f"{PREFIX}:subscriptions:next"
