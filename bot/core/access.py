@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from bot.core.text import Text, channel, code, codes, join, plain, t, user
-from workers.kernel.actions import ACTIONS, READ_ACTIONS, SELF_SERVICE
+from workers.kernel.actions import ACTIONS, DECIDED_AS, MEMBER_COMMANDS, PROTECTABLE_ACTIONS, SELF_SERVICE
 from workers.kernel.config import EVERYONE, AccessConfig, ApprovalRule, Grant, Role
 from workers.kernel.config.model import ANY_NAME
 from workers.kernel.config.patterns import matches_any
@@ -32,6 +32,8 @@ from workers.kernel.errors import ConfigError
 OPEN_ACTIONS = frozenset(SELF_SERVICE)
 """Actions every user may run, whatever the grants say."""
 
+MEMBER_ACTIONS = frozenset(MEMBER_COMMANDS)
+"""Actions every user with a role in the channel may run, whatever that role's ``actions`` are."""
 
 
 class Membership(Protocol):
@@ -306,8 +308,12 @@ class Policy:
         if action in OPEN_ACTIONS:
             return Decision(True, f"{action} is open to everyone", t("you may {}", target), DecisionCode.OPEN)
         evaluations = self._evaluate(user_id, channel)
+        if action in MEMBER_ACTIONS:
+            return self._member_decision(action, target, evaluations)
+        decided_as = DECIDED_AS.get(action, action)
         would_allow = [
-            item for item in evaluations if self._role_allows(item.role, action, image, tag, registry, host, source)
+            item for item in evaluations
+            if self._role_allows(item.role, decided_as, image, tag, registry, host, source)
         ]
         granted = next((item for item in would_allow if item.applies), None)
         if granted is not None:
@@ -318,6 +324,14 @@ class Policy:
             if target_only is not None:
                 return self._source_denied(target_only, target, source)
         return self._denied(target, evaluations, would_allow)
+
+    def _member_decision(self, action: str, target: Text, evaluations: list[_Evaluation]) -> Decision:
+        """Allowed when any grant gives the user a role here; else why not (no grant, another channel, a group)."""
+        granted = next((item for item in evaluations if item.applies), None)
+        if granted is None:
+            return self._denied(target, evaluations, evaluations)
+        return Decision(True, f"{action} is open to every role (grants[{granted.grant.index}] role "
+                              f"{granted.role.name})", t("you may {} (every role may)", target))
 
     @staticmethod
     def _source_denied(item: _Evaluation, target: Text, source: str) -> Decision:
@@ -384,8 +398,9 @@ class Policy:
         target: Text,
     ) -> Decision:
         rule = f"grants[{granted.grant.index}] role {granted.role.name}"
-        # Reading the registry changes nothing: no approvals rule holds it up, not even `actions: ["*"]`.
-        approval = None if action in READ_ACTIONS else self._approval_for(action, image, tag)
+        # Reading the registry changes nothing, and a subscription is no job: no approvals rule holds them up,
+        # not even `actions: ["*"]`.
+        approval = self._approval_for(action, image, tag) if action in PROTECTABLE_ACTIONS else None
         sources = granted.role.sources if restricts_sources(granted.role) else ()
         if approval is None:
             return Decision(True, rule, t("you may {} (role {})", target, granted.role.name), sources=sources)
@@ -458,9 +473,12 @@ class Policy:
 
     @staticmethod
     def _permitted(evaluations: Iterable[_Evaluation]) -> tuple[str, ...]:
-        patterns = [pattern for item in evaluations if item.applies for pattern in item.role.actions]
+        applying = [item for item in evaluations if item.applies]
+        patterns = [pattern for item in applying for pattern in item.role.actions]
         return tuple(
-            action for action in ACTIONS if action in OPEN_ACTIONS or _matches(action, patterns)
+            action for action in ACTIONS
+            if action in OPEN_ACTIONS or (action in MEMBER_ACTIONS and applying)
+            or _matches(DECIDED_AS.get(action, action), patterns)
         )
 
     def whoami(self, user_id: str, channel: str | None = None) -> Identity:

@@ -14,6 +14,7 @@ from bot.core.limits import Limiter
 from bot.core.metrics import Metrics
 from bot.core.queueing import JobQueue
 from bot.core.service import Service
+from bot.core.subscriptions import SubscriptionStore
 from workers.kernel.config import Config
 
 
@@ -26,6 +27,7 @@ class Core:
     jobs: Jobs
     service: Service
     limits: Limiter
+    subscriptions: SubscriptionStore
 
 
 def build_core(config: Config, text_redis: redis.Redis, bytes_redis: redis.Redis,
@@ -37,6 +39,7 @@ def build_core(config: Config, text_redis: redis.Redis, bytes_redis: redis.Redis
     approvals = Approvals(bytes_redis, queue, policy)
     jobs = Jobs(bytes_redis, queue, policy, config)
     limits = Limiter(bytes_redis, config.limits, policy)
+    subscriptions = SubscriptionStore(text_redis)
     service = Service(config, policy, queue, audit=audit, approvals=approvals, jobs=jobs, metrics=metrics,
-                      limits=limits)
-    return Core(policy, queue, audit, approvals, jobs, service, limits)
+                      limits=limits, subscriptions=subscriptions)
+    return Core(policy, queue, audit, approvals, jobs, service, limits, subscriptions)

@@ -40,6 +40,8 @@ from bot.core.queueing import JobQueue, Origin, waiting_note
 from bot.core.registry_plans import Plan, RegistryPlanner
 from bot.core.registry_plans import Refusal as PlanRefusal
 from bot.core.replies import Click, ClickAction, Reply, ReplyKind, Request
+from bot.core.subscription_commands import SubscriptionCommands
+from bot.core.subscriptions import SubscriptionStore
 from bot.core.text import Icon, Text, code, icon, t
 from bot.core.text import command as typed
 from workers.kernel import references
@@ -51,6 +53,8 @@ from workers.kernel.actions import (
     READ_ACTIONS,
     REGISTRY_ACTIONS,
     REGISTRY_QUEUE,
+    SUBSCRIBE,
+    SUBSCRIPTION_COMMANDS,
 )
 from workers.kernel.audit import AuditEntry
 from workers.kernel.config import Config, RegistryConfig
@@ -112,6 +116,7 @@ class Service:
         job_ids: Callable[[], str] = new_job_id,
         metrics: Metrics | None = None,
         limits: Limiter | None = None,
+        subscriptions: SubscriptionStore | None = None,
     ) -> None:
         self._config = config
         self._policy = policy
@@ -122,6 +127,8 @@ class Service:
         self._job_ids = job_ids
         self._metrics = metrics
         self._limits = limits
+        self._subscriptions = None if subscriptions is None else SubscriptionCommands(
+            config, policy, subscriptions, self._record, clock)
         self.jobs = jobs
         self._planner = RegistryPlanner(config, policy, lambda reference: read_history(queue.connection, reference))
 
@@ -171,6 +178,11 @@ class Service:
             return self._about_jobs(request, command)
         if command.action in REGISTRY_COMMANDS:
             return self._registry_command(request, command)
+        if command.action in SUBSCRIPTION_COMMANDS or (command.action == "can-i"
+                                                       and command.subject_action == SUBSCRIBE):
+            if self._subscriptions is None:
+                raise RuntimeError("the service was built without a subscription store")
+            return self._subscriptions.handle(request, command)
         registry = self._registry(command)
         host = self._host(command)
         reference = self._reference(command, registry)
@@ -452,12 +464,12 @@ class Service:
                         key, IDEMPOTENCY_TTL_SECONDS)
 
     def _record(self, request: Request, decision: str, rule: str, job_id: str = "",
-                pipeline: redis.client.Pipeline | None = None) -> None:
+                pipeline: redis.client.Pipeline | None = None, outcome: str = "") -> None:
         # A command that was not understood keeps only its first few hundred characters, redacted.
         limit = AUDIT_TEXT_LIMIT if decision in ("invalid", "refused") else None
         entry = AuditEntry(at=self._clock(), user=request.user_id, channel=request.channel_id or "",
                            kind="command", command=audit_text(request.text, limit), decision=decision,
-                           rule=rule, job_id=job_id, outcome="")
+                           rule=rule, job_id=job_id, outcome=outcome)
         try:
             self._audit.record(entry, pipeline=pipeline)
             if self._metrics is not None:

@@ -27,4 +27,5 @@ def make_service(document: Mapping[str, Any], connection: redis.Redis, *, limits
     ids = iter(f"{n:012x}" for n in range(1, 1000))
     core = build_core(config, connection, bytes_redis(connection))
     return Service(config, core.policy, core.queue, audit=core.audit, approvals=core.approvals,
-                   jobs=core.jobs, job_ids=lambda: next(ids), limits=core.limits if limits else None)
+                   jobs=core.jobs, job_ids=lambda: next(ids), limits=core.limits if limits else None,
+                   subscriptions=core.subscriptions)

@@ -645,7 +645,7 @@ def test_an_approval_rule_built_from_stored_fields_works() -> None:
 # --- permitted_actions and whoami ---------------------------------------------------------------
 
 EVERYTHING = ("push", "pull", "tag", "login", "promote", "delete", "rollback", "tags", "inspect", "history", "whoami",
-              "can-i", "help", "status", "jobs", "cancel", "hosts")
+              "can-i", "help", "status", "jobs", "cancel", "hosts", "subscribe", "unsubscribe", "subscriptions")
 
 
 @pytest.mark.parametrize(
@@ -656,12 +656,13 @@ EVERYTHING = ("push", "pull", "tag", "login", "promote", "delete", "rollback", "
             "U0DEV1",
             "C0OPS",
             MEMBERSHIP,
-            ("push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel"),
+            ("push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel", "subscriptions"),
         ),
-        ("U0DEV1", "C0RANDOM", MEMBERSHIP, ("pull", "whoami", "can-i", "help", "status", "jobs")),
-        ("U0DEV1", "C0OPS", None, ("pull", "whoami", "can-i", "help", "status", "jobs")),
-        ("U0REL", "C0ANY", MEMBERSHIP, ("push", "pull", "whoami", "can-i", "help", "status", "jobs")),
-        ("U0STRANGER", None, MEMBERSHIP, ("pull", "whoami", "can-i", "help", "status", "jobs")),
+        # `subscriptions` only lists: every role may (the `reader` grant applies to everyone here).
+        ("U0DEV1", "C0RANDOM", MEMBERSHIP, ("pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions")),
+        ("U0DEV1", "C0OPS", None, ("pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions")),
+        ("U0REL", "C0ANY", MEMBERSHIP, ("push", "pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions")),
+        ("U0STRANGER", None, MEMBERSHIP, ("pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions")),
     ],
 )
 def test_permitted_actions(
@@ -672,7 +673,8 @@ def test_permitted_actions(
 
 def test_permitted_actions_follow_action_globs() -> None:
     access = AccessConfig(roles={"p": Role("p", actions=("pu*",))}, grants=(Grant("p", users=("U1",)),))
-    assert Policy(access).permitted_actions("U1") == ("push", "pull", "whoami", "can-i", "help")
+    assert Policy(access).permitted_actions("U1") == ("push", "pull", "whoami", "can-i", "help", "subscriptions")
+    assert Policy(access).permitted_actions("U2") == ("whoami", "can-i", "help")  # no role: no listing either
 
 
 def test_whoami_in_a_channel_where_the_group_grant_applies() -> None:

@@ -412,7 +412,7 @@ def test_overall_help_can_show_only_the_given_actions(
             [
                 "`/registry can-i ACTION [IMAGE TAG] [--source REF] [--registry NAME] [--host NAME]`",
                 ("`ACTION`: the action to check: `push`, `pull`, `tag`, `login`, `promote`, `delete`, `rollback`, "
-                "`tags`, `inspect` or `history`"),
+                "`tags`, `inspect`, `history` or `subscribe`"),
                 "`IMAGE`",
                 "`--registry NAME`",
                 "`/registry can-i push centos7-elasticsearch latest`",
@@ -558,7 +558,8 @@ def test_the_overview_lists_self_service_commands_in_order() -> None:
     positions = [text.index(slack(usage(action))) for action in ACTIONS]
     assert positions == sorted(positions)
     assert ACTIONS == ("push", "pull", "tag", "login", "promote", "delete", "rollback", "tags", "inspect", "history",
-                       "whoami", "can-i", "help", "status", "jobs", "cancel", "hosts")
+                       "whoami", "can-i", "help", "status", "jobs", "cancel", "hosts", "subscribe", "unsubscribe",
+                       "subscriptions")
 
 
 # --- redact -------------------------------------------------------------------------------------

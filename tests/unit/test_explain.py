@@ -44,7 +44,8 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
                 "*deployer* from grants[1], given as a member of user group `S0DEVOPS`, valid in <#C0OPS>, <#C0DEPLOYS>",
                 "actions `push`, `pull`, `tag`; images `centos7-*`; hosts `build-*`",
                 "*reader* from grants[2], given to everyone (`*`), valid in every channel: actions `pull`",
-                "You may run in <#C0OPS>: `push`, `pull`, `tag`, and `whoami`, `can-i`, `help` (open to everyone).",
+                ("You may run in <#C0OPS>: `push`, `pull`, `tag`, `subscriptions`, and `whoami`, `can-i`, `help` "
+                 "(open to everyone)."),
                 (
                     "Needs approval: `push`, `promote`, `rollback`, `delete` of images `**` with tags `latest`, "
                     "`prod-*`: 2 distinct approvals from admin or <@U0BOSS>; a request expires after 30m "
@@ -61,7 +62,7 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
                 "Roles in <#C0RANDOM>: *reader*",
                 "Grants that name you but are not valid in this channel:",
                 "*deployer* from grants[1], given as a member of user group `S0DEVOPS`, valid only in <#C0OPS>, <#C0DEPLOYS>",
-                "You may run in <#C0RANDOM>: `pull`, and",
+                "You may run in <#C0RANDOM>: `pull`, `subscriptions`, and",
             ],
             [
                 "Needs approval",
@@ -75,7 +76,8 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
                 "(<@U0ADMIN> here)",
                 "*admin* from grants[0], given to you by user ID, valid in every channel: actions `*`",
                 ("You may run here: `push`, `pull`, `tag`, `login`, `promote`, `delete`, `rollback`, `tags`, "
-                 "`inspect`, `history`, `status`, `jobs`, `cancel`, `hosts`, and `whoami`, `can-i`, `help`"),
+                 "`inspect`, `history`, `status`, `jobs`, `cancel`, `hosts`, `subscribe`, `unsubscribe`, "
+                 "`subscriptions`, and `whoami`, `can-i`, `help`"),
             ],
             ["actions `*`; images"],
         ),
@@ -194,6 +196,6 @@ def test_whoami_offers_the_registry_commands_a_role_allows() -> None:
         grants=(Grant("deployer", users=("U0DEV1",)),),
     )
     text = slack(whoami_text(Policy(access).whoami("U0DEV1", "C0OPS")))
-    assert ("You may run in <#C0OPS>: `push`, `promote`, `rollback`, `tags`, `inspect`, `history`, and `whoami`, "
-            "`can-i`, `help` (open to everyone).") in text
+    assert ("You may run in <#C0OPS>: `push`, `promote`, `rollback`, `tags`, `inspect`, `history`, `subscriptions`, "
+            "and `whoami`, `can-i`, `help` (open to everyone).") in text
     assert "`delete`" not in text

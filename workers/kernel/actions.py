@@ -58,13 +58,31 @@ JOB_COMMANDS: tuple[str, ...] = ("status", "jobs", "cancel")
 READ_ACTIONS: tuple[str, ...] = (*QUERY_ACTIONS, "history")
 """Commands that only read the registry (or regops' record of it)."""
 
-ACTIONS: tuple[str, ...] = (*JOB_ACTIONS, *READ_ACTIONS, *SELF_SERVICE, *JOB_COMMANDS, "hosts")
+SUBSCRIBE = "subscribe"
+"""The action that lets a person change what a channel is told of the registry's changes (admins by default:
+a role must name it, or ``*``)."""
+
+SUBSCRIPTION_COMMANDS: tuple[str, ...] = (SUBSCRIBE, "unsubscribe", "subscriptions")
+"""Commands about the announcements a channel gets: ``subscribe`` and ``unsubscribe`` need the ``subscribe``
+action; ``subscriptions`` only lists them."""
+
+DECIDED_AS: Mapping[str, str] = {"unsubscribe": SUBSCRIBE}
+"""Commands decided as another action: removing a subscription needs what making one needs."""
+
+MEMBER_COMMANDS: tuple[str, ...] = ("subscriptions",)
+"""Commands open to everyone who has a role in the channel (any grant applies to them there): they only
+read what regops itself keeps and show no secret."""
+
+ACTIONS: tuple[str, ...] = (*JOB_ACTIONS, *READ_ACTIONS, *SELF_SERVICE, *JOB_COMMANDS, "hosts",
+                            *SUBSCRIPTION_COMMANDS)
 """Every command, in the order help lists them; also every action a role may name."""
 
 PROTECTABLE_ACTIONS: tuple[str, ...] = tuple(
-    action for action in ACTIONS if action not in SELF_SERVICE and action not in READ_ACTIONS)
+    action for action in ACTIONS
+    if action not in SELF_SERVICE and action not in READ_ACTIONS and action not in SUBSCRIPTION_COMMANDS)
 """Actions an approvals rule may protect (the self-service ones are open to everyone; reading the registry
-changes nothing, so nothing waits for an approval to read it)."""
+changes nothing, so nothing waits for an approval to read it; a subscription is no job, and there is
+nothing for an approval to hold)."""
 
 REGISTRY_QUEUE = "registry"
 """The name the registry queue goes by where a Docker host's name would stand (``hosts``, job records,

@@ -15,7 +15,8 @@ from bot.core.errors import CommandError, CredentialsInChat
 from bot.core.grammar.spec import MATCH_MAX_LENGTH, OPTION_VALUES
 from bot.core.text import Text, code, codes, markup, t
 from workers.kernel.actions import NAME_PATTERN
-from workers.kernel.config.patterns import invalid_class
+from workers.kernel.config.patterns import check_globs, invalid_class
+from workers.kernel.config.problems import Problems
 from workers.kernel.errors import UsageError
 from workers.kernel.references import check_image_name
 
@@ -158,6 +159,33 @@ def check_match(glob: str) -> str:
     if problem is not None:
         raise CommandError(t("`--match` {}: {}; {}.", word(glob), problem, _GLOB_RULE))
     return glob
+
+
+def check_tag_globs(value: str, option: str, usage: Text) -> tuple[str, ...]:
+    """``--tags latest,v*``: comma-separated tag globs, each one that can match a tag, each once, in order.
+
+    The checks of ``--match`` come first (tag characters, closed and valid classes), then the config's own
+    checks of tag globs (:func:`~workers.kernel.config.patterns.check_globs`): a glob that can match no tag is
+    a mistake, refused with why.
+    """
+    globs = list(dict.fromkeys(glob.strip() for glob in value.split(",")))
+    if not all(globs):
+        raise CommandError(t("{} {} has an empty entry: give tag globs separated by commas without spaces, "
+                             "e.g. {}. Usage: {}", code(option), word(value), code(f"{option} latest,v*"), usage))
+    for glob in globs:
+        if len(glob) > MATCH_MAX_LENGTH:
+            raise CommandError(t("{}: a glob of {} characters; at most {}. Usage: {}", code(option), len(glob),
+                                 MATCH_MAX_LENGTH, usage))
+        problem = _glob_problem(glob)
+        if problem is not None:
+            raise CommandError(t("{} {}: {}; {}. Usage: {}", code(option), word(glob), problem, _GLOB_RULE, usage))
+        # Past the character check, a glob has no backtick: the config's message may quote it as markup.
+        problems = Problems()
+        check_globs(problems, [glob], option, "tags")
+        if problems.items:
+            raise CommandError(t("{}: {}. Usage: {}", code(option), markup(problems.items[0].partition(": ")[2]),
+                                 usage))
+    return tuple(globs)
 
 
 def _glob_problem(glob: str) -> Text | None:

@@ -16,6 +16,7 @@ from workers.kernel.actions import (
     READ_ACTIONS,
     REGISTRY_ACTIONS,
     SELF_SERVICE,
+    SUBSCRIPTION_COMMANDS,
 )
 
 GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -23,6 +24,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("In the registry (no Docker host needed)", (*REGISTRY_ACTIONS, *READ_ACTIONS), ("promote", "tags")),
     ("About you", SELF_SERVICE, ("whoami", "can-i")),
     ("Jobs and hosts", (*JOB_COMMANDS, "hosts"), ("jobs", "status")),
+    ("Announcements in this channel", SUBSCRIPTION_COMMANDS, ("subscribe", "unsubscribe")),
 )
 """The overview's groups, in the order of :data:`~workers.kernel.actions.ACTIONS` (each command in one): a
 title, the commands, and those whose first example the title shows (the first ones shown, if hidden)."""

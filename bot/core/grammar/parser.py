@@ -43,8 +43,9 @@ from bot.core.grammar.spec import (
     Command,
     Spec,
 )
+from bot.core.grammar.subscriptions import parse_subscription_command
 from bot.core.text import Text, code, codes, command, t
-from workers.kernel.actions import HOST_ACTIONS, JOB_COMMANDS, SELF_SERVICE
+from workers.kernel.actions import HOST_ACTIONS, JOB_COMMANDS, SELF_SERVICE, SUBSCRIPTION_COMMANDS
 from workers.kernel.references import check_image_name, check_source, check_tag
 
 
@@ -226,6 +227,8 @@ def parse(text: str) -> Command:
         return _parse_jobs_command(spec, positionals, options)
     if action in REGISTRY_COMMANDS:
         return parse_registry_command(spec, positionals, options)
+    if action in SUBSCRIPTION_COMMANDS:
+        return parse_subscription_command(spec, positionals, options)
     check_count(spec.action, spec.arguments, len(spec.optional_arguments), positionals, usage_line(spec))
     if action == "help":
         return _parse_help(positionals)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from workers.kernel.actions import HOST_ACTIONS, READ_ACTIONS, REGISTRY_ACTIONS
+from workers.kernel.actions import HOST_ACTIONS, READ_ACTIONS, REGISTRY_ACTIONS, SUBSCRIBE
 
 COMMAND_WORD = "/registry"
 """The command's own name, which a person may type before the action (Slack's slash command)."""
@@ -43,16 +43,24 @@ MATCH_MAX_LENGTH = 200
 JOB_ID_PATTERN = re.compile(r"[0-9a-f]{6,32}")
 """What a job id looks like (regops makes 12 hex digits; a little slack for ids from elsewhere)."""
 
-CAN_I_ACTIONS: tuple[str, ...] = (*HOST_ACTIONS, *REGISTRY_ACTIONS, *READ_ACTIONS)
-"""The actions ``can-i`` can ask about: every one with a target (``login``'s is the registry)."""
+CAN_I_ACTIONS: tuple[str, ...] = (*HOST_ACTIONS, *REGISTRY_ACTIONS, *READ_ACTIONS, SUBSCRIBE)
+"""The actions ``can-i`` can ask about: every one with a target (``login``'s is the registry, ``subscribe``'s
+the channel)."""
 
 CAN_I_TARGETS: Mapping[str, tuple[str, ...]] = {
     **{action: ("IMAGE", "TAG") for action in CAN_I_ACTIONS},
     "login": (),
     "tags": ("IMAGE",),
+    SUBSCRIBE: (),
 }
 """The arguments ``can-i ACTION`` takes for each action: the target the check is about (for ``promote``,
 the tag TO that would be written)."""
+
+SUBSCRIPTION_ID_PATTERN = re.compile(r"S[1-9][0-9]{0,17}")
+"""What a subscription id looks like: ``S`` and a number (a capital S: image names are lower-case)."""
+
+IMAGE_GLOB_MAX_LENGTH = 400
+"""The longest IMAGE_GLOB read (a registry server, a namespace and a 255-character name, with some classes)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,15 @@ class Command:
     """For ``delete``: also when other tags share the manifest (they go too)."""
     match: str | None = None
     """For ``tags``: a glob the tags must match (``--match``)."""
+    glob: str | None = None
+    """For ``subscribe`` and ``unsubscribe``: IMAGE_GLOB as typed (an image name glob, or one under a registry
+    server and namespace: the service resolves it against the config)."""
+    tag_globs: tuple[str, ...] = ()
+    """For ``subscribe``: the ``--tags`` globs (none given: every tag)."""
+    events: tuple[str, ...] = ()
+    """For ``subscribe``: the ``--events`` kinds, sorted (none given: pushes only)."""
+    subscription_id: str | None = None
+    """For ``unsubscribe``: the subscription id (``S3``), when one was given instead of IMAGE_GLOB."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +127,8 @@ class Spec:
 
 OPTION_VALUES: Mapping[str, str] = {"source": "REF", "registry": "NAME", "host": "NAME", "mine": "",
                                       "image": "NAME", "limit": "N", "match": "GLOB", "to-image": "NAME",
-                                      "to-registry": "NAME", "shared": "", "to": "DIGEST"}
+                                      "to-registry": "NAME", "shared": "", "to": "DIGEST", "tags": "GLOB",
+                                      "events": "EVENTS"}
 """Each option's value placeholder; "" marks a flag, which takes no value."""
 
 OPTION_HELP: Mapping[str, str] = {
@@ -128,6 +146,9 @@ OPTION_HELP: Mapping[str, str] = {
     "shared": "delete also when other tags point at the same manifest: they are deleted with it",
     "to": "the digest to point the tag at, one it had before (see `history`) — default: the one before "
     "its last change",
+    "tags": "only changes of tags matching these globs, comma-separated, e.g. `latest,v*` (default: every tag, "
+    "`*`); `*` any run of characters, `?` one, `[0-9]` one of a class",
+    "events": "which changes to announce: `push`, `delete`, or `push,delete` (default: `push`)",
 }
 
 ARGUMENT_HELP: Mapping[str, str] = {
@@ -136,11 +157,15 @@ ARGUMENT_HELP: Mapping[str, str] = {
     "SOURCE": "the local image: a reference like `centos7-elasticsearch:latest` or an image ID",
     "COMMAND": "a command to explain",
     "ACTION": "the action to check: `push`, `pull`, `tag`, `login`, `promote`, `delete`, `rollback`, `tags`, "
-    "`inspect` or `history`",
+    "`inspect`, `history` or `subscribe`",
     "JOB": "a job id such as `0123456789ab`, as the acknowledgement and the job's message show it",
     "FROM": "the tag to copy, e.g. `staging`, or a digest written `@sha256:…` (64 hex digits)",
     "TO": "the tag to make (or move), e.g. `prod`",
     "DIGEST": "a manifest digest: `sha256:` and 64 hex digits, as `inspect` and `history` show it",
+    "IMAGE_GLOB": "the images to announce: an image name or a glob of them, e.g. `centos7-elasticsearch`, "
+    "`centos7-*` or `team/**` (`*` stops at `/`, `**` does not); a full repository path like "
+    "`REGISTRY/NAMESPACE/centos7-*` works too and picks that registry",
+    "ID": "a subscription id such as `S3`, as `subscriptions` shows it",
 }
 
 SPECS: Mapping[str, Spec] = {
@@ -407,5 +432,56 @@ SPECS: Mapping[str, Spec] = {
             ),
         ),
         ("hosts",),
+    ),
+    "subscribe": Spec(
+        "subscribe",
+        ("IMAGE_GLOB",),
+        (),
+        ("tags", "events", "registry"),
+        "announce the registry's changes of matching images in this channel",
+        (
+            (
+                "Subscribes the channel you type it in: every push (and with `--events push,delete`, every delete) "
+                "of a matching image and tag, whoever made it — regops, CI or someone's laptop — is announced "
+                "here, once per change, whatever else matches. Every registry, or the one `--registry` names. "
+                "Needs the `subscribe` action (admins by default)."
+            ),
+        ),
+        (
+            "subscribe centos7-*",
+            "subscribe centos7-elasticsearch --tags latest,v* --events push,delete",
+            "subscribe team/** --registry main",
+        ),
+        option_help={"registry": "only changes in this registry from the config (default: every registry)"},
+    ),
+    "unsubscribe": Spec(
+        "unsubscribe",
+        ("ID",),
+        (),
+        (),
+        "stop a subscription of this channel",
+        (
+            (
+                "Removes the subscription ID, or every subscription of this channel whose IMAGE_GLOB is the one "
+                "given. Only a channel's own subscriptions can be removed there; static routes from the config "
+                "are changed in the config. Needs the `subscribe` action."
+            ),
+        ),
+        ("unsubscribe S3", "unsubscribe centos7-*"),
+        forms=("ID", "IMAGE_GLOB"),
+    ),
+    "subscriptions": Spec(
+        "subscriptions",
+        (),
+        (),
+        (),
+        "list what is announced in this channel: its subscriptions and the config's routes to it",
+        (
+            (
+                "Lists this channel's subscriptions — id, image and tag globs, events, registry, who made it and "
+                "when — and the static routes of the config that post here. Only you see the answer."
+            ),
+        ),
+        ("subscriptions",),
     ),
 }
