@@ -8,14 +8,12 @@ many of its routes match, so a channel gets at most one message per change.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
 
 from bot.core.announcements import Announcement
 from bot.core.subscriptions import Subscription
 from workers.kernel.config import Config
 from workers.kernel.config.model import NotificationRoute
 from workers.kernel.config.patterns import matches_any
-from workers.kernel.keys import SUBSCRIPTIONS_KEY
 
 ALL_TAGS = "*"
 
@@ -68,20 +66,3 @@ def event_registries(config: Config) -> frozenset[str]:
     """The registries whose changes their own events announce (the relay announces the others' job changes)."""
     return frozenset(name for name, registry in config.registries.items() if registry.events_enabled)
 
-
-class _HashReads(Protocol):
-    def hvals(self, name: str) -> Any: ...
-
-
-def stored_subscriptions(connection: _HashReads) -> list[Subscription]:
-    """The subscriptions in Redis (unreadable ones skipped).
-
-    A stand-in reader of :data:`SUBSCRIPTIONS_KEY` until ``SubscriptionStore.all`` takes its place.
-    """
-    found = []
-    for raw in connection.hvals(SUBSCRIPTIONS_KEY) or ():
-        try:
-            found.append(Subscription.from_json(raw))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return found

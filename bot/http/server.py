@@ -29,7 +29,7 @@ from bot.connections import redis_client
 from bot.core.assembly import build_core
 from bot.core.event_intake import EventIntake
 from bot.core.metrics import Metrics
-from bot.core.routing import Router, event_registries, stored_subscriptions
+from bot.core.routing import Router, event_registries
 from bot.core.watchdog import Watchdog
 from bot.http.app import WebApp
 from bot.http.metrics import metrics_registry
@@ -98,7 +98,7 @@ class BotProcess:
                           signing_secret=signing_secret, metrics_token=settings.metrics_token,
                           registry_events=registry_events)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
-        router = Router(config, lambda: stored_subscriptions(self.redis))
+        router = Router(config, core.subscriptions.all)
         self.registry_events = RegistryEventConsumer(self.redis, config, router, consumer=consumer,
                                                      claim_idle_ms=CLAIM_IDLE_MS)
         self.relay = Relay(self.redis, self.client, consumer=consumer, respond=post_response_url,

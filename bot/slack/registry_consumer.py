@@ -104,6 +104,13 @@ class RegistryEventConsumer(StreamConsumer):
                         pipe.execute()
                     except redis.WatchError:
                         continue
+                    except redis.RedisError:
+                        raise
+                    except Exception:
+                        log.exception("registry events: the delete gathered under %s could not be announced; "
+                                      "dropped", key)
+                        self._redis.zrem(PENDING_DELETES_DUE_KEY, key)
+                        break
                 if decision.announcement is not None:
                     log.info("registry events: delete of %s@%s announced in %s (tags %s)",
                              decision.announcement.repository, decision.announcement.digest,
@@ -150,6 +157,13 @@ class RegistryEventConsumer(StreamConsumer):
                     pipe.execute()
                 except redis.WatchError:
                     continue
+                except redis.RedisError:
+                    raise  # the loop backs off and the entry stays pending
+                except Exception:
+                    # A bug must not stall every event behind this one (it would be reclaimed first, forever).
+                    log.exception("registry events: event %s could not be taken; dropped", event.id)
+                    self._redis.xack(self.stream, self.group, entry_id)
+                    return 1
             self._log(event, decision, channels)
             return 1
         log.warning("registry events: event %s kept changing under its decision; left for a later try", event.id)

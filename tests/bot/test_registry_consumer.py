@@ -16,8 +16,8 @@ from bot.core.envelopes import parse_envelope
 from bot.core.event_intake import EventIntake
 from bot.core.registry_changes import DELETE_HOLD_SECONDS
 from bot.core.registry_events import RegistryEvent
-from bot.core.routing import Router, stored_subscriptions
-from bot.core.subscriptions import Subscription
+from bot.core.routing import Router
+from bot.core.subscriptions import Subscription, SubscriptionStore
 from bot.slack.registry_consumer import RegistryEventConsumer
 from workers.events import EventWriter
 from workers.kernel.config import Config, parse_config
@@ -68,7 +68,7 @@ def make_consumer(connection: redis.Redis, config: Config | None = None, name: s
                   claim_idle_ms: int = 30_000, router: Router | None = None) -> RegistryEventConsumer:
     config = config or make_config()
     consumer = RegistryEventConsumer(connection, config,
-                                     router or Router(config, lambda: stored_subscriptions(connection)),
+                                     router or Router(config, SubscriptionStore(connection).all),
                                      consumer=name, claim_idle_ms=claim_idle_ms, clock=CLOCK)
     consumer.ensure_group()
     return consumer
@@ -406,3 +406,22 @@ def test_real_distribution_envelopes_through_the_intake_announce_push_and_delete
     gone = announced[2]
     assert gone.digest == manifest_gone.digest and tag_gone.tag in gone.tags
     assert pending(text_redis) == 0
+
+
+def test_an_event_that_fails_to_be_taken_does_not_stall_the_ones_behind_it(
+        text_redis: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    config = make_config()
+    broken = iter([True])
+
+    def subscriptions() -> list[Subscription]:
+        if next(broken, False):
+            raise ValueError("a bug")
+        return []
+
+    consumer = make_consumer(text_redis, config, router=Router(config, subscriptions))
+    add(text_redis, event(tag="first", digest=D1), event(tag="second", digest=D2))
+    with caplog.at_level(logging.ERROR, logger="bot.slack.registry_consumer"):
+        assert consumer.step() == 2
+    assert [a.tags for a in outbox(text_redis, "C0SEARCH")] == [("second",)]
+    assert pending(text_redis) == 0
+    assert any("could not be taken" in r.getMessage() for r in caplog.records)
