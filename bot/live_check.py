@@ -3,7 +3,8 @@
 The Docker side runs as ``python -m workers.check`` in a child process, so the bot
 package still never imports the Docker SDK.  Every check is reported by name as ``ok``
 or with its reason; the verdict needs Redis, Slack, the engine and the default
-registry, while another registry's failure is reported but not fatal.
+registry, while another registry's failure is reported but not fatal.  For each registry
+that sends its events, when its last envelope came (never fatal: none may have come yet).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from slack_sdk.errors import SlackApiError
 from bot.settings import Settings, mask_url
 from bot.slack.client import build_web_client
 from workers.kernel.config import Config
+from workers.kernel.keys import REGISTRY_EVENTS_LAST_KEY
+from workers.kernel.times import format_duration, iso_time
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,35 @@ def check_slack(settings: Settings) -> Check:
         return Check("slack", False, f"unreachable ({type(exc).__name__}) at {settings.slack_api_url}")
 
 
+def check_registry_events(settings: Settings, config: Config,
+                          clock: Callable[[], float] = time.time) -> list[Check]:
+    """For each registry with an events token: when regops last took an envelope from it (never fatal)."""
+    names = [name for name, registry in config.registries.items() if registry.events_enabled]
+    if not names:
+        return []
+    client = redis.Redis.from_url(settings.redis_url.reveal(), socket_timeout=5, socket_connect_timeout=5,
+                                  decode_responses=True)
+    try:
+        last = client.hmget(REGISTRY_EVENTS_LAST_KEY, names)
+    except redis.RedisError as exc:
+        return [Check(f"registry {name} events", False, f"cannot be read from Redis ({type(exc).__name__})",
+                      required=False) for name in names]
+    finally:
+        client.close()
+    checks = []
+    for name, value in zip(names, last, strict=True):
+        try:
+            at = float(value) if value is not None else None
+        except ValueError:
+            at = None
+        if at is None:
+            detail = "none received yet (the registry sends one at its first push, pull or delete)"
+        else:
+            detail = f"last envelope at {iso_time(at)} ({format_duration(max(0, int(clock() - at)))} ago)"
+        checks.append(Check(f"registry {name} events", True, detail, required=False))
+    return checks
+
+
 def check_docker_side(config: Config, config_path: Path, environ: Mapping[str, str]) -> list[Check]:
     argv = [sys.executable, "-m", "workers.check", "--config", str(config_path)]
     try:
@@ -81,7 +114,8 @@ def check_docker_side(config: Config, config_path: Path, environ: Mapping[str, s
 def live_checks(settings: Settings, config: Config, config_path: Path,
                 environ: Mapping[str, str] | None = None) -> list[Check]:
     return [check_redis(settings), check_slack(settings),
-            *check_docker_side(config, config_path, os.environ if environ is None else environ)]
+            *check_docker_side(config, config_path, os.environ if environ is None else environ),
+            *check_registry_events(settings, config)]
 
 
 def passed(checks: list[Check]) -> bool:

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from bot.http.app import SLACK_PATH
+from bot.http.registry_events import REGISTRY_EVENTS_PATH
 from bot.slack.mrkdwn import SLASH_COMMAND
 from workers.kernel.config import CONFIG_ENV, Config, Timeouts, load_config, parse_config
 
@@ -164,6 +165,12 @@ def _password_env_names() -> set[str]:
             for registry in config.registries.values() if registry.password_env}
 
 
+def _events_token_env_names() -> set[str]:
+    """The variables the example configs say hold a registry's events token (the bot reads them)."""
+    return {registry.events_token_env for config in _example_configs().values()
+            for registry in config.registries.values() if registry.events_token_env}
+
+
 # --- env files ------------------------------------------------------------------------------------
 
 _ENV_LINE = re.compile(r"(#\s*)?([A-Z][A-Z0-9_]*)=(.*)")
@@ -200,7 +207,7 @@ def test_the_source_scan_finds_what_the_readme_documents() -> None:
 
 def test_every_variable_the_bot_reads_is_documented_in_bot_env() -> None:
     _, documented = _env_file(BOT_ENV)
-    missing = env_names_read("bot") - documented
+    missing = (env_names_read("bot") | _events_token_env_names()) - documented
     assert not missing, f"bot/ reads {sorted(missing)}; describe them in {BOT_ENV.relative_to(ROOT)}"
 
 
@@ -374,7 +381,7 @@ def _settings_by_file() -> dict[str, set[str]]:
 
 
 def test_deployment_files_set_only_variables_regops_reads() -> None:
-    known = _read_by_regops() | _password_env_names()
+    known = _read_by_regops() | _password_env_names() | _events_token_env_names()
     unknown = {where: sorted(names - known) for where, names in _settings_by_file().items() if names - known}
     assert not unknown, f"variables regops never reads: {unknown}"
 
@@ -411,7 +418,7 @@ def test_compose_file_is_valid_for_debians_docker_compose_v1() -> None:
     tool = shutil.which("docker-compose")
     assert tool, "docker-compose (Debian's package) is not installed: deploy/local/setup.sh installs it"
     env = {"PATH": "/usr/bin:/bin", "REDIS_PASSWORD": "x", "SLACK_BOT_TOKEN": "xoxb-x",
-           "SLACK_SIGNING_SECRET": "x", "DOCKER_GID": "0"}
+           "SLACK_SIGNING_SECRET": "x", "DOCKER_GID": "0", "REGISTRY_EVENTS_TOKEN": "t" * 32}
     result = subprocess.run([tool, "-f", str(COMPOSE_FILE), "config", "--quiet"], capture_output=True,
                             text=True, env=env, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
@@ -515,6 +522,88 @@ def test_compose_registry_account_logs_in_with_the_workers_password(tmp_path: Pa
     password = _service_env(worker)[account.password_env or ""]
     assert _bcrypt_matches(password, hashed, tmp_path), (
         "the worker's registry password does not match deploy/compose/htpasswd")
+
+
+def _compose_bot() -> tuple[str, dict[str, Any], Config]:
+    """The compose bot's service name, the service, and the config it reads."""
+    name, bot = next((n, s) for n, s in _regops_services().items() if _command(s)[:1] == ["serve"])
+    config_path = _service_env(bot)[CONFIG_ENV]
+    (config_file,) = [source for source, target in _bind_mounts(bot) if target == config_path]
+    return name, bot, load_config(config_file)
+
+
+def _registry_endpoints() -> list[dict[str, Any]]:
+    """The compose registry's notification endpoints (Distribution reads the variable as YAML)."""
+    endpoints = yaml.safe_load(_registry_service()["environment"]["REGISTRY_NOTIFICATIONS_ENDPOINTS"])
+    assert isinstance(endpoints, list) and endpoints, "REGISTRY_NOTIFICATIONS_ENDPOINTS is no YAML list"
+    return endpoints
+
+
+_BEARER_VARIABLE = re.compile(r"Bearer \$\{([A-Z][A-Z0-9_]*)\}")
+
+
+def test_compose_registry_notifies_the_bot_with_the_token_the_bots_config_names() -> None:
+    name, bot, config = _compose_bot()
+    (endpoint,) = _registry_endpoints()
+    url = urllib.parse.urlsplit(endpoint["url"])
+    port = _option_value(_command(bot), "--port") or str(BOT_PORT)
+    assert (url.scheme, url.hostname, str(url.port), url.path) == ("http", name, port, REGISTRY_EVENTS_PATH)
+    (header,) = endpoint["headers"]["Authorization"]
+    match = _BEARER_VARIABLE.fullmatch(header)
+    assert match, f"the registry's Authorization header is not `Bearer ${{VARIABLE}}`: {header!r}"
+    registry = config.registries[config.default_registry]
+    assert registry.events_enabled and registry.events_token_env, "the compose config's registry sends no events"
+    # The bot's variable is set from the same compose variable the registry's header is made of.
+    assert _service_env(bot)[registry.events_token_env].startswith("${" + match.group(1)), (
+        f"the bot's {registry.events_token_env} is not the registry's ${{{match.group(1)}}}")
+    assert set(endpoint["ignore"]["actions"]) == {"pull", "mount"}
+
+
+def test_compose_events_token_is_required_and_reaches_both_sides() -> None:
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose (Debian's package) is not installed: deploy/local/setup.sh installs it"
+    env = {"PATH": "/usr/bin:/bin", "REDIS_PASSWORD": "x", "SLACK_BOT_TOKEN": "xoxb-x",
+           "SLACK_SIGNING_SECRET": "x", "DOCKER_GID": "0"}
+    missing = subprocess.run([tool, "-f", str(COMPOSE_FILE), "config", "--quiet"], capture_output=True,
+                             text=True, env=env, timeout=120, check=False)
+    assert missing.returncode != 0 and "REGISTRY_EVENTS_TOKEN" in missing.stderr
+    token = "compose-events-token-0123456789"
+    rendered = subprocess.run([tool, "-f", str(COMPOSE_FILE), "config"], capture_output=True, text=True,
+                              env={**env, "REGISTRY_EVENTS_TOKEN": token}, timeout=120, check=True)
+    services = yaml.safe_load(rendered.stdout)["services"]
+    name, _, config = _compose_bot()
+    assert services[name]["environment"][config.registries[config.default_registry].events_token_env] == token
+    registry = next(s for s in services.values() if str(s.get("image", "")).startswith("registry:"))
+    (endpoint,) = yaml.safe_load(registry["environment"]["REGISTRY_NOTIFICATIONS_ENDPOINTS"])
+    assert endpoint["headers"]["Authorization"] == [f"Bearer {token}"]
+
+
+def _readme_yaml_blocks() -> list[Any]:
+    text = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)]
+
+
+def test_the_readme_shows_the_registry_snippet_and_the_regops_side_that_agree() -> None:
+    blocks = _readme_yaml_blocks()
+    registry_side = [b for b in blocks if isinstance(b, dict) and "notifications" in b
+                     and "endpoints" in (b["notifications"] or {})]
+    assert registry_side, "deploy/README.md shows no registry `notifications: endpoints:` snippet"
+    (endpoint,) = registry_side[0]["notifications"]["endpoints"]
+    assert urllib.parse.urlsplit(endpoint["url"]).path == REGISTRY_EVENTS_PATH
+    assert endpoint["headers"]["Authorization"][0].startswith("Bearer ")
+    assert set(endpoint["ignore"]["actions"]) == {"pull", "mount"}
+    regops_side = [b for b in blocks if isinstance(b, dict) and "registries" in b]
+    assert regops_side, "deploy/README.md shows no regops `registries:` entry naming events_token_env"
+    entry = next(iter(regops_side[0]["registries"].values()))
+    assert entry["events_token_env"] in _env_file(BOT_ENV)[1], "the README's variable is not in bot.env"
+    # The same keys as the compose registry's endpoint, so the two stay one recipe.
+    assert set(endpoint) == set(_registry_endpoints()[0])
+
+
+def test_the_example_config_has_an_events_token_and_routes() -> None:
+    config = load_config(EXAMPLE_CONFIG)
+    assert config.registries[config.default_registry].events_token_env == "REGISTRY_EVENTS_TOKEN"
+    assert config.routes and {kind for route in config.routes for kind in route.events} == {"push", "delete"}
 
 
 def _bcrypt_matches(password: str, hashed: str, tmp_path: Path) -> bool:

@@ -163,14 +163,14 @@ class RegistryEventsEndpoint:
         return respond(start_response, "200 OK",
                        {"taken": stored.taken, "duplicate": stored.duplicate, "ignored": envelope.ignored})
 
-    def _body(self, environ: Mapping[str, Any]) -> bytes:
+    def _body(self, request: Mapping[str, Any]) -> bytes:
         """The body, once its length is declared and within bounds and its content type is an envelope's."""
-        declared = environ.get("CONTENT_LENGTH") or ""
+        declared = request.get("CONTENT_LENGTH") or ""
         if not declared:
             raise Refused("411 Length Required", "a Content-Length is required")
         if not declared.isascii() or not declared.isdigit():
             raise Refused("400 Bad Request", "malformed Content-Length")
         if int(declared) > self._max_body:
             raise Refused("413 Content Too Large", f"the body is larger than {self._max_body} bytes")
-        check_media_type(environ.get("CONTENT_TYPE", ""))
-        return read_body(environ, self._max_body)
+        check_media_type(request.get("CONTENT_TYPE", ""))
+        return read_body(request, self._max_body)

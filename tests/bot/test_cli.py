@@ -72,3 +72,26 @@ def test_check_config_warns_about_narrowed_image_globs_on_stderr_and_stays_valid
     warnings = [line for line in result.stderr.splitlines() if line.startswith("regops: warning: ")]
     assert len(warnings) == 1 and "access.roles.deployer.images[0]: `centos7-*`" in warnings[0]
     assert "config ok, with 1 warning(s)" in result.stdout and "warning" not in result.stdout.split("config ok")[0]
+
+
+def test_serve_refuses_to_start_without_a_registrys_events_token_naming_the_variable_not_a_value(
+        tmp_path: Path) -> None:
+    config = tmp_path / "regops.yaml"
+    config.write_text(
+        "registries:\n"
+        "  main:\n    server: dockerhub.example.com:5100\n    services_hostname: ns.example.com\n"
+        "    username: u\n    password_env: REGISTRY_PASSWORD\n    events_token_env: MAIN_EVENTS_TOKEN\n"
+        "  prod:\n    server: prod.example.com:5000\n    services_hostname: ns.example.com\n"
+        "    username: u\n    password_env: REGISTRY_PASSWORD\n    events_token_env: PROD_EVENTS_TOKEN\n"
+        "default_registry: main\nhosts: [build-1]\n")
+    slack = {"SLACK_BOT_TOKEN": "xoxb-cli-test", "SLACK_SIGNING_SECRET": "s" * 32}
+    missing = regops("--config", str(config), "serve", env={**slack, "PROD_EVENTS_TOKEN": "tiny"})
+    assert missing.returncode == 2
+    assert "the events token of registry `main` (environment variable MAIN_EVENTS_TOKEN) is empty or not set" \
+        in missing.stderr
+    assert "registry `prod` (environment variable PROD_EVENTS_TOKEN) is shorter than 16" in missing.stderr
+    shared = "shared-events-token-0123456789"
+    same = regops("--config", str(config), "serve",
+                  env={**slack, "MAIN_EVENTS_TOKEN": shared, "PROD_EVENTS_TOKEN": shared})
+    assert same.returncode == 2 and "is the same as the events token of registry `main`" in same.stderr
+    assert shared not in same.stdout + same.stderr
