@@ -5,7 +5,8 @@ same transaction, so a job's outcome is never recorded without its audit entry.
 The job's heartbeat key is set by the ``started`` event and deleted by a terminal or
 hand-back event in the same transaction too: a record that says running always has
 a heartbeat until the worker dies.  A success also carries, in the same transaction, the
-tag changes it made (the tags' history) and a query's answer.
+tag changes it made (the tags' history, less what the registry's event of the same change
+recorded first) and a query's answer.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from workers.kernel.keys import (
     HEARTBEAT_TTL_SECONDS,
     answer_key,
     heartbeat_key,
+    history_key,
     job_key,
 )
 from workers.kernel.values import as_str
@@ -57,23 +59,52 @@ class EventWriter:
         record: dict[Any, Any] = state_update(event)
         fields: dict[Any, Any] = event.to_fields()
         audit = self._audit_entry(event) if event.type in TERMINAL_EVENTS else None
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(job_key(event.job_id), mapping=record)
-            if answer is not None:
-                pipe.set(answer_key(event.job_id), answer, ex=ANSWER_TTL_SECONDS)
-            pipe.xadd(EVENTS_STREAM, fields, maxlen=EVENTS_STREAM_MAXLEN, approximate=True)
-            if audit is not None:
-                # No MAXLEN: the audit trail is never trimmed.
-                audit_fields: dict[Any, Any] = audit.to_fields()
-                pipe.xadd(AUDIT_STREAM, audit_fields)
-            if worker is not None:
-                pipe.set(heartbeat_key(event.job_id), worker, ex=HEARTBEAT_TTL_SECONDS)
-            elif event.type in TERMINAL_EVENTS or event.type == EventType.QUEUED.value:
-                pipe.delete(heartbeat_key(event.job_id))
-            record_changes(pipe, changes)
-            entry_id = pipe.execute()[2 if answer is not None else 1]
+        while True:
+            with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    fresh = self._not_yet_recorded(pipe, changes) if changes else ()
+                    pipe.multi()
+                    pipe.hset(job_key(event.job_id), mapping=record)
+                    if answer is not None:
+                        pipe.set(answer_key(event.job_id), answer, ex=ANSWER_TTL_SECONDS)
+                    pipe.xadd(EVENTS_STREAM, fields, maxlen=EVENTS_STREAM_MAXLEN, approximate=True)
+                    if audit is not None:
+                        # No MAXLEN: the audit trail is never trimmed.
+                        audit_fields: dict[Any, Any] = audit.to_fields()
+                        pipe.xadd(AUDIT_STREAM, audit_fields)
+                    if worker is not None:
+                        pipe.set(heartbeat_key(event.job_id), worker, ex=HEARTBEAT_TTL_SECONDS)
+                    elif event.type in TERMINAL_EVENTS or event.type == EventType.QUEUED.value:
+                        pipe.delete(heartbeat_key(event.job_id))
+                    record_changes(pipe, fresh)
+                    entry_id = pipe.execute()[2 if answer is not None else 1]
+                except redis.WatchError:
+                    continue  # the registry's event of this change was recorded meanwhile: look again
+            break
         log.debug("job %s: %s event %s", event.job_id, event.type, entry_id)
         return as_str(entry_id)
+
+    @staticmethod
+    def _not_yet_recorded(pipe: Any, changes: Sequence[TagChange]) -> tuple[TagChange, ...]:
+        """``changes`` less those the registry's event of this job already put in the history (watched).
+
+        The bot's consumer of registry events records a regops job's change as the job's when the
+        registry's event for it comes first; the job's success must not record it again.
+        """
+        keys = [history_key(change.reference) for change in changes]
+        pipe.watch(*keys)
+        fresh = []
+        for key, change in zip(keys, changes, strict=True):
+            head = next(iter(pipe.lrange(key, 0, 0) or ()), None)
+            try:
+                known = TagChange.from_json(head) if head else None
+            except (ValueError, KeyError, TypeError):
+                known = None
+            if (known is not None and change.job_id is not None and known.job_id == change.job_id
+                    and known.digest == change.digest):
+                continue
+            fresh.append(change)
+        return tuple(fresh)
 
     def _audit_entry(self, event: JobEvent) -> AuditEntry:
         # Read outside the transaction: MULTI cannot branch on a value it reads.

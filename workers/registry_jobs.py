@@ -21,6 +21,7 @@ import redis
 from workers.credentials import CredentialStore, RegistryCredentials
 from workers.errors import CredentialsError, WorkerError
 from workers.kernel.config.patterns import glob_match
+from workers.kernel.expectations import Expectation, expect
 from workers.kernel.history import Change, TagChange
 from workers.kernel.jobs import FailureReason, JobSpec
 from workers.kernel.keys import tag_times_key
@@ -68,6 +69,11 @@ class RegistryWork:
             client.close()
         self._clients.clear()
 
+    def expect(self, spec: JobSpec, repository: str, name: str, digest: str | None = None) -> None:
+        """Tell the registry-events consumer this job is about to write tag (or delete digest) ``name``."""
+        expect(self.redis, spec.registry, repository, name,
+               Expectation(spec.job_id, spec.requester, spec.action, digest))
+
     def change(self, spec: JobSpec, reference: str, how: Change, digest: str | None, previous: str | None,
                source: str | None = None) -> TagChange:
         return TagChange(at=self.clock(), reference=reference, digest=digest, previous=previous,
@@ -107,6 +113,7 @@ def promote(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
     source_repository, source_ref = _parts(spec.source, spec)
     target_repository, target_tag = _parts(spec.reference, spec)
     previous = target.head_manifest(target_repository, target_tag)
+    work.expect(spec, target_repository, target_tag)
     result = copy_image(source, source_repository, source_ref, target, target_repository, target_tag)
     changes = () if previous == result.digest else (
         work.change(spec, spec.reference or "", Change.PROMOTE, result.digest, previous, spec.source),)
@@ -129,6 +136,7 @@ def delete(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
         raise WorkerError(FailureReason.TAG_SHARED,
                           f"its manifest {short(digest)} is also tagged {names}: deleting it removes those tags "
                           "too. Nothing was deleted; ask again with --shared to delete them all")
+    work.expect(spec, repository, digest, digest)
     client.delete_manifest(repository, digest)
     server = (spec.reference or "").split("/", 1)[0]
     references = [spec.reference or "", *(f"{server}/{repository}:{name}" for name in shared)]
@@ -151,6 +159,7 @@ def rollback(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
     previous = client.head_manifest(repository, tag)
     if previous == spec.digest:
         return RegistryOutcome(digest=spec.digest, message=f"{spec.reference} already pointed at {short(spec.digest)}")
+    work.expect(spec, repository, tag, spec.digest)
     digest = client.put_manifest(repository, tag, manifest)
     return RegistryOutcome(digest=digest, message=f"rolled back {spec.reference} from {short(previous)}",
                            changes=(work.change(spec, spec.reference or "", Change.ROLLBACK, digest, previous),))

@@ -33,10 +33,12 @@ from workers.errors import CredentialsError, JobFailed, WorkerError
 from workers.events import EventWriter
 from workers.kernel.actions import HOST_ACTIONS, LOCKED_ACTIONS, Action
 from workers.kernel.config import Retries
+from workers.kernel.expectations import Expectation, expect
 from workers.kernel.guards import Guards
 from workers.kernel.history import Change, TagChange, current_digest, read_history
 from workers.kernel.jobs import FAILURE_MESSAGES, FailureReason, JobSpec
 from workers.kernel.keys import HEARTBEAT_INTERVAL_SECONDS
+from workers.kernel.references import split_reference
 from workers.liveness import Heartbeat, ReferenceLock
 from workers.progress import Progress
 from workers.registry.client import client_for
@@ -170,6 +172,8 @@ def _push(spec: JobSpec, context: TaskContext, api: docker.APIClient | None, eve
     if source != reference:
         docker_ops.tag(api, source, reference)
     docker_ops.login(api, creds)
+    _server, repository, tag_name = split_reference(reference)
+    expect(context.redis, spec.registry, repository, tag_name, Expectation(spec.job_id, spec.requester, spec.action))
     digest = docker_ops.push(api, reference, creds, _progress_reporter(spec, context, events))
     previous = current_digest(read_history(context.redis, reference, 1))
     changes = () if not digest or digest == previous else (

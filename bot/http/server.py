@@ -29,6 +29,7 @@ from bot.connections import redis_client
 from bot.core.assembly import build_core
 from bot.core.event_intake import EventIntake
 from bot.core.metrics import Metrics
+from bot.core.routing import Router, event_registries
 from bot.core.watchdog import Watchdog
 from bot.http.app import WebApp
 from bot.http.metrics import metrics_registry
@@ -38,6 +39,7 @@ from bot.slack.announcer import Announcer
 from bot.slack.app import build_app
 from bot.slack.audit_relay import AuditRelay
 from bot.slack.client import build_web_client, post_response_url
+from bot.slack.registry_consumer import RegistryEventConsumer
 from bot.slack.relay import Relay
 from bot.slack.socket_mode import SocketModeConnection
 from bot.slack.usergroups import UserGroupDirectory
@@ -96,8 +98,12 @@ class BotProcess:
                           signing_secret=signing_secret, metrics_token=settings.metrics_token,
                           registry_events=registry_events)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
+        router = Router(config, core.subscriptions.all)
+        self.registry_events = RegistryEventConsumer(self.redis, config, router, consumer=consumer,
+                                                     claim_idle_ms=CLAIM_IDLE_MS)
         self.relay = Relay(self.redis, self.client, consumer=consumer, respond=post_response_url,
-                           notify_channel=config.notify_channel, housekeeping=core.approvals.expire_due,
+                           notify_channel=config.notify_channel, router=router,
+                           events_registries=event_registries(config), housekeeping=core.approvals.expire_due,
                            watchdog=Watchdog(self.redis), claim_idle_ms=CLAIM_IDLE_MS, metrics=self.metrics)
         self.announcer = Announcer(self.redis, build_web_client(settings.slack_bot_token, settings.slack_api_url,
                                                                 wait_on_rate_limits=False),
@@ -108,6 +114,8 @@ class BotProcess:
         self._threads = [
             threading.Thread(target=self.directory.run, args=(self._stop,), name="regops-usergroups", daemon=True),
             threading.Thread(target=self._run_relay, name="regops-relay", daemon=True),
+            threading.Thread(target=self.registry_events.run, args=(self._stop,), name="regops-registry-events",
+                             daemon=True),
             threading.Thread(target=self.announcer.run, args=(self._stop,), name="regops-announcer", daemon=True),
         ]
         if self.audit_relay is not None:
@@ -155,6 +163,7 @@ class BotProcess:
             if thread.is_alive():
                 thread.join(timeout)
         relayed = self.relay.drain(timeout)
+        self.registry_events.drain(timeout)
         log.info("serve: stopped; relayed %d waiting event(s) on the way out", relayed)
 
 

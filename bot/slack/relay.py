@@ -14,21 +14,25 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.core import outbox
+from bot.core.announcements import Announcement
 from bot.core.answers import query_answer
 from bot.core.approvals import NOTICE_EVENT, read_view
 from bot.core.metrics import Metrics
 from bot.core.queueing import Origin
+from bot.core.registry_changes import job_announcement
 from bot.core.replies import Reply, ReplyKind
+from bot.core.routing import Router
 from bot.core.text import Text
 from bot.core.watchdog import Watchdog
-from bot.slack.blocks import deployment_notification, job_message, reply_body
+from bot.slack.blocks import job_message, reply_body
 from bot.slack.client import TRANSIENT_ERRORS, ResponseUrlError
 from bot.slack.consumer import StreamConsumer
 from bot.slack.mrkdwn import mrkdwn
@@ -55,7 +59,8 @@ UPDATE_LOST_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 STATE_TTL_SECONDS = 7 * 24 * 3600
 HOUSEKEEPING_SECONDS = 1.0
 NOTIFIED_ACTIONS = frozenset({"push", "promote", "rollback"})
-"""Successful jobs announced in the deployment channel (they change what a tag serves)."""
+"""Successful jobs announced in the routed channels (they change what a tag serves), unless the
+job's registry sends events: then the registry's event of the change announces it (once)."""
 
 
 class ResponseUrlSender(Protocol):
@@ -95,6 +100,8 @@ class Relay(StreamConsumer):
         consumer: str,
         respond: ResponseUrlSender,
         notify_channel: str | None = None,
+        router: Router | None = None,
+        events_registries: Collection[str] = (),
         throttle: float = THROTTLE_SECONDS,
         clock: Callable[[], float] = time.time,
         claim_idle_ms: int = 30_000,
@@ -107,6 +114,8 @@ class Relay(StreamConsumer):
         self._consumer = consumer
         self._respond = respond
         self._notify_channel = notify_channel
+        self._router = router
+        self._events_registries = frozenset(events_registries)
         self._throttle = throttle
         self._clock = clock
         self._claim_idle_ms = claim_idle_ms
@@ -243,7 +252,7 @@ class Relay(StreamConsumer):
                 self._update(job_id, origin, state, text, blocks, rendered, now)
 
         if (terminal and record.state == EventType.SUCCEEDED.value and record.action in NOTIFIED_ACTIONS
-                and self._notify_channel and not state.get("notified")):
+                and (self._router is not None or self._notify_channel) and not state.get("notified")):
             self._notify(job_id, record)
 
     def _save(self, job_id: str, **fields: str) -> None:
@@ -358,15 +367,27 @@ class Relay(StreamConsumer):
             self._slack_failed("chat.postEphemeral", fields.get("job_id", ""), error)
 
     def _notify(self, job_id: str, record: JobRecord) -> None:
-        text, blocks = deployment_notification(record)
-        try:
-            self._call(self._client.chat_postMessage, channel=self._notify_channel, text=text, blocks=blocks,
-                       unfurl_links=False, unfurl_media=False)
-        except SlackApiError as exc:
-            error = exc.response.get("error", "") if exc.response is not None else ""
-            self._slack_failed("chat.postMessage (notification)", job_id, error)
-        self._save(job_id, notified="1")
-        log.info("relay: job %s deployment notification sent to %s", job_id, self._notify_channel)
+        """Queue the job's change in each routed channel's outbox (the announcer posts it), once."""
+        if record.registry in self._events_registries:
+            self._save(job_id, notified="1")  # the registry's event of this change announces it
+            log.info("relay: job %s is announced from registry %s's event", job_id, record.registry)
+            return
+        now = self._clock()
+        announcement = job_announcement(record, read_history(self._redis, record.reference or ""), now)
+        channels = self._channels(announcement) if announcement is not None else []
+        pipe = self._redis.pipeline(transaction=True)
+        for channel in channels:
+            assert announcement is not None
+            outbox.put(pipe, channel, announcement, now)
+        pipe.hset(slack_message_key(job_id), "notified", "1")
+        pipe.expire(slack_message_key(job_id), STATE_TTL_SECONDS)
+        pipe.execute()
+        log.info("relay: job %s announced in %s", job_id, ", ".join(channels) or "no channel")
+
+    def _channels(self, announcement: Announcement) -> list[str]:
+        if self._router is not None:
+            return self._router.channels(announcement)
+        return [self._notify_channel] if self._notify_channel else []
 
     @staticmethod
     def _slack_failed(method: str, job_id: str, error: str) -> None:

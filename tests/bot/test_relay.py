@@ -6,19 +6,25 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
 
+from bot.core.announcements import Announcement
 from bot.core.queueing import JobQueue, Origin
+from bot.core.routing import Router
 from bot.slack.client import ResponseUrlError, build_web_client, post_response_url
 from bot.slack.relay import GROUP, Relay
 from tests.bot.conftest import BOT_TOKEN
 from tests.support.services import free_port
 from tests.support.slack_standin import SlackStandIn
+from workers.kernel.config import parse_config
+from workers.kernel.config.model import NotificationRoute
+from workers.kernel.history import TagChange, record_changes
 from workers.kernel.jobs import EventType, JobEvent, JobRecord, JobSpec, state_update
-from workers.kernel.keys import EVENTS_STREAM, RELAY_DUE_KEY, job_key, slack_message_key
+from workers.kernel.keys import EVENTS_STREAM, OUTBOX_DUE_KEY, RELAY_DUE_KEY, job_key, outbox_key, slack_message_key
 from workers.kernel.secrets import Secret
 
 REF = "127.0.0.1:5000/com.example.namespace/centos7-app:1.0"
@@ -64,6 +70,11 @@ def emit(connection: redis.Redis, job_id: str, kind: EventType, **fields: object
     pipe.execute()
 
 
+def announced(connection: redis.Redis, channel: str) -> list[Announcement]:
+    """What waits in ``channel``'s outbox for the announcer."""
+    return [Announcement.from_json(raw) for raw in connection.lrange(outbox_key(channel), 0, -1)]
+
+
 def job_posts(slack: SlackStandIn, job_id: str, channel: str = "C0OPS") -> list:
     return [c for c in slack.calls_to("chat.postMessage")
             if c.params["channel"] == channel and f"job {job_id}" in c.params["text"]]
@@ -98,8 +109,10 @@ def test_one_message_per_job_edited_in_place_and_progress_throttled(text_redis: 
     assert final.params["text"].startswith("succeeded") and DIGEST in final.params["text"]
     assert final.params["ts"] == job_posts(slack, "job000000001")[0].params.get("ts", final.params["ts"])
     assert len(job_posts(slack, "job000000001")) == 1
-    notices = [c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C0DEPLOYS"]
-    assert len(notices) == 1 and DIGEST in notices[0].params["text"] and REF in notices[0].params["text"]
+    notices = announced(text_redis, "C0DEPLOYS")
+    assert len(notices) == 1 and notices[0].digest == DIGEST and notices[0].references() == [REF]
+    assert notices[0].who == "U0DEV1" and notices[0].by_slack and notices[0].job_id == "job000000001"
+    assert text_redis.zscore(OUTBOX_DUE_KEY, "C0DEPLOYS") is not None
 
 
 def test_redelivered_events_post_nothing_twice(text_redis: redis.Redis, slack: SlackStandIn) -> None:
@@ -115,7 +128,7 @@ def test_redelivered_events_post_nothing_twice(text_redis: redis.Redis, slack: S
         relay._handle(event_id, fields)
     assert len(slack.calls) == calls_before
     assert len(job_posts(slack, "job000000002")) == 1
-    assert len([c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C0DEPLOYS"]) == 1
+    assert len(announced(text_redis, "C0DEPLOYS")) == 1
 
 
 def test_an_event_left_by_a_dead_relay_is_reclaimed_by_another(text_redis: redis.Redis,
@@ -277,3 +290,62 @@ def test_a_failing_response_url_leaves_the_event_for_a_later_try(text_redis: red
     assert text_redis.xpending(EVENTS_STREAM, GROUP)["pending"] == 0
     assert [body["text"].split(":")[0] for _type, body in response_url.posts] == ["queued", "queued"]
     assert text_redis.hget(slack_message_key("job000000009"), "uses") == "1"
+
+
+def routed_relay(connection: redis.Redis, slack: SlackStandIn, clock: Clock, events: frozenset[str]) -> Relay:
+    config = replace(parse_config({
+        "registries": {"main": {"server": "127.0.0.1:5000", "services_hostname": "namespace.example.com",
+                                "username": "u", "password_env": "REGISTRY_PASSWORD"}},
+        "default_registry": "main", "hosts": ["build-1"], "notify_channel": "C0DEPLOYS",
+        "access": {"roles": {"admin": {"actions": ["*"]}}, "grants": [{"role": "admin", "users": ["U0ADMIN"]}]},
+    }), routes=(NotificationRoute(channel="C0APPS", images=("centos7-*",)),
+                NotificationRoute(channel="C0DEPLOYS", images=("**",))))
+    client = build_web_client(Secret(BOT_TOKEN), slack.api_url)
+    relay = Relay(connection, client, consumer="relay-1", respond=post_response_url, notify_channel="C0DEPLOYS",
+                  router=Router(config), events_registries=events, clock=clock)
+    relay.ensure_group()
+    return relay
+
+
+def test_a_job_change_of_a_registry_without_events_goes_to_each_routed_channel_once(
+        text_redis: redis.Redis, slack: SlackStandIn) -> None:
+    clock = Clock()
+    relay = routed_relay(text_redis, slack, clock, frozenset())
+    queue_job(text_redis, "job000000011")
+    earlier = "sha256:" + "ab" * 32
+    record_changes(text_redis, [TagChange(at=1.0, reference=REF, digest=earlier, previous=None, who="ci", how="push"),
+                                TagChange(at=2.0, reference=REF, digest=DIGEST, previous=earlier, who="U0DEV1",
+                                          how="push", job_id="job000000011")])
+    emit(text_redis, "job000000011", EventType.SUCCEEDED, digest=DIGEST)
+    relay.step()
+    for event_id, fields in text_redis.xrange(EVENTS_STREAM):  # handled again, as after a crash before XACK
+        relay._handle(event_id, fields)
+    for channel in ("C0APPS", "C0DEPLOYS"):
+        (notice,) = announced(text_redis, channel)
+        assert (notice.kind, notice.digest, notice.previous, notice.who, notice.how) == (
+            "push", DIGEST, earlier, "U0DEV1", "push")
+    assert not [c for c in slack.calls_to("chat.postMessage") if c.params["channel"] in ("C0APPS", "C0DEPLOYS")]
+
+
+def test_a_job_change_of_a_registry_with_events_is_left_to_its_event(text_redis: redis.Redis,
+                                                                     slack: SlackStandIn) -> None:
+    clock = Clock()
+    relay = routed_relay(text_redis, slack, clock, frozenset({"main"}))
+    queue_job(text_redis, "job000000012")
+    emit(text_redis, "job000000012", EventType.SUCCEEDED, digest=DIGEST)
+    relay.step()
+    assert announced(text_redis, "C0APPS") == [] and announced(text_redis, "C0DEPLOYS") == []
+    assert text_redis.hget(slack_message_key("job000000012"), "notified") == "1"
+    assert len(job_posts(slack, "job000000012")) == 1  # the job's own message still goes to its channel
+
+
+def test_a_job_that_pushed_the_digest_the_tag_had_announces_nothing(text_redis: redis.Redis,
+                                                                     slack: SlackStandIn) -> None:
+    clock = Clock()
+    relay = routed_relay(text_redis, slack, clock, frozenset())
+    queue_job(text_redis, "job000000013")
+    record_changes(text_redis, [TagChange(at=1.0, reference=REF, digest=DIGEST, previous=None, who="ci", how="push")])
+    emit(text_redis, "job000000013", EventType.SUCCEEDED, digest=DIGEST)
+    relay.step()
+    assert announced(text_redis, "C0DEPLOYS") == []
+    assert text_redis.hget(slack_message_key("job000000013"), "notified") == "1"

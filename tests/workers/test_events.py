@@ -11,6 +11,7 @@ import redis
 from tests.support.services import RedisServer
 from workers.events import EventWriter
 from workers.kernel.audit import AuditEntry
+from workers.kernel.history import TagChange, read_history, record_changes
 from workers.kernel.jobs import JobEvent, JobRecord
 from workers.kernel.keys import AUDIT_STREAM, EVENTS_STREAM, job_key
 
@@ -144,3 +145,22 @@ def test_the_audit_stream_is_appended_without_maxlen(redis_server: RedisServer, 
     events_xadd = next(c for c in seen if "XADD regops:events" in c)
     assert "MAXLEN" not in audit_xadd.upper()
     assert "MAXLEN" in events_xadd.upper()  # proves the watch shows a MAXLEN when there is one
+
+
+def test_a_change_the_registry_event_of_the_same_job_recorded_is_not_recorded_again(
+        redis_client: redis.Redis) -> None:
+    reference = "registry.example.com/com.example.namespace/app:latest"
+    old, new = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+    def change(job_id: str | None, digest: str, previous: str | None, who: str = "U1") -> TagChange:
+        return TagChange(at=1.0, reference=reference, digest=digest, previous=previous, who=who, how="push",
+                         job_id=job_id)
+
+    # The bot took the registry's event of job j2's push first and recorded it as j2's.
+    record_changes(redis_client, [change(None, old, None, "ci"), change("j2", new, old)])
+    EventWriter(redis_client).succeeded("j2", digest=new, changes=(change("j2", new, old),))
+    assert [c.job_id for c in read_history(redis_client, reference)] == ["j2", None]
+    # Another job's change of the same tag is recorded.
+    EventWriter(redis_client).succeeded("j3", digest=old, changes=(change("j3", old, new),))
+    assert [c.job_id for c in read_history(redis_client, reference)] == ["j3", "j2", None]
+    assert redis_client.hget(job_key("j2"), "state") == b"succeeded"

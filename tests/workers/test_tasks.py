@@ -34,8 +34,9 @@ from tests.workers.conftest import (
 from workers import tasks
 from workers.credentials import CredentialStore
 from workers.kernel.actions import TASKS
+from workers.kernel.expectations import Expectation
 from workers.kernel.history import read_history
-from workers.kernel.keys import queue_name
+from workers.kernel.keys import EXPECTATION_TTL_SECONDS, expectation_key, queue_name
 from workers.worker import SafeSimpleWorker, make_worker
 
 
@@ -77,6 +78,10 @@ def test_push_succeeds_with_digest_in_record_and_events(
     (change,) = read_history(redis_client, reference)
     assert (change.digest, change.previous, change.who, change.how, change.job_id) == (
         digest, None, "U123TEST", "push", spec.job_id)
+    # The registry's event of this push will find the job expected (its Slack user, for a while).
+    key = expectation_key("main", f"{NAMESPACE}/{name}", "1.0")
+    assert Expectation.from_json(redis_client.get(key)) == Expectation(spec.job_id, "U123TEST", "push")
+    assert 0 < redis_client.ttl(key) <= EXPECTATION_TTL_SECONDS
     # The same digest pushed again is no change of the tag.
     again = make_spec("push", "main", registry.server, reference=reference, source=spec.source)
     tasks.push(queued(redis_client, again))

@@ -133,6 +133,20 @@ def expectation_key(registry: str, repository: str, name: str) -> str:
     return f"{PREFIX}:expect:{registry}:{repository}:{name}"
 
 
+def registry_delete_key(registry: str, repository: str, digest: str) -> str:
+    """String: set when the delete of ``digest`` in ``repository`` was announced (its later tag events add nothing)."""
+    return f"{PREFIX}:registry-delete:{registry}:{repository}:{digest}"
+
+
+def pending_delete_key(registry: str, repository: str, digest: str) -> str:
+    """String (JSON): a delete of ``digest`` being gathered (its tag events come after its manifest's event)."""
+    return f"{PREFIX}:registry-delete-pending:{registry}:{repository}:{digest}"
+
+
+PENDING_DELETES_DUE_KEY = f"{PREFIX}:registry-delete-pending:due"
+"""Sorted set: pending delete key -> when its gathering ends and it is announced (epoch seconds)."""
+
+
 SUBSCRIPTIONS_KEY = f"{PREFIX}:subscriptions"
 """Hash: subscription id -> JSON (channel, images, tags, events, registry, who, when)."""
 SUBSCRIPTION_IDS_KEY = f"{PREFIX}:subscriptions:next"
