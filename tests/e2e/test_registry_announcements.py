@@ -143,7 +143,9 @@ def events_stack(redis_server: RedisServer, docker_engine: DockerEngine) -> Iter
                 for process in (serve, worker):
                     process.start()
                     started.append(process)
-                yield EventsStack(slack, serve, worker, registry, docker_engine, connection, signing_secret)
+                stack = EventsStack(slack, serve, worker, registry, docker_engine, connection, signing_secret)
+                yield stack
+                started.append(stack.serve)  # a test may have replaced serve (the restart test): stop that one too
             finally:
                 for process in reversed(started):
                     process.stop()
