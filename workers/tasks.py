@@ -172,8 +172,8 @@ def _push(spec: JobSpec, context: TaskContext, api: docker.APIClient | None, eve
     source = spec.source or reference
     there = _already_there(spec, context, api, creds, source)
     if there is not None:
-        return Outcome(digest=there, message=f"{reference} already pointed at {there[:19]} (an immutable tag): "
-                       "nothing was pushed")
+        return Outcome(digest=there, message=f"{reference} already pointed at {registry_jobs.short(there)} "
+                       "(an immutable tag): nothing was pushed")
     if source != reference:
         docker_ops.tag(api, source, reference)
     docker_ops.login(api, creds)

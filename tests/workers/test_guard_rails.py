@@ -130,6 +130,9 @@ def test_a_delete_of_an_immutable_tag_or_of_a_manifest_one_points_at_is_refused(
     refused_through = _outcome(lambda: tasks.delete(queued(redis_client, through)))
     assert refused_through["reason"] == "immutable"
     assert "also tagged `v3`, which is immutable" in refused_through["message"]
+    by_digest = _run(redis_client, "delete", registry,
+                     reference=f"{registry.server}/{repo}@{release.digest}")
+    assert by_digest["reason"] == "immutable" and "also tagged `v3`" in by_digest["message"]
     assert registry.manifest_digest(repo, "v3") == release.digest
     assert registry.manifest_digest(repo, "alias") == release.digest
 
