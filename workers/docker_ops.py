@@ -232,6 +232,13 @@ def pull_digest(line: Mapping[str, Any]) -> str | None:
     return None
 
 
+def local_digest(api: docker.APIClient, image: str, repository: str) -> str | None:
+    """The manifest digest the local ``image`` has in ``repository`` (host/path; from its RepoDigests,
+    which the engine records on a push or pull), or None when the engine knows none."""
+    with _engine_call("inspect", image, source=image):
+        return _repo_digest(api, image, repository)
+
+
 def _repo_digest(api: docker.APIClient, reference: str, repository: str) -> str | None:
     for repo_digest in api.inspect_image(reference).get("RepoDigests") or []:
         name, _, digest = str(repo_digest).partition("@")

@@ -6,6 +6,11 @@ through :mod:`workers.registry`.  Each function gets the job spec and what the w
 :class:`RegistryOutcome`: a user-safe message, the digest the tag now has, the tag changes
 for its history and, for a query, the answer as JSON.  Failures are
 :class:`~workers.errors.WorkerError` s with plain reasons, raised by the client at its edge.
+
+The guard rails that depend on what the registry holds are checked here, right before the write
+and under the job's reference lock (:mod:`workers.guard_checks` words the refusals): an immutable
+tag that exists is never moved, nor deleted (nor is a manifest one points at), and a later stage
+of a promotion path is written only from the stage before it, at the digest that stage holds now.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from typing import Any
 
 import redis
 
+from workers import guard_checks
 from workers.credentials import CredentialStore, RegistryCredentials
 from workers.errors import CredentialsError, WorkerError
 from workers.kernel.config.patterns import glob_match
 from workers.kernel.expectations import Expectation, expect
+from workers.kernel.guards import Guards, ImmutableRule
 from workers.kernel.history import Change, TagChange
 from workers.kernel.jobs import FailureReason, JobSpec
 from workers.kernel.keys import tag_times_key
@@ -31,6 +38,7 @@ from workers.registry.client import RegistryClient, client_for
 from workers.registry.copy import CopyResult, copy_image
 from workers.registry.errors import NotFound
 from workers.registry.inspection import Inspection
+from workers.registry.manifests import is_digest
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +55,15 @@ class RegistryOutcome:
 
 @dataclass
 class RegistryWork:
-    """What one registry job needs from its worker: credentials, Redis, a way to make clients, a clock."""
+    """What one registry job needs from its worker: credentials, Redis, a way to make clients, a clock,
+    and the guard rails with the registries' namespaces (how the rails read an image name)."""
 
     credentials: CredentialStore
     redis: redis.Redis
     clock: Callable[[], float]
     make_client: ClientFactory = client_for
+    guards: Guards = field(default_factory=Guards)
+    namespaces: Mapping[str, str] = field(default_factory=dict)
     _clients: dict[str, RegistryClient] = field(default_factory=dict)
 
     def client(self, name: str, server: str | None) -> RegistryClient:
@@ -73,6 +84,15 @@ class RegistryWork:
         """Tell the registry-events consumer this job is about to write tag (or delete digest) ``name``."""
         expect(self.redis, spec.registry, repository, name,
                Expectation(spec.job_id, spec.requester, spec.action, digest))
+
+    def immutable_rule(self, spec: JobSpec, tag: str | None = None) -> ImmutableRule | None:
+        """The immutable rule covering the job's target tag (or ``tag`` of the same image), if any."""
+        target = guard_checks.target_of(spec, self.namespaces)
+        if target is None:
+            return None
+        registry, image, own = target
+        name = own if tag is None else tag
+        return self.guards.immutable_rule(registry, image, name) if name else None
 
     def change(self, spec: JobSpec, reference: str, how: Change, digest: str | None, previous: str | None,
                source: str | None = None) -> TagChange:
@@ -112,7 +132,20 @@ def promote(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
     source = work.client(spec.source_registry or spec.registry, spec.source_server or spec.server)
     source_repository, source_ref = _parts(spec.source, spec)
     target_repository, target_tag = _parts(spec.reference, spec)
+    _follow_path(spec, work, source_repository, source_ref)
     previous = target.head_manifest(target_repository, target_tag)
+    if spec.digest:
+        source_ref = _pinned(spec.digest, source, source_repository, source_ref)
+    rule = work.immutable_rule(spec)
+    if rule is not None and previous is not None:
+        writing = source_ref if is_digest(source_ref) else source.head_manifest(source_repository, source_ref)
+        if writing is None:
+            raise WorkerError(FailureReason.NOT_FOUND, f"{spec.source} is not in the registry: nothing changed")
+        if guard_checks.refuse_overwrite(rule, target_tag, previous, writing):
+            return RegistryOutcome(digest=previous, message=f"{spec.reference} already pointed at {short(previous)}"
+                                   f" (an immutable tag): nothing was written")
+        # The copy is of exactly the digest checked, even if the source tag moves meanwhile.
+        source_ref = writing
     work.expect(spec, target_repository, target_tag)
     result = copy_image(source, source_repository, source_ref, target, target_repository, target_tag)
     changes = () if previous == result.digest else (
@@ -122,6 +155,35 @@ def promote(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
                            message=f"promoted {spec.source} to {spec.reference}{note}: {_sizes(result)}")
 
 
+def _follow_path(spec: JobSpec, work: RegistryWork, source_repository: str, source_ref: str) -> None:
+    """Refuse a promote onto a later stage of a promotion path that is not from the stage before it
+    (a tag of the same image)."""
+    target = guard_checks.target_of(spec, work.namespaces)
+    path = work.guards.path_for(*target) if target is not None and target[2] else None
+    if target is None or path is None:
+        return
+    _registry, image, tag = target
+    stage = path.source_of(tag)
+    source_image = guard_checks.image_name(source_repository,
+                                           work.namespaces.get(spec.source_registry or spec.registry, ""))
+    if is_digest(source_ref):
+        raise guard_checks.path_failure(path, tag, f"a promote from a digest skips `{stage}`")
+    if source_image != image:
+        raise guard_checks.path_failure(path, tag, f"the source is `{source_image}:{source_ref}`, another image")
+    if source_ref != stage:
+        raise guard_checks.path_failure(path, tag, f"`{source_ref}` is not the stage before `{tag}`")
+
+
+def _pinned(pinned: str, source: RegistryClient, repository: str, ref: str) -> str:
+    """The pinned digest, once the source tag is checked to still point at it."""
+    if is_digest(ref):
+        if ref != pinned:
+            raise WorkerError(FailureReason.INVALID_REFERENCE, "the promote names two different source digests")
+        return ref
+    guard_checks.refuse_moved(ref, source.head_manifest(repository, ref), pinned)
+    return pinned
+
+
 def delete(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
     """Delete the tag's manifest; refused when other tags share it, unless the job says ``shared``."""
     client = work.client(spec.registry, spec.server)
@@ -129,8 +191,17 @@ def delete(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
     digest = client.head_manifest(repository, tag)
     if digest is None:
         raise WorkerError(FailureReason.NOT_FOUND, f"{spec.reference} is not in the registry: nothing was deleted")
+    rule = None if is_digest(tag) else work.immutable_rule(spec)
+    if rule is not None:
+        raise guard_checks.immutable_failure(rule, tag, digest)
     others = [name for name in client.tags(repository) if name != tag]
     shared = sorted(name for name, other in client.digests(repository, others).items() if other == digest)
+    for name in shared:
+        held = work.immutable_rule(spec, name)
+        if held is not None:
+            raise WorkerError(FailureReason.IMMUTABLE,
+                              f"its manifest {short(digest)} is also tagged `{name}`, which is immutable "
+                              f"({held.name}): deleting the manifest would remove that tag. Nothing was deleted")
     if shared and not spec.shared:
         names = ", ".join(shared[:10]) + (f" and {len(shared) - 10} more" if len(shared) > 10 else "")
         raise WorkerError(FailureReason.TAG_SHARED,
@@ -151,12 +222,13 @@ def rollback(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
     repository, tag = _parts(spec.reference, spec)
     if not spec.digest:
         raise WorkerError(FailureReason.INVALID_REFERENCE, "the rollback job names no digest to go back to")
+    previous = client.head_manifest(repository, tag)
+    guard_checks.refuse_overwrite(work.immutable_rule(spec), tag, previous, spec.digest)
     try:
         manifest = client.manifest(repository, spec.digest)
     except NotFound:
         raise WorkerError(FailureReason.NOT_FOUND, f"{short(spec.digest)} is no longer in the registry (deleted or "
                           f"garbage-collected), so {spec.reference} cannot go back to it: nothing changed") from None
-    previous = client.head_manifest(repository, tag)
     if previous == spec.digest:
         return RegistryOutcome(digest=spec.digest, message=f"{spec.reference} already pointed at {short(spec.digest)}")
     work.expect(spec, repository, tag, spec.digest)

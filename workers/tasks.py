@@ -156,7 +156,8 @@ def inspect(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _registry_job(spec: JobSpec, context: TaskContext, api: docker.APIClient | None,
                   events: EventWriter) -> Outcome:
-    work = RegistryWork(context.credentials, context.redis, time.time, context.registry_client)
+    work = RegistryWork(context.credentials, context.redis, time.time, context.registry_client,
+                        guards=context.guards, namespaces=context.namespaces)
     try:
         done = registry_jobs.JOBS[spec.action](spec, work)
     finally:
@@ -169,6 +170,10 @@ def _push(spec: JobSpec, context: TaskContext, api: docker.APIClient | None, eve
     reference = _required(spec.reference, "reference", spec)
     creds = _credentials(spec, context)
     source = spec.source or reference
+    there = _already_there(spec, context, api, creds, source)
+    if there is not None:
+        return Outcome(digest=there, message=f"{reference} already pointed at {registry_jobs.short(there)} "
+                       "(an immutable tag): nothing was pushed")
     if source != reference:
         docker_ops.tag(api, source, reference)
     docker_ops.login(api, creds)
@@ -180,6 +185,33 @@ def _push(spec: JobSpec, context: TaskContext, api: docker.APIClient | None, eve
         TagChange(at=time.time(), reference=reference, digest=digest, previous=previous, who=spec.requester,
                   how=Change.PUSH.value, job_id=spec.job_id),)
     return Outcome(digest=digest, message=f"pushed {reference}", changes=changes)
+
+
+def _already_there(spec: JobSpec, context: TaskContext, api: docker.APIClient, creds: RegistryCredentials,
+                   source: str) -> str | None:
+    """The guard rails of a push, checked against the registry before anything is tagged or sent.
+
+    A later stage of a promotion path is never pushed.  A tag an immutable rule covers that
+    exists already is pushed only when the local image is that very manifest: then nothing needs
+    pushing and its digest is returned.  None when the push goes ahead.
+    """
+    target = guard_checks.target_of(spec, context.namespaces)
+    if target is None or not target[2]:
+        return None
+    path = context.guards.path_for(*target)
+    if path is not None:
+        raise guard_checks.path_failure(path, target[2], "a push may not write it")
+    rule = context.guards.immutable_rule(*target)
+    if rule is None:
+        return None
+    _server, repository, tag_name = split_reference(spec.reference or "")
+    with context.registry_client(creds) as client:
+        current = client.head_manifest(repository, tag_name)
+    if current is None:
+        return None
+    local = docker_ops.local_digest(api, source, docker_ops.split_reference(spec.reference or "")[0])
+    guard_checks.refuse_overwrite(rule, tag_name, current, local)
+    return current
 
 
 def _pull(spec: JobSpec, context: TaskContext, api: docker.APIClient | None, events: EventWriter) -> Outcome:

@@ -49,7 +49,9 @@ class JobSpec:
     ``push``/``tag``, and for ``promote`` the full reference it copies from (a tag or a
     digest) in ``source_registry``; ``registry`` names the configured registry whose
     credentials the worker loads from its own config; ``server`` is that registry's
-    host:port.  ``digest`` is where a ``rollback`` points the tag; ``shared`` lets a
+    host:port.  ``digest`` is where a ``rollback`` points the tag, and for a ``promote`` from a tag
+    the digest it is pinned to (``promote IMAGE staging@sha256:… prod``: the source tag must still
+    point there when the worker runs); ``shared`` lets a
     ``delete`` remove a manifest other tags share; ``match`` and ``limit`` shape a
     ``tags`` answer.
     """
@@ -135,6 +137,9 @@ class FailureReason(StrEnum):
     TAG_SHARED = "tag_shared"
     DELETE_DISABLED = "delete_disabled"
     FROZEN = "frozen"
+    IMMUTABLE = "immutable"
+    PROMOTION_PATH = "promotion_path"
+    SOURCE_MOVED = "source_moved"
 
 
 FAILURE_MESSAGES: Mapping[str, str] = {
@@ -152,6 +157,9 @@ FAILURE_MESSAGES: Mapping[str, str] = {
     FailureReason.TAG_SHARED.value: "other tags share the manifest",
     FailureReason.DELETE_DISABLED.value: "deleting is not enabled on this registry",
     FailureReason.FROZEN.value: "a change freeze applies",
+    FailureReason.IMMUTABLE.value: "the tag is immutable",
+    FailureReason.PROMOTION_PATH.value: "the promotion path does not allow it",
+    FailureReason.SOURCE_MOVED.value: "the source moved away from the pinned digest",
 }
 
 
