@@ -17,6 +17,7 @@ import secrets
 import socket
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -29,9 +30,10 @@ from bot.core.assembly import build_core
 from bot.core.metrics import Metrics
 from bot.core.watchdog import Watchdog
 from bot.http.app import WebApp
+from bot.http.guard import Commands
 from bot.http.metrics import metrics_registry
 from bot.settings import Settings
-from bot.slack.app import build_app
+from bot.slack.app import acknowledge_command, build_app, is_slash_command
 from bot.slack.audit_relay import AuditRelay
 from bot.slack.client import build_web_client, post_response_url
 from bot.slack.relay import Relay
@@ -85,7 +87,8 @@ class BotProcess:
         self.socket = (SocketModeConnection(bolt, settings.slack_app_token, settings.slack_api_url)
                        if settings.slack_app_token else None)
         self.web = WebApp(bolt, self.health_problem, metrics_registry(self.metrics, config.hosts),
-                          signing_secret=signing_secret, metrics_token=settings.metrics_token)
+                          signing_secret=signing_secret, metrics_token=settings.metrics_token,
+                          commands=Commands(is_slash_command, partial(acknowledge_command, core.service)))
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.relay = Relay(self.redis, self.client, consumer=consumer, respond=post_response_url,
                            notify_channel=config.notify_channel, housekeeping=core.approvals.expire_due,
