@@ -11,7 +11,7 @@ from prometheus_client.registry import CollectorRegistry
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot.http.guard import MAX_BODY_BYTES, SlackGuard, respond
+from bot.http.guard import MAX_BODY_BYTES, Commands, SlackGuard, respond
 from bot.http.metrics import CONTENT_TYPE, exposition
 from bot.http.registry_events import REGISTRY_EVENTS_PATH
 from workers.kernel.secrets import Secret
@@ -32,9 +32,10 @@ class WebApp:
     def __init__(self, bolt_app: App, health_problem: Callable[[], str | None],
                  metrics: CollectorRegistry | None = None, *, signing_secret: Secret,
                  metrics_token: Secret | None = None, max_body: int = MAX_BODY_BYTES,
-                 registry_events: Callable[[dict, Callable], Iterable[bytes]] | None = None) -> None:
+                 registry_events: Callable[[dict, Callable], Iterable[bytes]] | None = None,
+                 commands: Commands | None = None) -> None:
         self._slack = SlackGuard(SlackRequestHandler(bolt_app, path=SLACK_PATH), signing_secret,
-                                 path=SLACK_PATH, max_body=max_body)
+                                 path=SLACK_PATH, max_body=max_body, commands=commands)
         self._health_problem = health_problem
         self._metrics = metrics
         self._metrics_token = metrics_token.reveal().encode() if metrics_token else None

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -65,12 +66,30 @@ def unauthorized(reason: str) -> Refused:
     return Refused("401 Unauthorized", reason)
 
 
+@dataclass(frozen=True)
+class Commands:
+    """Slash commands answered at the edge: ``takes(body)`` says which, ``answer(body)`` is the JSON response.
+
+    The body was verified and parsed here exactly as Bolt would, so parsing it a second time in
+    Bolt buys nothing (bot/slack/app.py's :func:`~bot.slack.app.acknowledge_command` is the same
+    listener Bolt calls).  Everything else still goes to ``app``.
+    """
+
+    takes: Callable[[Mapping[str, Any]], bool]
+    answer: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
 class SlackGuard:
-    """WSGI middleware: ``POST path`` is checked (see the module) before ``app`` sees it; the rest passes."""
+    """WSGI middleware: ``POST path`` is checked (see the module) before ``app`` sees it; the rest passes.
+
+    With ``commands``, a slash command that passed is answered here (see :class:`Commands`).
+    """
 
     def __init__(self, app: Callable[..., Iterable[bytes]], signing_secret: Secret, *, path: str,
-                 max_body: int = MAX_BODY_BYTES, clock: Clock | None = None) -> None:
+                 max_body: int = MAX_BODY_BYTES, clock: Clock | None = None,
+                 commands: Commands | None = None) -> None:
         self._app = app
+        self._commands = commands
         self._path = path
         self._max_body = max_body
         self._verifier = SignatureVerifier(signing_secret.reveal(), **({"clock": clock} if clock else {}))
@@ -79,10 +98,14 @@ class SlackGuard:
         if environ.get("PATH_INFO", "") != self._path or environ.get("REQUEST_METHOD") != "POST":
             return self._app(environ, start_response)
         try:
-            body = self.check(environ)
+            body, data = self.checked(environ)
         except Refused as refusal:
             log.debug("slack request refused at the edge: %s", refusal.reason)
             return respond(start_response, refusal.status, {"error": refusal.reason})
+        if self._commands is not None and self._commands.takes(data):
+            # Bolt's own response for an ack with a body: 200, JSON, its Content-Type.
+            return respond(start_response, "200 OK", self._commands.answer(data),
+                           content_type="application/json;charset=utf-8")
         inner = dict(environ)
         inner["wsgi.input"] = io.BytesIO(body)
         inner["CONTENT_LENGTH"] = str(len(body))
@@ -91,6 +114,10 @@ class SlackGuard:
 
     def check(self, request: Mapping[str, Any]) -> bytes:
         """The request's body, once it is bounded, signed and well formed; else :class:`Refused`."""
+        return self.checked(request)[0]
+
+    def checked(self, request: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """:meth:`check`'s body, and the body parsed as Bolt parses it."""
         raw = read_body(request, self._max_body)
         try:
             text = raw.decode("utf-8")
@@ -103,11 +130,12 @@ class SlackGuard:
         if not self._verifier.is_valid(text, timestamp, signature):
             raise unauthorized("invalid or expired signature")
         text = spell_out_payload_word(text, request.get("CONTENT_TYPE"))
+        data = parse_like_bolt(text, request.get("CONTENT_TYPE"))
         try:
-            check_payload(parse_like_bolt(text, request.get("CONTENT_TYPE")))
+            check_payload(data)
         except MalformedPayload as exc:
             raise bad_request(f"the payload is not what Slack sends ({exc})") from None
-        return text.encode("utf-8")
+        return text.encode("utf-8"), data
 
 
 def spell_out_payload_word(text: str, content_type: str | None) -> str:
@@ -180,8 +208,7 @@ def parse_like_bolt(text: str, content_type: str | None) -> dict[str, Any]:
 
 
 def respond(start_response: Callable, status: str, body: Mapping[str, Any],
-            headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+            headers: Iterable[tuple[str, str]] = (), content_type: str = "application/json") -> list[bytes]:
     payload = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-                            *headers])
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(payload))), *headers])
     return [payload]

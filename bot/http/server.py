@@ -18,6 +18,7 @@ import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -32,11 +33,12 @@ from bot.core.metrics import Metrics
 from bot.core.routing import Router, event_registries
 from bot.core.watchdog import Watchdog
 from bot.http.app import WebApp
+from bot.http.guard import Commands
 from bot.http.metrics import metrics_registry
 from bot.http.registry_events import RegistryEventsEndpoint, SenderTokens
 from bot.settings import Settings
 from bot.slack.announcer import Announcer
-from bot.slack.app import build_app
+from bot.slack.app import acknowledge_command, build_app, is_slash_command
 from bot.slack.audit_relay import AuditRelay
 from bot.slack.client import build_web_client, post_response_url
 from bot.slack.registry_consumer import RegistryEventConsumer
@@ -96,7 +98,8 @@ class BotProcess:
                                                  EventIntake(redis_client(settings, timeout=2.0)))
         self.web = WebApp(bolt, self.health_problem, metrics_registry(self.metrics, config.hosts),
                           signing_secret=signing_secret, metrics_token=settings.metrics_token,
-                          registry_events=registry_events)
+                          registry_events=registry_events,
+                          commands=Commands(is_slash_command, partial(acknowledge_command, core.service)))
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         router = Router(config, core.subscriptions.all)
         self.registry_events = RegistryEventConsumer(self.redis, config, router, consumer=consumer,

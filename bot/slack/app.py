@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -23,6 +23,8 @@ from bot.slack.blocks import APPROVE_ACTION, CANCEL_ACTION, REJECT_ACTION, reply
 from bot.slack.client import build_web_client
 from workers.kernel.secrets import Secret
 
+COMMAND_NAME = re.compile(r"^/.+")
+"""The slash commands the listener takes (every one: Slack sends only the app's own)."""
 _BODY_MARKER = re.compile(r"\b(?:body|payload|message)\s*:|Unhandled request \(|for the request \(")
 MAX_LIBRARY_LINE = 2000
 """Characters of a Slack library's log message kept; the rest is cut (a message is never a request's size)."""
@@ -94,26 +96,54 @@ def build_app(service: Service, *, signing_secret: Secret, bot_token: Secret,
         if hidden is not None:
             os.environ["SLACK_BOT_TOKEN"] = hidden
     withhold_bodies("slack_bolt")
-    app.command(re.compile(r"^/.+"))(_command_listener(service))
+    app.command(COMMAND_NAME)(_command_listener(service))
     app.action(APPROVE_ACTION)(_click_listener(service, ClickAction.APPROVE))
     app.action(REJECT_ACTION)(_click_listener(service, ClickAction.REJECT))
     app.action(CANCEL_ACTION)(_click_listener(service, ClickAction.CANCEL))
     return app
 
 
+def is_slash_command(body: Mapping[str, Any]) -> bool:
+    """Whether Bolt would hand ``body`` to the command listener: a ``command`` its pattern matches, no SSL check.
+
+    (Bolt answers ``ssl_check=1`` itself before any listener, and leaves a body without a
+    matching ``command`` to its other listeners.)
+    """
+    name = body.get("command")
+    return isinstance(name, str) and COMMAND_NAME.search(name) is not None and "ssl_check" not in body
+
+
+def answer_command(service: Service, command: Mapping[str, Any]) -> dict[str, Any]:
+    """What the command listener acknowledges a slash command with: the service's reply, as Slack's JSON."""
+    request = Request(
+        user_id=command.get("user_id", ""),
+        text=command.get("text", "") or "",
+        channel_id=command.get("channel_id"),
+        frontend="slack",
+        response_url=command.get("response_url"),
+        # Slack's retries and a replayed request carry the same trigger_id: one job for all of them.
+        idempotency_key=command.get("trigger_id") or None,
+        sent_through="Slack",
+    )
+    return reply_body(service.handle(request))
+
+
+def acknowledge_command(service: Service, command: Mapping[str, Any]) -> dict[str, Any]:
+    """The HTTP response body Bolt's ``ack`` would make of :func:`answer_command` (no empty ``blocks``).
+
+    For the HTTP edge, which answers a slash command it has already verified and parsed without
+    handing it to Bolt to parse again (bot/http/guard.py); Socket Mode goes through Bolt.
+    """
+    answer = answer_command(service, command)
+    body = {"text": answer["text"], "response_type": answer["response_type"]}
+    if answer["blocks"]:
+        body["blocks"] = answer["blocks"]
+    return body
+
+
 def _command_listener(service: Service) -> Callable[..., None]:
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
-        request = Request(
-            user_id=command.get("user_id", ""),
-            text=command.get("text", "") or "",
-            channel_id=command.get("channel_id"),
-            frontend="slack",
-            response_url=command.get("response_url"),
-            # Slack's retries and a replayed request carry the same trigger_id: one job for all of them.
-            idempotency_key=command.get("trigger_id") or None,
-            sent_through="Slack",
-        )
-        ack(**reply_body(service.handle(request)))
+        ack(**answer_command(service, command))
 
     return on_command
 

@@ -223,11 +223,14 @@ class Relay(StreamConsumer):
                 pass
 
     def _sync_locked(self, job_id: str, origin: Origin) -> None:
-        fields = self._redis.hgetall(job_key(job_id))
+        # The job's record and its message's state, read together (one round trip), under the lock.
+        reads = self._redis.pipeline(transaction=False)
+        reads.hgetall(job_key(job_id))
+        reads.hgetall(slack_message_key(job_id))
+        fields, state = reads.execute()
         if not fields:
             return
         record = JobRecord.from_fields(fields)
-        state = self._redis.hgetall(slack_message_key(job_id))
         if record.action in QUERY_ACTIONS:
             # A query never posts in the channel: its answer goes to the asker alone, once.
             if record.state in ENDED_STATES and not state.get("answered"):

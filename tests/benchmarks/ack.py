@@ -15,6 +15,11 @@ a freshly started serve, so one phase's relay backlog never weighs on the next.
   (tests/benchmarks/openloop.py, its own process), latency from each scheduled time.
 
 Targets (issue 2): ≥ 800 queued commands/s with no errors; p99 ≤ 10 ms with no errors.
+
+The figures move with the machine's load (serve, Redis, wrk and the stand-in share its cores).
+To compare two trees' acknowledgement path alone, use ``tests/benchmarks/ackpath.py``: the
+same WSGI app in-process, one thread, CPU, Redis commands and round trips per request, and
+callgrind instruction counts (``--valgrind``), which the load does not move.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -20,8 +21,8 @@ import pytest
 from bot.core.replies import Reply, ReplyKind
 from bot.core.text import t
 from bot.http.app import SLACK_PATH, WebApp
-from bot.http.guard import MAX_BODY_BYTES, parse_like_bolt, read_body, spell_out_payload_word
-from bot.slack.app import WithholdBodies, build_app
+from bot.http.guard import MAX_BODY_BYTES, Commands, parse_like_bolt, read_body, spell_out_payload_word
+from bot.slack.app import WithholdBodies, acknowledge_command, build_app, is_slash_command
 from bot.slack.payloads import check_payload
 from tests.support.slack_standin import block_actions_body, sign, slash_command_body
 from workers.kernel.secrets import Secret
@@ -50,11 +51,13 @@ def service() -> StandInService:
     return StandInService()
 
 
-@pytest.fixture
-def web(service: StandInService) -> WebApp:
+@pytest.fixture(params=["bolt", "edge"])
+def web(service: StandInService, request: pytest.FixtureRequest) -> WebApp:
+    """The web app as tests build it (every request to Bolt) and as serve does (commands answered at the edge)."""
     bolt = build_app(service, signing_secret=Secret(SECRET), bot_token=Secret("xoxb-guard"),  # type: ignore[arg-type]
                      api_url="http://127.0.0.1:9/api/")
-    return WebApp(bolt, lambda: None, None, signing_secret=Secret(SECRET))
+    commands = Commands(is_slash_command, partial(acknowledge_command, service)) if request.param == "edge" else None
+    return WebApp(bolt, lambda: None, None, signing_secret=Secret(SECRET), commands=commands)  # type: ignore[arg-type]
 
 
 @pytest.fixture
