@@ -101,7 +101,9 @@ class Announcer:
         if not self._redis.set(lock, self._consumer, nx=True, px=LOCK_MS):
             return 0
         try:
-            return self._post(channel, now)
+            # Another process may have posted here between this step's read of the due set and the lock.
+            due = self._redis.zscore(OUTBOX_DUE_KEY, channel)
+            return self._post(channel, now) if due is not None and float(due) <= now else 0
         finally:
             self._release(keys=[lock], args=[self._consumer])
 
@@ -124,7 +126,10 @@ class Announcer:
             self._put_off(channel, now, exc)
             return 0
         self._failures.pop(channel, None)
-        self._trim(keys=[outbox_key(channel), OUTBOX_DUE_KEY], args=[len(raw), channel, now + self._interval])
+        # The interval runs from Slack's answer, not from this step's start: two messages never reach
+        # Slack closer together than it allows, however long this post took to get there.
+        done = max(now, self._clock())
+        self._trim(keys=[outbox_key(channel), OUTBOX_DUE_KEY], args=[len(raw), channel, done + self._interval])
         log.info("announcer: %d change(s) announced in %s", len(items), channel)
         return 1
 

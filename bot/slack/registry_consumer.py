@@ -84,9 +84,13 @@ class RegistryEventConsumer(StreamConsumer):
             taken += self._reclaim()
         entries = self._redis.xreadgroup(self.group, self._consumer, {self.stream: ">"}, count=100,
                                          block=block_ms or None)
+        read = 0
         for _stream, messages in entries or []:
             for entry_id, fields in messages:
+                read += 1
                 taken += self.take(entry_id, fields)
+        if read:
+            log.info("registry events: %d of %d new event(s) taken", taken, read)
         return taken + self.settle_due()
 
     def settle_due(self) -> int:
@@ -198,5 +202,6 @@ class RegistryEventConsumer(StreamConsumer):
                 f" as job {announced.job_id}" if announced.job_id else "")
         else:
             outcome = "nothing to announce"
-        log.info("registry event %s from %s: %s %s: %d history entr%s, %s", event.id, event.registry, event.action,
+        # DEBUG: a CI job pushing hundreds of tags would otherwise write a line each; step() sums them up.
+        log.debug("registry event %s from %s: %s %s: %d history entr%s, %s", event.id, event.registry, event.action,
                  subject, len(decision.changes), "y" if len(decision.changes) == 1 else "ies", outcome)
