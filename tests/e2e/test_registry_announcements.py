@@ -3,6 +3,7 @@ change once in every routed channel (Slack stand-in), whoever made it."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import tempfile
 import textwrap
@@ -18,6 +19,7 @@ import redis
 import requests
 
 from tests.e2e.conftest import NAMESPACE, job_id_of
+from tests.support.registry_images import ImageWriter, basic
 from tests.support.services import DockerEngine, RedisServer, Registry, build_image
 from tests.support.slack_standin import SlackStandIn, sign, slash_command_body
 from tests.support.stack import ServeProcess, WorkerProcess
@@ -231,3 +233,33 @@ def test_a_serve_restart_between_the_2xx_and_the_slack_post_still_announces_once
     time.sleep(3)
     assert len(stack.messages("C0SEARCH", digest)) == 1
     assert len(stack.messages("C0DEPLOYS", digest)) == 1
+
+
+def test_forty_pushes_in_a_few_seconds_arrive_coalesced_at_about_one_message_a_second_none_missing(
+        events_stack: EventsStack) -> None:
+    """A CI job pushing 40 tags through the registry API: Slack's per-channel limit holds, every tag shows."""
+    stack = events_stack
+    stack.slack.channel_interval = 1.0  # the stand-in answers 429 past one message a second per channel
+    tags = [f"ci-{n:02d}" for n in range(40)]
+    try:
+        with ImageWriter(stack.registry.base_url, basic(stack.registry.username, stack.registry.password)) as writer:
+            image = writer.image(stack.repository, tags[0], layers=1, layer_size=512)
+            started = time.time()
+            for tag in tags[1:]:
+                writer.put_manifest(stack.repository, tag, image.manifest, image.media_type)
+        pushed = time.time() - started
+
+        def shown() -> set[str]:
+            texts = [str(m.get("blocks")) for (chan, _ts), m in list(stack.slack.messages.items()) if chan == "C0SEARCH"]
+            return {tag for tag in tags if any(f"{stack.reference(tag)}`" in text or f":{tag}`" in text
+                                               for text in texts)}
+
+        stack.slack.wait_for(lambda: shown() == set(tags), 60, "all 40 tags announced in C0SEARCH")
+    finally:
+        stack.slack.channel_interval = None
+    posts = [c for c in stack.slack.calls_to("chat.postMessage")
+             if c.params.get("channel") == "C0SEARCH" and c.at >= started - 1 and c.ok]
+    assert len(posts) < 20  # coalesced: far fewer messages than pushes
+    times = sorted(c.at for c in posts)
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(times)), times  # about one a second
+    assert pushed < 20
