@@ -23,6 +23,7 @@ from bot.core.access import Decision, Policy
 from bot.core.approvals import Approvals, Outcome
 from bot.core.audit import AuditLog
 from bot.core.errors import CommandError, CredentialsInChat, message_of, unknown_name
+from bot.core.freeze_commands import FreezeCommands
 from bot.core.grammar.credentials import (
     AUDIT_TEXT_LIMIT,
     audit_text,
@@ -33,6 +34,7 @@ from bot.core.grammar.credentials import (
 from bot.core.grammar.help import help_text
 from bot.core.grammar.parser import parse
 from bot.core.grammar.spec import COMMAND_WORD, JOBS_DEFAULT_LIMIT, Command
+from bot.core.guard_rails import GuardRails, GuardRefusal, Write
 from bot.core.jobs import CancelOutcome, Jobs, is_live
 from bot.core.limits import Limiter, Refusal
 from bot.core.metrics import Metrics
@@ -47,6 +49,8 @@ from bot.core.text import command as typed
 from workers.kernel import references
 from workers.kernel.actions import (
     ACTIONS,
+    FREEZE,
+    FREEZE_COMMANDS,
     HOST_ACTIONS,
     LOCKED_ACTIONS,
     QUERY_ACTIONS,
@@ -59,7 +63,7 @@ from workers.kernel.actions import (
 from workers.kernel.audit import AuditEntry
 from workers.kernel.config import Config, RegistryConfig
 from workers.kernel.errors import RegopsError, UsageError
-from workers.kernel.history import read_history
+from workers.kernel.history import current_digest, read_history
 from workers.kernel.jobs import JobRecord, JobSpec
 from workers.kernel.keys import idempotency_key, rq_workers_key
 from workers.kernel.values import as_str
@@ -131,6 +135,8 @@ class Service:
             config, policy, subscriptions, self._record, clock)
         self.jobs = jobs
         self._planner = RegistryPlanner(config, policy, lambda reference: read_history(queue.connection, reference))
+        self._freezes = FreezeCommands(config, policy, queue.connection, self._record, clock)
+        self._guards = GuardRails(config, queue.connection, self._planner.history, clock)
 
     # ---- typed commands ------------------------------------------------------------------
 
@@ -173,9 +179,11 @@ class Service:
         if command.action == "whoami":
             identity = self._policy.whoami(request.user_id, request.channel_id)
             self._record(request, "answered", "whoami is open to everyone")
-            return Reply(ReplyKind.ANSWER, explain.whoami_text(identity))
+            return Reply(ReplyKind.ANSWER, explain.whoami_text(identity) + self._freezes.whoami_note())
         if command.action in ("status", "jobs", "cancel", "hosts"):
             return self._about_jobs(request, command)
+        if command.action in FREEZE_COMMANDS or (command.action == "can-i" and command.subject_action == FREEZE):
+            return self._freezes.handle(request, command)
         if command.action in REGISTRY_COMMANDS:
             return self._registry_command(request, command)
         if command.action in SUBSCRIPTION_COMMANDS or (command.action == "can-i"
@@ -193,7 +201,10 @@ class Service:
             if reference is None and command.image:  # `can-i tags IMAGE`: the repository, no tag
                 reference = references.repository_name(registry.server, registry.namespace, command.image)
             target = code(reference) if reference else t("registry {}", code(registry.server))
-            return Reply(ReplyKind.ANSWER, explain.can_i_text(decision, action, target, command.source))
+            answer = explain.can_i_text(decision, action, target, command.source)
+            if decision.allowed and reference is not None:
+                answer += self._can_i_guards(action, command, registry, reference)
+            return Reply(ReplyKind.ANSWER, answer)
 
         decision = self._decide(request, command.action, command, registry, host)
         if not decision.allowed:
@@ -202,6 +213,11 @@ class Service:
                      decision.code.value, ",".join(decision.unresolved_groups) or "-")
             self._record(request, "denied", decision.rule)
             return Reply(ReplyKind.DENIED, _denied(decision.reason))
+        if command.action == "push" and reference is not None:
+            guard = self._guards.check(Write("push", registry.name, command.image or "", command.tag or "",
+                                             reference))
+            if guard is not None:
+                return self._guarded(request, guard, t("push of {}", code(reference)))
         return self._submit(request, command, registry, host, reference, decision)
 
     def _about_jobs(self, request: Request, command: Command) -> Reply:
@@ -314,7 +330,54 @@ class Service:
                 return Reply(ReplyKind.DENIED, _denied(plan.text))
             self._record(request, "answered", plan.rule)
             return Reply(ReplyKind.ANSWER, plan.text)
+        if plan.action in REGISTRY_ACTIONS:
+            guard = self._guards.check(self._write_of(plan, command))
+            if guard is not None:
+                return self._guarded(request, guard, plan.what)
         return self._submit(request, command, plan.registry, REGISTRY_QUEUE, plan.reference, plan.decision, plan)
+
+    def _write_of(self, plan: Plan, command: Command) -> Write:
+        """What a planned promote, delete or rollback would write, as the guard rails ask it."""
+        digest = plan.spec.get("digest")
+        if plan.action == "promote" and digest is None and command.digest:
+            digest = command.digest  # promote IMAGE @DIGEST TO
+        if plan.action == "promote" and digest is None and command.tag and plan.source:
+            digest = current_digest(self._planner.history(plan.source))  # what FROM holds, as far as regops knows
+        return Write(plan.action, plan.registry.name, plan.image, plan.tag or "", plan.reference,
+                     digest=str(digest) if digest else None,
+                     source_registry=str(plan.spec.get("source_registry", plan.registry.name)),
+                     source_image=command.image, source_tag=command.tag)
+
+    def _guarded(self, request: Request, refusal: GuardRefusal, what: Text) -> Reply:
+        """Refused by a guard rail at the acknowledgement: nothing queued; audited with the rule, counted by rail."""
+        log.info("command refused by guard rail user=%s rail=%s rule=%r", request.user_id, refusal.rail,
+                 refusal.rule)
+        pipe = self._queue.connection.pipeline()
+        self._record(request, "denied", refusal.rule, pipeline=pipe, outcome=f"{refusal.rail}: {refusal.text}")
+        if self._metrics is not None:
+            self._metrics.guarded(refusal.rail, pipeline=pipe)
+        pipe.execute()
+        return Reply(ReplyKind.DENIED, _denied(t("The {} is refused: {}. Nothing was queued.", what, refusal.text)))
+
+    def _can_i_guards(self, action: str, command: Command, registry: RegistryConfig, reference: str) -> Text:
+        """What the guard rails say of an allowed ``can-i`` for a write: the rail that decides, if one does."""
+        if action not in ("push", *REGISTRY_ACTIONS) or not command.image or not command.tag:
+            return Text()
+        write = Write(action, registry.name, command.image, command.tag, reference)
+        refusal = self._guards.freeze(write) or self._guards.immutable(write)
+        if refusal is None and action == "push":
+            refusal = self._guards.path(write)
+        if refusal is not None:
+            return t(" But right now the guard rails refuse it: {} (rule {}).", refusal.text, code(refusal.rule))
+        path = self._guards.path(Write(action, registry.name, command.image, command.tag, reference,
+                                       source_registry=registry.name, source_image=command.image))
+        if action == "promote" and path is not None:
+            return t(" Only from the stage before it: {} (rule {}).", path.text, code(path.rule))
+        rule = self._config.guards.immutable_rule(registry.name, command.image, command.tag)
+        if rule is not None:
+            return t(" Note: the tag is immutable once it exists (rule {}): regops never moves it to another digest.",
+                     code(rule.name))
+        return Text()
 
     def _submit(self, request: Request, command: Command, registry: RegistryConfig, host: str,
                 reference: str | None, decision: Decision, plan: Plan | None = None) -> Reply:
@@ -328,7 +391,7 @@ class Service:
         extra = {"server": registry.server}
         if plan is not None:
             extra.update(image=plan.image, tag=plan.tag or "")  # what permissions on the job are decided on
-            if plan.spec.get("digest"):
+            if plan.spec.get("digest") and plan.action == "rollback":
                 extra["to"] = str(plan.spec["digest"])  # where a rollback points the tag, for its message
         elif command.image and command.tag:
             extra.update(image=command.image, tag=command.tag)

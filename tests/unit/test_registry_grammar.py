@@ -236,7 +236,7 @@ def test_credentials_in_registry_commands_are_refused(text: str) -> None:
 
 def test_can_i_checks_every_action_with_a_target() -> None:
     assert CAN_I_ACTIONS == ("push", "pull", "tag", "login", "promote", "delete", "rollback", "tags", "inspect",
-                             "history", "subscribe")
+                             "history", "subscribe", "freeze")
 
 
 @pytest.mark.parametrize(

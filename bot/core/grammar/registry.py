@@ -61,8 +61,12 @@ def parse_registry_command(spec: Spec, positionals: list[str], options: Mapping[
     return _PARSERS[spec.action](spec, positionals, options)
 
 
-def _tag_or_digest(value: str, label: str, usage: Text) -> tuple[str | None, str | None]:
-    """(tag, None) or (None, digest) for a word that may be either (``promote``'s FROM, ``inspect``'s TAG)."""
+def _tag_or_digest(value: str, label: str, usage: Text, pinned: bool = False) -> tuple[str | None, str | None]:
+    """(tag, None) or (None, digest) for a word that may be either (``promote``'s FROM, ``inspect``'s TAG);
+    with ``pinned``, also (tag, digest) for ``TAG@DIGEST`` (``promote``'s ``staging@sha256:…``)."""
+    tag_part, at, digest_part = value.partition("@")
+    if pinned and at and tag_part:
+        return checked(check_tag, tag_part), check_digest(digest_part, t("the digest {} is pinned to", label), usage)
     if looks_like_digest(value):
         return None, check_digest(value, t("{}", label), usage)
     return checked(check_tag, value), None
@@ -77,15 +81,15 @@ def _tag(action: str, value: str, label: str, usage: Text) -> str:
 
 
 def _shown(tag: str | None, digest: str | None) -> str:
-    """A tag or a digest as the canonical text writes it where a tag may stand."""
-    return tag if tag is not None else f"@{digest}"
+    """A tag, a digest or a pinned tag as the canonical text writes it where a tag may stand."""
+    return f"{tag or ''}@{digest}" if digest else tag or ""
 
 
 def _promote(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
     usage = usage_line(spec)
     check_count(spec.action, spec.arguments, 0, positionals, usage)
     image = checked(check_image_name, positionals[0])
-    tag, digest = _tag_or_digest(positionals[1], "FROM", usage)
+    tag, digest = _tag_or_digest(positionals[1], "FROM", usage, pinned=True)
     target_tag = _tag("promote", positionals[2], "TO", usage)
     target_image = checked(check_image_name, options["to-image"]) if "to-image" in options else None
     registry, to_registry = named(options, "registry"), named(options, "to-registry")
