@@ -63,8 +63,8 @@ class Announcement:
     def from_json(cls, value: str | bytes) -> Announcement:
         data: dict[str, Any] = json.loads(value)
         return cls(
-            kind=str(data["kind"]), registry=str(data["registry"]), server=str(data["server"]),
-            repository=str(data["repository"]), tags=tuple(str(t) for t in data.get("tags", ())),
+            kind=str(data["kind"]), registry=str(data.get("registry", "")), server=str(data.get("server", "")),
+            repository=str(data.get("repository", "")), tags=tuple(str(t) for t in data.get("tags", ())),
             digest=data.get("digest"), at=float(data["at"]), previous=data.get("previous"),
             who=str(data.get("who", "")), by_slack=bool(data.get("by_slack", False)), job_id=data.get("job_id"),
             address=data.get("address"), how=str(data.get("how", "")), text=str(data.get("text", "")),
