@@ -119,8 +119,11 @@ class Approvals:
     # ---- asking --------------------------------------------------------------------------
 
     def request(self, record: JobRecord, spec: JobSpec, origin: Origin, rule: ApprovalRule, timeout: int,
-                pipeline: redis.client.Pipeline) -> float:
-        """Add the request's writes to ``pipeline`` (in MULTI); returns when it expires."""
+                pipeline: redis.client.Pipeline, rule_name: str | None = None) -> float:
+        """Add the request's writes to ``pipeline`` (in MULTI); returns when it expires.
+
+        ``rule_name`` names a rule that is not one of ``access.approvals`` (a break-glass override's).
+        """
         now = self._clock()
         expires_at = now + rule.expires_in
         awaiting = JobRecord(**{**record.__dict__, "state": JobState.AWAITING_APPROVAL})
@@ -131,7 +134,8 @@ class Approvals:
         pipeline.hset(approval_key(record.job_id), mapping={
             "state": JobState.AWAITING_APPROVAL, "requester": record.requester, "channel": origin.channel or "",
             "required": str(rule.required), "approvers": json.dumps(list(rule.approvers)),
-            "rule": f"approvals[{rule.index}]", "rule_index": str(rule.index), "expires_at": str(expires_at),
+            "rule": rule_name or f"approvals[{rule.index}]", "rule_index": str(rule.index),
+            "expires_at": str(expires_at),
             "spec": json.dumps(spec.to_dict()), "timeout": str(timeout), "approved_by": "[]",
         })
         pipeline.expire(approval_key(record.job_id), RECORD_TTL_SECONDS)

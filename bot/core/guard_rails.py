@@ -98,6 +98,11 @@ class GuardRails:
         """The first rail that refuses ``write``, or None when none does (as far as regops knows)."""
         return self.freeze(write) or self.immutable(write) or self.path(write)
 
+    def every(self, write: Write) -> list[GuardRefusal]:
+        """Every rail that refuses ``write`` (what a break-glass override must name, or cannot pass)."""
+        return [refusal for refusal in (self.freeze(write), self.immutable(write), self.path(write))
+                if refusal is not None]
+
     def freeze(self, write: Write) -> GuardRefusal | None:
         found = frozen(self._guards, read_freezes(self._redis), self._clock(), write.registry, write.image,
                        write.tag)

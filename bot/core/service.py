@@ -15,11 +15,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import redis
 
-from bot.core import explain, registry_views
+from bot.core import explain, outbox, registry_views
 from bot.core.access import Decision, Policy
+from bot.core.announcements import Announcement
 from bot.core.approvals import Approvals, Outcome
 from bot.core.audit import AuditLog
 from bot.core.errors import CommandError, CredentialsInChat, message_of, unknown_name
@@ -34,7 +36,7 @@ from bot.core.grammar.credentials import (
 from bot.core.grammar.help import help_text
 from bot.core.grammar.parser import parse
 from bot.core.grammar.spec import COMMAND_WORD, JOBS_DEFAULT_LIMIT, Command
-from bot.core.guard_rails import GuardRails, GuardRefusal, Write
+from bot.core.guard_rails import IMMUTABLE_RAIL, GuardRails, GuardRefusal, Write
 from bot.core.jobs import CancelOutcome, Jobs, is_live
 from bot.core.limits import Limiter, Refusal
 from bot.core.metrics import Metrics
@@ -44,7 +46,7 @@ from bot.core.registry_plans import Refusal as PlanRefusal
 from bot.core.replies import Click, ClickAction, Reply, ReplyKind, Request
 from bot.core.subscription_commands import SubscriptionCommands
 from bot.core.subscriptions import SubscriptionStore
-from bot.core.text import Icon, Text, code, icon, t
+from bot.core.text import Icon, Text, code, icon, plain, t, user_input
 from bot.core.text import command as typed
 from workers.kernel import references
 from workers.kernel.actions import (
@@ -61,7 +63,8 @@ from workers.kernel.actions import (
     SUBSCRIPTION_COMMANDS,
 )
 from workers.kernel.audit import AuditEntry
-from workers.kernel.config import Config, RegistryConfig
+from workers.kernel.config import ApprovalRule, Config, RegistryConfig
+from workers.kernel.config.patterns import matches_any
 from workers.kernel.errors import RegopsError, UsageError
 from workers.kernel.history import current_digest, read_history
 from workers.kernel.jobs import JobRecord, JobSpec
@@ -69,6 +72,12 @@ from workers.kernel.keys import idempotency_key, rq_workers_key
 from workers.kernel.values import as_str
 
 log = logging.getLogger(__name__)
+
+OVERRIDE_EXPIRES_SECONDS = 1800
+"""How long a break-glass override waits for its second approval when no approvals rule sets it."""
+
+BREAK_GLASS_RULE = "break-glass"
+"""The name a break-glass override's approval request goes by (it is none of ``access.approvals``)."""
 
 IDEMPOTENCY_TTL_SECONDS = 3600
 """How long a request's idempotency key (Slack's ``trigger_id``) maps to the job it made."""
@@ -214,10 +223,12 @@ class Service:
             self._record(request, "denied", decision.rule)
             return Reply(ReplyKind.DENIED, _denied(decision.reason))
         if command.action == "push" and reference is not None:
-            guard = self._guards.check(Write("push", registry.name, command.image or "", command.tag or "",
-                                             reference))
-            if guard is not None:
-                return self._guarded(request, guard, t("push of {}", code(reference)))
+            guarded = self._guard(request, command, Write("push", registry.name, command.image or "",
+                                                          command.tag or "", reference),
+                                  t("push of {}", code(reference)), registry, decision)
+            if isinstance(guarded, Reply):
+                return guarded
+            decision = guarded
         return self._submit(request, command, registry, host, reference, decision)
 
     def _about_jobs(self, request: Request, command: Command) -> Reply:
@@ -330,11 +341,13 @@ class Service:
                 return Reply(ReplyKind.DENIED, _denied(plan.text))
             self._record(request, "answered", plan.rule)
             return Reply(ReplyKind.ANSWER, plan.text)
+        decision = plan.decision
         if plan.action in REGISTRY_ACTIONS:
-            guard = self._guards.check(self._write_of(plan, command))
-            if guard is not None:
-                return self._guarded(request, guard, plan.what)
-        return self._submit(request, command, plan.registry, REGISTRY_QUEUE, plan.reference, plan.decision, plan)
+            guarded = self._guard(request, command, self._write_of(plan, command), plan.what, plan.registry, decision)
+            if isinstance(guarded, Reply):
+                return guarded
+            decision = guarded
+        return self._submit(request, command, plan.registry, REGISTRY_QUEUE, plan.reference, decision, plan)
 
     def _write_of(self, plan: Plan, command: Command) -> Write:
         """What a planned promote, delete or rollback would write, as the guard rails ask it."""
@@ -348,7 +361,42 @@ class Service:
                      source_registry=str(plan.spec.get("source_registry", plan.registry.name)),
                      source_image=command.image, source_tag=command.tag)
 
-    def _guarded(self, request: Request, refusal: GuardRefusal, what: Text) -> Reply:
+    def _guard(self, request: Request, command: Command, write: Write, what: Text, registry: RegistryConfig,
+               decision: Decision) -> Reply | Decision:
+        """The guard rails' word on an allowed write: the refusal's reply, or the decision to go on with
+        (``decision`` itself, or with ``--override`` past a freeze or a promotion path, a break-glass one)."""
+        refusals = self._guards.every(write) if command.override is not None else \
+            [refusal for refusal in (self._guards.check(write),) if refusal is not None]
+        if not refusals:
+            return decision
+        if command.override is None:
+            return self._guarded(request, refusals[0], what)
+        immutable = next((refusal for refusal in refusals if refusal.rail == IMMUTABLE_RAIL), None)
+        if immutable is not None:
+            return self._guarded(request, immutable, what, t(" An immutable tag is never overridden."))
+        return self._break_glass(request, command.override, refusals, what, registry, decision)
+
+    def _break_glass(self, request: Request, reason: str, refusals: list[GuardRefusal], what: Text,
+                     registry: RegistryConfig, decision: Decision) -> Reply | Decision:
+        """An override: the requester's roles must allow ``freeze``; a second person whose roles do must approve."""
+        rules = ", ".join(refusal.rule for refusal in refusals)
+        may = self._policy.decide(request.user_id, FREEZE, channel=request.channel_id, registry=registry.name)
+        if not may.allowed:
+            log.info("override refused user=%s rules=%r: %s", request.user_id, rules, may.rule)
+            self._record(request, "denied", f"override of {rules} needs {FREEZE}: {may.rule}")
+            return Reply(ReplyKind.DENIED, _denied(t(
+                "The {} is refused: {}. An override ({}) needs the {} action, and {}. Nothing was queued.", what,
+                refusals[0].text, code("--override"), code(FREEZE), may.reason)))
+        approvers = tuple(name for name, role in self._config.access.roles.items()
+                          if matches_any(FREEZE, role.actions))
+        base = decision.approval
+        rule = ApprovalRule(index=-1, approvers=approvers, required=base.required if base is not None else 1,
+                            expires_in=base.expires_in if base is not None else OVERRIDE_EXPIRES_SECONDS)
+        return replace(decision, rule=f"break-glass override of {rules} ({may.rule})", approval=rule,
+                       reason=t("break-glass override of {}: {}; a second person whose role allows {} must approve "
+                                "it, not you", plain(rules), user_input(reason), code(FREEZE)))
+
+    def _guarded(self, request: Request, refusal: GuardRefusal, what: Text, more: Text | None = None) -> Reply:
         """Refused by a guard rail at the acknowledgement: nothing queued; audited with the rule, counted by rail."""
         log.info("command refused by guard rail user=%s rail=%s rule=%r", request.user_id, refusal.rail,
                  refusal.rule)
@@ -357,7 +405,8 @@ class Service:
         if self._metrics is not None:
             self._metrics.guarded(refusal.rail, pipeline=pipe)
         pipe.execute()
-        return Reply(ReplyKind.DENIED, _denied(t("The {} is refused: {}. Nothing was queued.", what, refusal.text)))
+        return Reply(ReplyKind.DENIED, _denied(t("The {} is refused: {}.{} Nothing was queued.", what, refusal.text,
+                                                 more or Text())))
 
     def _can_i_guards(self, action: str, command: Command, registry: RegistryConfig, reference: str) -> Text:
         """What the guard rails say of an allowed ``can-i`` for a write: the rail that decides, if one does."""
@@ -385,9 +434,11 @@ class Service:
         source = command.source if plan is None else plan.source
         if command.action == "push" and source is None:
             source = f"{command.image}:{command.tag}"
+        # A break-glass override travels in the spec, so that the worker's freeze and path checks let it pass.
+        override = command.override if decision.approval is not None and decision.approval.index < 0 else None
         spec = JobSpec(job_id=job_id, action=command.action, registry=registry.name,
                        server=registry.server, reference=reference, source=source,
-                       requester=request.user_id, **(plan.spec if plan is not None else {}))
+                       requester=request.user_id, override=override, **(plan.spec if plan is not None else {}))
         extra = {"server": registry.server}
         if plan is not None:
             extra.update(image=plan.image, tag=plan.tag or "")  # what permissions on the job are decided on
@@ -443,8 +494,16 @@ class Service:
         timeout = self._config.timeouts.for_action(command.action)
         pipe = self._queue.pipeline()
         if decision.approval is not None:
-            self._approvals.request(record, spec, origin, decision.approval, timeout, pipeline=pipe)
-            self._record(request, "needs_approval", decision.rule, job_id, pipeline=pipe)
+            self._approvals.request(record, spec, origin, decision.approval, timeout, pipeline=pipe,
+                                    rule_name=BREAK_GLASS_RULE if spec.override else None)
+            self._record(request, "needs_approval", decision.rule, job_id, pipeline=pipe,
+                         outcome=f"override: {spec.override}" if spec.override else "")
+            if spec.override and self._config.notify_channel:
+                notice = (f"Break-glass override asked by the requester: {what.plain()} (job {job_id}), past "
+                          f"{decision.rule.removeprefix('break-glass override of ')}: {spec.override}. It runs "
+                          f"once a second person whose role allows freeze approves it.")
+                outbox.put(pipe, self._config.notify_channel, Announcement.notice(notice, self._clock(),
+                                                                                   request.user_id), self._clock())
             pipe.execute()
             log.info("approval requested job=%s user=%s action=%s target=%s rule=%r", job_id,
                      request.user_id, command.action, reference or spec.server, decision.rule)

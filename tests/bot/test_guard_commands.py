@@ -15,13 +15,13 @@ from rq.serializers import JSONSerializer
 
 from bot.core.announcements import Announcement
 from bot.core.metrics import Metrics
-from bot.core.replies import ReplyKind, Request
+from bot.core.replies import Click, ClickAction, ReplyKind, Request
 from bot.core.service import Service
 from tests.support.core import bytes_redis, make_service
 from tests.support.texts import slack
 from workers.kernel.actions import REGISTRY_QUEUE
 from workers.kernel.history import TagChange, record_changes
-from workers.kernel.keys import AUDIT_STREAM, FREEZES_KEY, job_key, outbox_key, queue_name
+from workers.kernel.keys import AUDIT_STREAM, FREEZES_KEY, approval_key, job_key, outbox_key, queue_name
 
 SERVER = "dockerhub.example.com:5100"
 NS = "com.example.namespace"
@@ -341,3 +341,64 @@ def test_whoami_and_help_mention_freezes(service: Service) -> None:
     assert "`/registry freezes`" in text and "/registry unfreeze ID" not in text
     _, text = _ask(service, "help freeze")
     assert "--until TIME" in text and "admins by default" in text
+
+
+# ---- break-glass ---------------------------------------------------------------------------------
+
+
+def _click(service: Service, job_id: str, user: str) -> tuple[ReplyKind, str]:
+    reply = service.click(Click(ClickAction.APPROVE, job_id, user, "C0OPS"))
+    return reply.kind, slack(reply.text)
+
+
+def test_an_override_needs_the_freeze_action(service: Service, text_redis: redis.Redis) -> None:
+    kind, text = _ask(service, 'push app-api prod --override "hotfix 12"')
+    assert kind is ReplyKind.DENIED
+    assert "An override (`--override`) needs the `freeze` action" in text and "Nothing was queued" in text
+    assert _queued(text_redis) == 0 and not text_redis.exists(approval_key("000000000001"))
+    assert _audit(text_redis)[-1]["rule"].startswith("override of guards.promotion_paths[0] needs freeze")
+
+
+def test_an_override_of_a_freeze_waits_for_a_second_person_allowed_to_freeze(service: Service,
+                                                                             text_redis: redis.Redis) -> None:
+    _ask(service, 'freeze web --for 1h --reason "release week"', user="U0ADMIN")
+    kind, text = _ask(service, 'push web latest --override "hotfix for incident 42"', user="U0ADMIN")
+    assert kind is ReplyKind.APPROVAL
+    assert "break-glass override of freeze F1: hotfix for incident 42" in text
+    assert _queued(text_redis) == 0
+    approval = text_redis.hgetall(approval_key("000000000001"))
+    assert approval["rule"] == "break-glass" and json.loads(approval["approvers"]) == ["admin"]
+    assert json.loads(approval["spec"])["override"] == "hotfix for incident 42"
+    entry = _audit(text_redis)[-1]
+    assert entry["decision"] == "needs_approval" and entry["rule"].startswith("break-glass override of freeze F1")
+    assert entry["outcome"] == "override: hotfix for incident 42"
+    notice = _notices(text_redis)[-1]
+    assert "Break-glass override" in notice.text and "hotfix for incident 42" in notice.text
+    assert notice.who == "U0ADMIN"
+
+    assert _click(service, "000000000001", "U0ADMIN")[0] is ReplyKind.DENIED  # never the requester
+    assert _click(service, "000000000001", "U0DEV1")[0] is ReplyKind.DENIED  # a role without `freeze`
+    assert _queued(text_redis) == 0
+    _click(service, "000000000001", "U0ADMIN2")
+    assert _queued(text_redis) == 1
+    spec = _spec(text_redis, "000000000001")
+    assert spec["override"] == "hotfix for incident 42" and spec["reference"] == _ref("web", "latest")
+
+
+def test_an_override_passes_a_promotion_path_but_never_an_immutable_tag(service: Service,
+                                                                        text_redis: redis.Redis) -> None:
+    kind, text = _ask(service, 'promote app-api dev prod --override "staging is down"', user="U0ADMIN")
+    assert kind is ReplyKind.APPROVAL and "guards.promotion_paths[0]" in text
+    _history(text_redis, _ref("app-v", "v1.0"), D1)
+    _ask(service, 'freeze app-v --for 1h --reason "hold"', user="U0ADMIN")
+    kind, text = _ask(service, 'push app-v v1.0 --override "must"', user="U0ADMIN")
+    assert kind is ReplyKind.DENIED
+    assert "is immutable" in text and "An immutable tag is never overridden" in text
+    assert _audit(text_redis)[-1]["rule"] == "guards.immutable[0]"
+    assert _queued(text_redis) == 0
+
+
+def test_a_write_no_rail_refuses_ignores_the_override(service: Service, text_redis: redis.Redis) -> None:
+    kind, _ = _ask(service, 'push web latest --override "just in case"')
+    assert kind is ReplyKind.QUEUED
+    assert "override" not in _spec(text_redis, "000000000001")

@@ -17,7 +17,7 @@ from tests.support.texts import slack
 from workers.kernel.actions import ACTIONS
 from workers.kernel.errors import UsageError
 
-PUSH_USAGE = "`/registry push IMAGE TAG [--source REF] [--registry NAME] [--host NAME]`"
+PUSH_USAGE = "`/registry push IMAGE TAG [--source REF] [--registry NAME] [--host NAME] [--override REASON]`"
 PULL_USAGE = "`/registry pull IMAGE TAG [--registry NAME] [--host NAME]`"
 TAG_USAGE = "`/registry tag SOURCE IMAGE TAG [--registry NAME] [--host NAME]`"
 

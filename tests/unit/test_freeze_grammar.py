@@ -98,3 +98,21 @@ def test_promote_from_a_pinned_stage_keeps_the_tag_and_the_digest() -> None:
     with pytest.raises(UsageError) as info:
         parse("promote web staging@sha256:abc prod")
     assert "has 3 hex digits" in slack(info.value)
+
+
+@pytest.mark.parametrize("text", ['push web prod --override "hotfix 12"', 'promote web dev prod --override "hotfix 12"',
+                                  'delete web old --override "hotfix 12"', 'rollback web prod --override "hotfix 12"'])
+def test_the_writes_take_a_break_glass_override(text: str) -> None:
+    command = parse(text)
+    assert command.override == "hotfix 12" and "--override 'hotfix 12'" in command.text
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("pull web prod --override x", "not an option of `pull`"),
+    ("push web prod --override '  '", "`--override` is empty"),
+    ("push web prod --override '" + "y" * 201 + "'", "at most 200"),
+])
+def test_a_bad_override_is_refused(text: str, fragment: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse(text)
+    assert fragment in slack(info.value)

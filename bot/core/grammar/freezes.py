@@ -38,18 +38,25 @@ def parse_freeze_command(spec: Spec, positionals: list[str], options: Mapping[st
     return _PARSERS[spec.action](spec, positionals, options)
 
 
-def check_reason(value: str, usage_: Text) -> str:
-    """``--reason TEXT``: one line of printable text, at most :data:`REASON_MAX_LENGTH` characters."""
+def check_reason(value: str, usage_: Text, option: str = "--reason") -> str:
+    """``--reason TEXT`` (or ``--override REASON``): one line of printable text, at most
+    :data:`REASON_MAX_LENGTH` characters, its runs of white space made one space."""
     reason = " ".join(value.split())
     if not reason:
-        raise CommandError(t("`--reason` is empty: say why, in quotes, e.g. `--reason \"release week\"`. Usage: {}",
-                             usage_))
+        raise CommandError(t("{} is empty: say why, in quotes, e.g. {}. Usage: {}", code(option),
+                             code(f'{option} "release week"'), usage_))
     if len(reason) > REASON_MAX_LENGTH:
-        raise CommandError(t("`--reason` is {} characters long; at most {}: a sentence, not a document. Usage: {}",
-                             len(reason), REASON_MAX_LENGTH, usage_))
+        raise CommandError(t("{} is {} characters long; at most {}: a sentence, not a document. Usage: {}",
+                             code(option), len(reason), REASON_MAX_LENGTH, usage_))
     if any(not char.isprintable() for char in reason):
-        raise CommandError(t("`--reason` has characters that cannot be shown: plain text only. Usage: {}", usage_))
+        raise CommandError(t("{} has characters that cannot be shown: plain text only. Usage: {}", code(option),
+                             usage_))
     return reason
+
+
+def override_of(options: Mapping[str, str], usage_: Text) -> str | None:
+    """The break-glass reason of ``--override``, checked, or None."""
+    return check_reason(options["override"], usage_, "--override") if "override" in options else None
 
 
 def check_until(value: str, usage_: Text) -> str:

@@ -21,7 +21,7 @@ from bot.core.grammar.arguments import (
     word,
 )
 from bot.core.grammar.credentials import ascii_dashes, normalize, readable_part, refuse_credentials
-from bot.core.grammar.freezes import parse_freeze_command
+from bot.core.grammar.freezes import override_of, parse_freeze_command
 from bot.core.grammar.help import (
     did_you_mean,
     option_usage,
@@ -248,4 +248,5 @@ def parse(text: str) -> Command:
         text=canonical_text(action, positionals, options),
         registry=named(options, "registry"),
         host=named(options, "host"),
+        override=override_of(options, usage_line(spec)),
     )

@@ -21,6 +21,7 @@ from bot.core.grammar.arguments import (
     named,
     word,
 )
+from bot.core.grammar.freezes import override_of
 from bot.core.grammar.help import usage_line
 from bot.core.grammar.spec import TAGS_DEFAULT_LIMIT, TAGS_MAX_LIMIT, Command, Spec
 from bot.core.text import Text, code, markup, t
@@ -99,13 +100,15 @@ def _promote(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> 
                              code("--to-registry NAME"), usage))
     return Command(action="promote", image=image, tag=tag, digest=digest, target_image=target_image,
                    target_tag=target_tag, registry=registry, to_registry=to_registry,
+                   override=override_of(options, usage),
                    text=canonical_text("promote", [image, _shown(tag, digest), target_tag], options))
 
 
 def _delete(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
     image, tag = _image_and_tag(spec, positionals)
     return Command(action="delete", image=image, tag=tag, shared="shared" in options,
-                   registry=named(options, "registry"), text=canonical_text("delete", [image, tag], options))
+                   registry=named(options, "registry"), override=override_of(options, usage_line(spec)),
+                   text=canonical_text("delete", [image, tag], options))
 
 
 def _rollback(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
@@ -113,6 +116,7 @@ def _rollback(spec: Spec, positionals: list[str], options: Mapping[str, str]) ->
     digest = check_digest(options["to"], code("--to"), usage_line(spec)) if "to" in options else None
     shown = {**options, "to": digest} if digest else options
     return Command(action="rollback", image=image, tag=tag, digest=digest, registry=named(options, "registry"),
+                   override=override_of(options, usage_line(spec)),
                    text=canonical_text("rollback", [image, tag], shown))
 
 

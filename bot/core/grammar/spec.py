@@ -127,6 +127,8 @@ class Command:
     it against its clock (:func:`bot.core.grammar.freezes.until_time`)."""
     reason: str | None = None
     """For ``freeze``: why (``--reason``), one line of at most :data:`REASON_MAX_LENGTH` characters."""
+    override: str | None = None
+    """For push, promote, rollback and delete: the break-glass reason (``--override``), checked as a reason."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,8 @@ class Spec:
 OPTION_VALUES: Mapping[str, str] = {"source": "REF", "registry": "NAME", "host": "NAME", "mine": "",
                                       "image": "NAME", "limit": "N", "match": "GLOB", "to-image": "NAME",
                                       "to-registry": "NAME", "shared": "", "to": "DIGEST", "tags": "GLOB",
-                                      "events": "EVENTS", "for": "DURATION", "until": "TIME", "reason": "TEXT"}
+                                      "events": "EVENTS", "for": "DURATION", "until": "TIME", "reason": "TEXT",
+                                      "override": "REASON"}
 """Each option's value placeholder; "" marks a flag, which takes no value."""
 
 OPTION_HELP: Mapping[str, str] = {
@@ -174,6 +177,8 @@ OPTION_HELP: Mapping[str, str] = {
     "for": "how long the freeze lasts from now: `90m`, `2h`, `1d` (at most 90 days)",
     "until": "when the freeze ends, in UTC: `2026-12-24T18:00Z`, or `18:00` for today (a time already past "
     "today is refused: give the date)",
+    "override": "break-glass, in quotes: write what a freeze or a promotion path refuses (never an immutable "
+    "tag), if your role allows `freeze` and a second such person approves; announced and audited with the reason",
     "reason": "why, in quotes: every refusal the freeze causes shows it, e.g. `--reason \"release week\"`",
 }
 
@@ -200,7 +205,7 @@ SPECS: Mapping[str, Spec] = {
         "push",
         ("IMAGE", "TAG"),
         (),
-        ("source", "registry", "host"),
+        ("source", "registry", "host", "override"),
         "tag a local image with the full registry reference, log in and push it",
         (
             (
@@ -255,7 +260,7 @@ SPECS: Mapping[str, Spec] = {
         "promote",
         ("IMAGE", "FROM", "TO"),
         (),
-        ("to-image", "registry", "to-registry"),
+        ("to-image", "registry", "to-registry", "override"),
         "make tag TO point at exactly the manifest FROM points at (no Docker host, no rebuild)",
         (
             (
@@ -278,7 +283,7 @@ SPECS: Mapping[str, Spec] = {
         "delete",
         ("IMAGE", "TAG"),
         (),
-        ("shared", "registry"),
+        ("shared", "registry", "override"),
         "delete a tag from the registry",
         (
             (
@@ -293,7 +298,7 @@ SPECS: Mapping[str, Spec] = {
         "rollback",
         ("IMAGE", "TAG"),
         (),
-        ("to", "registry"),
+        ("to", "registry", "override"),
         "point a tag back at the digest it had before its last change",
         (
             (
