@@ -15,14 +15,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import redis
 
 from bot.core.access import Decision, Policy
 from bot.core.queueing import RECORD_TTL_SECONDS, JobQueue, Origin, remember
-from bot.core.text import Text, t
+from bot.core.text import Kind, Text, t
 from workers.kernel.audit import AuditEntry
 from workers.kernel.config import ApprovalRule
 from workers.kernel.jobs import JobEvent, JobRecord, JobSpec, JobState
@@ -202,7 +202,11 @@ class Approvals:
         rule = ApprovalRule(index=view.rule_index, approvers=view.approvers, required=view.required)
         if not approve and user == view.requester:
             return Decision(True, "requester withdrew", t("you withdrew your own request"))
-        return self._policy.may_approve(user, rule, requester=view.requester, channel=channel)
+        decision = self._policy.may_approve(user, rule, requester=view.requester, channel=channel)
+        if view.rule_index < 0:  # a break-glass override's: it goes by its stored name, not a place in approvals
+            decision = replace(decision, rule=decision.rule.replace(rule.name, view.rule),
+                               reason=_renamed(decision.reason, rule.name, view.rule))
+        return decision
 
     def _queue_approved(self, pipe: redis.client.Pipeline, job_id: str, raw: dict,
                         approved_by: tuple[str, ...], now: float) -> None:
@@ -272,6 +276,12 @@ class Approvals:
         entry = AuditEntry(at=now, user=user, channel=view.channel, kind="approval", command="", decision=decision,
                            rule=rule or view.rule, job_id=view.job_id, outcome="")
         self._redis.xadd(AUDIT_STREAM, entry.to_fields())
+
+
+def _renamed(text: Text, old: str, new: str) -> Text:
+    """``text`` with ``old`` written ``new`` in its plain and input pieces."""
+    return Text(tuple(replace(piece, value=piece.value.replace(old, new)) if piece.kind in (Kind.PLAIN, Kind.INPUT)
+                      else piece for piece in text.pieces))
 
 
 def _confirmation(outcome: Outcome, view: ApprovalView) -> Text:
