@@ -14,7 +14,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Announcement:
-    """A push (``tags`` is one tag; ``previous`` None: a new tag) or a delete (``digest`` and the tags that went).
+    """A push (``tags`` is one tag; ``previous`` None: a new tag) or a delete (``digest`` and the tags that went);
+    or (``kind="notice"``) a plain ``text`` for the channel.
 
     ``who`` is the Slack user ID when a regops job made the change (``job_id`` set, ``by_slack``
     True), else the registry account (empty when the registry named none); ``address`` the client
@@ -37,6 +38,15 @@ class Announcement:
     address: str | None = None
     how: str = ""
     """For a regops job: its action (push, promote, rollback, delete); empty for a change made outside."""
+    text: str = ""
+    """For a ``notice`` (a freeze started or ended, a guard overridden): the message itself, as mrkdwn-free plain
+    text; ``who`` is then the Slack user it is about.  Empty for every other kind."""
+
+    @classmethod
+    def notice(cls, text: str, at: float, who: str = "") -> Announcement:
+        """A plain notice for a channel (no registry change): ``text`` as it is to be read."""
+        return cls(kind="notice", registry="", server="", repository="", tags=(), digest=None, at=at, who=who,
+                   by_slack=bool(who), text=text)
 
     def references(self) -> list[str]:
         """The full references this announcement names (``server/repository:tag``), or the digest reference."""
@@ -53,9 +63,9 @@ class Announcement:
     def from_json(cls, value: str | bytes) -> Announcement:
         data: dict[str, Any] = json.loads(value)
         return cls(
-            kind=str(data["kind"]), registry=str(data["registry"]), server=str(data["server"]),
-            repository=str(data["repository"]), tags=tuple(str(t) for t in data.get("tags", ())),
+            kind=str(data["kind"]), registry=str(data.get("registry", "")), server=str(data.get("server", "")),
+            repository=str(data.get("repository", "")), tags=tuple(str(t) for t in data.get("tags", ())),
             digest=data.get("digest"), at=float(data["at"]), previous=data.get("previous"),
             who=str(data.get("who", "")), by_slack=bool(data.get("by_slack", False)), job_id=data.get("job_id"),
-            address=data.get("address"), how=str(data.get("how", "")),
+            address=data.get("address"), how=str(data.get("how", "")), text=str(data.get("text", "")),
         )

@@ -15,14 +15,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import redis
 
 from bot.core.access import Decision, Policy
 from bot.core.queueing import RECORD_TTL_SECONDS, JobQueue, Origin, remember
-from bot.core.text import Text, t
+from bot.core.text import Kind, Text, t
 from workers.kernel.audit import AuditEntry
 from workers.kernel.config import ApprovalRule
 from workers.kernel.jobs import JobEvent, JobRecord, JobSpec, JobState
@@ -119,8 +119,11 @@ class Approvals:
     # ---- asking --------------------------------------------------------------------------
 
     def request(self, record: JobRecord, spec: JobSpec, origin: Origin, rule: ApprovalRule, timeout: int,
-                pipeline: redis.client.Pipeline) -> float:
-        """Add the request's writes to ``pipeline`` (in MULTI); returns when it expires."""
+                pipeline: redis.client.Pipeline, rule_name: str | None = None) -> float:
+        """Add the request's writes to ``pipeline`` (in MULTI); returns when it expires.
+
+        ``rule_name`` names a rule that is not one of ``access.approvals`` (a break-glass override's).
+        """
         now = self._clock()
         expires_at = now + rule.expires_in
         awaiting = JobRecord(**{**record.__dict__, "state": JobState.AWAITING_APPROVAL})
@@ -131,7 +134,8 @@ class Approvals:
         pipeline.hset(approval_key(record.job_id), mapping={
             "state": JobState.AWAITING_APPROVAL, "requester": record.requester, "channel": origin.channel or "",
             "required": str(rule.required), "approvers": json.dumps(list(rule.approvers)),
-            "rule": f"approvals[{rule.index}]", "rule_index": str(rule.index), "expires_at": str(expires_at),
+            "rule": rule_name or f"approvals[{rule.index}]", "rule_index": str(rule.index),
+            "expires_at": str(expires_at),
             "spec": json.dumps(spec.to_dict()), "timeout": str(timeout), "approved_by": "[]",
         })
         pipeline.expire(approval_key(record.job_id), RECORD_TTL_SECONDS)
@@ -198,7 +202,11 @@ class Approvals:
         rule = ApprovalRule(index=view.rule_index, approvers=view.approvers, required=view.required)
         if not approve and user == view.requester:
             return Decision(True, "requester withdrew", t("you withdrew your own request"))
-        return self._policy.may_approve(user, rule, requester=view.requester, channel=channel)
+        decision = self._policy.may_approve(user, rule, requester=view.requester, channel=channel)
+        if view.rule_index < 0:  # a break-glass override's: it goes by its stored name, not a place in approvals
+            decision = replace(decision, rule=decision.rule.replace(rule.name, view.rule),
+                               reason=_renamed(decision.reason, rule.name, view.rule))
+        return decision
 
     def _queue_approved(self, pipe: redis.client.Pipeline, job_id: str, raw: dict,
                         approved_by: tuple[str, ...], now: float) -> None:
@@ -268,6 +276,12 @@ class Approvals:
         entry = AuditEntry(at=now, user=user, channel=view.channel, kind="approval", command="", decision=decision,
                            rule=rule or view.rule, job_id=view.job_id, outcome="")
         self._redis.xadd(AUDIT_STREAM, entry.to_fields())
+
+
+def _renamed(text: Text, old: str, new: str) -> Text:
+    """``text`` with ``old`` written ``new`` in its plain and input pieces."""
+    return Text(tuple(replace(piece, value=piece.value.replace(old, new)) if piece.kind in (Kind.PLAIN, Kind.INPUT)
+                      else piece for piece in text.pieces))
 
 
 def _confirmation(outcome: Outcome, view: ApprovalView) -> Text:

@@ -23,12 +23,17 @@ from workers.kernel.keys import (
     METRICS_LIMITED_KEY,
     METRICS_RELAY_LAG_KEY,
     METRICS_SLACK_ERRORS_KEY,
+    PREFIX,
     job_key,
     rq_queue_key,
 )
 from workers.kernel.values import as_str
 
 COUNTED_TTL_SECONDS = 7 * 24 * 3600
+METRICS_GUARDED_KEY = f"{PREFIX}:metrics:guarded"
+"""Hash: guard rail → commands it refused at the acknowledgement."""
+RAILS = ("freeze", "immutable", "promotion_path")
+"""The guard rails a command can be refused by (the ``rail`` label's values)."""
 BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 BUCKET_LABELS = (*(f"{b:g}" for b in BUCKETS), "+Inf")
 """The ``le`` of each duration bucket as recorded (and exposed): ``1``, ``5``, … ``3600``, ``+Inf``."""
@@ -60,6 +65,8 @@ class Snapshot:
     """Web API method → failed calls."""
     limited: Mapping[str, float] = field(default_factory=dict)
     """Limit (its key under ``limits:``) → commands it refused."""
+    guarded: Mapping[str, float] = field(default_factory=dict)
+    """Guard rail (:data:`RAILS`) → commands it refused at the acknowledgement."""
 
 
 def _pairs(raw: Mapping) -> dict[tuple[str, str], float]:
@@ -88,6 +95,10 @@ class Metrics:
             target.hincrby(METRICS_COMMANDS_KEY, f"{action}|limited", 1)
         if pipeline is None:
             target.execute()
+
+    def guarded(self, rail: str, pipeline: redis.client.Pipeline | None = None) -> None:
+        """Count a command a guard rail (one of :data:`RAILS`) refused."""
+        (pipeline if pipeline is not None else self._redis).hincrby(METRICS_GUARDED_KEY, rail, 1)
 
     def slack_error(self, method: str) -> None:
         self._redis.hincrby(METRICS_SLACK_ERRORS_KEY, method, 1)
@@ -123,10 +134,11 @@ class Metrics:
         pipe.hgetall(METRICS_SLACK_ERRORS_KEY)
         pipe.get(METRICS_RELAY_LAG_KEY)
         pipe.hgetall(METRICS_LIMITED_KEY)
+        pipe.hgetall(METRICS_GUARDED_KEY)
         host_list = list(hosts)
         for host in host_list:
             pipe.llen(rq_queue_key(host))
-        commands, jobs, durations, slack_errors, lag, limited, *lengths = pipe.execute()
+        commands, jobs, durations, slack_errors, lag, limited, guarded, *lengths = pipe.execute()
         by_action: dict[str, dict[str, str]] = {}
         for key, value in ((as_str(k), as_str(v)) for k, v in durations.items()):
             action, _, part = key.partition("|")
@@ -147,4 +159,6 @@ class Metrics:
                           sorted((as_str(k), as_str(v)) for k, v in slack_errors.items())},
             limited={limit: float(count) for limit, count in
                      sorted((as_str(k), as_str(v)) for k, v in limited.items())},
+            guarded={rail: float(count) for rail, count in
+                     sorted((as_str(k), as_str(v)) for k, v in guarded.items())},
         )

@@ -109,7 +109,9 @@ class RegistryPlanner:
         image = cmd.image or ""
         target_image = cmd.target_image or image
         target_registry = self.registry(cmd.to_registry, "--to-registry NAME") if cmd.to_registry else source_registry
-        source = self._target(source_registry, image, cmd.tag, cmd.digest)
+        # FROM@DIGEST (`staging@sha256:…`): the source is the tag, and the job carries the digest it must still hold.
+        pinned = cmd.digest if cmd.tag and cmd.digest else None
+        source = self._target(source_registry, image, cmd.tag, None if pinned else cmd.digest)
         target = self._target(target_registry, target_image, cmd.target_tag, None)
         if source == target:
             return Refusal(t("{} is already itself: promote copies FROM to another tag, image or registry. "
@@ -121,9 +123,13 @@ class RegistryPlanner:
         if not pull.allowed:
             return Refusal(t("you may not promote from {}: promoting needs `pull` on the source, and {}",
                              code(source), pull.reason), f"source: {pull.rule}", pull)
-        spec = {"source_registry": source_registry.name, "source_server": source_registry.server}
-        return Plan("promote", target_registry, target, decision, t("promote of {} to {}", code(source), code(target)),
-                    target_image, cmd.target_tag, spec=spec, source=source)
+        spec: dict[str, Any] = {"source_registry": source_registry.name, "source_server": source_registry.server}
+        what = t("promote of {} to {}", code(source), code(target))
+        if pinned:
+            spec["digest"] = pinned
+            what = t("promote of {} (pinned to {}) to {}", code(source), short_digest(pinned), code(target))
+        return Plan("promote", target_registry, target, decision, what, target_image, cmd.target_tag, spec=spec,
+                    source=source)
 
     def _rollback(self, cmd: Command, registry: RegistryConfig, reference: str, decision: Decision) -> Plan | Refusal:
         changes = self._history(reference)

@@ -15,14 +15,17 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import redis
 
-from bot.core import explain, registry_views
+from bot.core import explain, outbox, registry_views
 from bot.core.access import Decision, Policy
+from bot.core.announcements import Announcement
 from bot.core.approvals import Approvals, Outcome
 from bot.core.audit import AuditLog
 from bot.core.errors import CommandError, CredentialsInChat, message_of, unknown_name
+from bot.core.freeze_commands import FreezeCommands
 from bot.core.grammar.credentials import (
     AUDIT_TEXT_LIMIT,
     audit_text,
@@ -33,6 +36,7 @@ from bot.core.grammar.credentials import (
 from bot.core.grammar.help import help_text
 from bot.core.grammar.parser import parse
 from bot.core.grammar.spec import COMMAND_WORD, JOBS_DEFAULT_LIMIT, Command
+from bot.core.guard_rails import IMMUTABLE_RAIL, GuardRails, GuardRefusal, Write
 from bot.core.jobs import CancelOutcome, Jobs, is_live
 from bot.core.limits import Limiter, Refusal
 from bot.core.metrics import Metrics
@@ -42,11 +46,13 @@ from bot.core.registry_plans import Refusal as PlanRefusal
 from bot.core.replies import Click, ClickAction, Reply, ReplyKind, Request
 from bot.core.subscription_commands import SubscriptionCommands
 from bot.core.subscriptions import SubscriptionStore
-from bot.core.text import Icon, Text, code, icon, t
+from bot.core.text import Icon, Text, code, icon, plain, t, user_input
 from bot.core.text import command as typed
 from workers.kernel import references
 from workers.kernel.actions import (
     ACTIONS,
+    FREEZE,
+    FREEZE_COMMANDS,
     HOST_ACTIONS,
     LOCKED_ACTIONS,
     QUERY_ACTIONS,
@@ -57,14 +63,21 @@ from workers.kernel.actions import (
     SUBSCRIPTION_COMMANDS,
 )
 from workers.kernel.audit import AuditEntry
-from workers.kernel.config import Config, RegistryConfig
+from workers.kernel.config import ApprovalRule, Config, RegistryConfig
+from workers.kernel.config.patterns import matches_any
 from workers.kernel.errors import RegopsError, UsageError
-from workers.kernel.history import read_history
+from workers.kernel.history import current_digest, read_history
 from workers.kernel.jobs import JobRecord, JobSpec
 from workers.kernel.keys import idempotency_key, rq_workers_key
 from workers.kernel.values import as_str
 
 log = logging.getLogger(__name__)
+
+OVERRIDE_EXPIRES_SECONDS = 1800
+"""How long a break-glass override waits for its second approval when no approvals rule sets it."""
+
+BREAK_GLASS_RULE = "break-glass"
+"""The name a break-glass override's approval request goes by (it is none of ``access.approvals``)."""
 
 IDEMPOTENCY_TTL_SECONDS = 3600
 """How long a request's idempotency key (Slack's ``trigger_id``) maps to the job it made."""
@@ -131,6 +144,8 @@ class Service:
             config, policy, subscriptions, self._record, clock)
         self.jobs = jobs
         self._planner = RegistryPlanner(config, policy, lambda reference: read_history(queue.connection, reference))
+        self._freezes = FreezeCommands(config, policy, queue.connection, self._record, clock)
+        self._guards = GuardRails(config, queue.connection, self._planner.history, clock)
 
     # ---- typed commands ------------------------------------------------------------------
 
@@ -173,9 +188,11 @@ class Service:
         if command.action == "whoami":
             identity = self._policy.whoami(request.user_id, request.channel_id)
             self._record(request, "answered", "whoami is open to everyone")
-            return Reply(ReplyKind.ANSWER, explain.whoami_text(identity))
+            return Reply(ReplyKind.ANSWER, explain.whoami_text(identity) + self._freezes.whoami_note())
         if command.action in ("status", "jobs", "cancel", "hosts"):
             return self._about_jobs(request, command)
+        if command.action in FREEZE_COMMANDS or (command.action == "can-i" and command.subject_action == FREEZE):
+            return self._freezes.handle(request, command)
         if command.action in REGISTRY_COMMANDS:
             return self._registry_command(request, command)
         if command.action in SUBSCRIPTION_COMMANDS or (command.action == "can-i"
@@ -193,7 +210,10 @@ class Service:
             if reference is None and command.image:  # `can-i tags IMAGE`: the repository, no tag
                 reference = references.repository_name(registry.server, registry.namespace, command.image)
             target = code(reference) if reference else t("registry {}", code(registry.server))
-            return Reply(ReplyKind.ANSWER, explain.can_i_text(decision, action, target, command.source))
+            answer = explain.can_i_text(decision, action, target, command.source)
+            if decision.allowed and reference is not None:
+                answer += self._can_i_guards(action, command, registry, reference)
+            return Reply(ReplyKind.ANSWER, answer)
 
         decision = self._decide(request, command.action, command, registry, host)
         if not decision.allowed:
@@ -202,6 +222,13 @@ class Service:
                      decision.code.value, ",".join(decision.unresolved_groups) or "-")
             self._record(request, "denied", decision.rule)
             return Reply(ReplyKind.DENIED, _denied(decision.reason))
+        if command.action == "push" and reference is not None:
+            guarded = self._guard(request, command, Write("push", registry.name, command.image or "",
+                                                          command.tag or "", reference),
+                                  t("push of {}", code(reference)), registry, decision)
+            if isinstance(guarded, Reply):
+                return guarded
+            decision = guarded
         return self._submit(request, command, registry, host, reference, decision)
 
     def _about_jobs(self, request: Request, command: Command) -> Reply:
@@ -314,7 +341,92 @@ class Service:
                 return Reply(ReplyKind.DENIED, _denied(plan.text))
             self._record(request, "answered", plan.rule)
             return Reply(ReplyKind.ANSWER, plan.text)
-        return self._submit(request, command, plan.registry, REGISTRY_QUEUE, plan.reference, plan.decision, plan)
+        decision = plan.decision
+        if plan.action in REGISTRY_ACTIONS:
+            guarded = self._guard(request, command, self._write_of(plan, command), plan.what, plan.registry, decision)
+            if isinstance(guarded, Reply):
+                return guarded
+            decision = guarded
+        return self._submit(request, command, plan.registry, REGISTRY_QUEUE, plan.reference, decision, plan)
+
+    def _write_of(self, plan: Plan, command: Command) -> Write:
+        """What a planned promote, delete or rollback would write, as the guard rails ask it."""
+        digest = plan.spec.get("digest")
+        if plan.action == "promote" and digest is None and command.digest:
+            digest = command.digest  # promote IMAGE @DIGEST TO
+        if plan.action == "promote" and digest is None and command.tag and plan.source:
+            digest = current_digest(self._planner.history(plan.source))  # what FROM holds, as far as regops knows
+        return Write(plan.action, plan.registry.name, plan.image, plan.tag or "", plan.reference,
+                     digest=str(digest) if digest else None,
+                     source_registry=str(plan.spec.get("source_registry", plan.registry.name)),
+                     source_image=command.image, source_tag=command.tag)
+
+    def _guard(self, request: Request, command: Command, write: Write, what: Text, registry: RegistryConfig,
+               decision: Decision) -> Reply | Decision:
+        """The guard rails' word on an allowed write: the refusal's reply, or the decision to go on with
+        (``decision`` itself, or with ``--override`` past a freeze or a promotion path, a break-glass one)."""
+        refusals = self._guards.every(write) if command.override is not None else \
+            [refusal for refusal in (self._guards.check(write),) if refusal is not None]
+        if not refusals:
+            return decision
+        if command.override is None:
+            return self._guarded(request, refusals[0], what)
+        immutable = next((refusal for refusal in refusals if refusal.rail == IMMUTABLE_RAIL), None)
+        if immutable is not None:
+            return self._guarded(request, immutable, what, t(" An immutable tag is never overridden."))
+        return self._break_glass(request, command.override, refusals, what, registry, decision)
+
+    def _break_glass(self, request: Request, reason: str, refusals: list[GuardRefusal], what: Text,
+                     registry: RegistryConfig, decision: Decision) -> Reply | Decision:
+        """An override: the requester's roles must allow ``freeze``; a second person whose roles do must approve."""
+        rules = ", ".join(refusal.rule for refusal in refusals)
+        may = self._policy.decide(request.user_id, FREEZE, channel=request.channel_id, registry=registry.name)
+        if not may.allowed:
+            log.info("override refused user=%s rules=%r: %s", request.user_id, rules, may.rule)
+            self._record(request, "denied", f"override of {rules} needs {FREEZE}: {may.rule}")
+            return Reply(ReplyKind.DENIED, _denied(t(
+                "The {} is refused: {}. An override ({}) needs the {} action, and {}. Nothing was queued.", what,
+                refusals[0].text, code("--override"), code(FREEZE), may.reason)))
+        approvers = tuple(name for name, role in self._config.access.roles.items()
+                          if matches_any(FREEZE, role.actions))
+        base = decision.approval
+        rule = ApprovalRule(index=-1, approvers=approvers, required=base.required if base is not None else 1,
+                            expires_in=base.expires_in if base is not None else OVERRIDE_EXPIRES_SECONDS)
+        return replace(decision, rule=f"break-glass override of {rules} ({may.rule})", approval=rule,
+                       reason=t("break-glass override of {}: {}; a second person whose role allows {} must approve "
+                                "it, not you", plain(rules), user_input(reason), code(FREEZE)))
+
+    def _guarded(self, request: Request, refusal: GuardRefusal, what: Text, more: Text | None = None) -> Reply:
+        """Refused by a guard rail at the acknowledgement: nothing queued; audited with the rule, counted by rail."""
+        log.info("command refused by guard rail user=%s rail=%s rule=%r", request.user_id, refusal.rail,
+                 refusal.rule)
+        pipe = self._queue.connection.pipeline()
+        self._record(request, "denied", refusal.rule, pipeline=pipe, outcome=f"{refusal.rail}: {refusal.text}")
+        if self._metrics is not None:
+            self._metrics.guarded(refusal.rail, pipeline=pipe)
+        pipe.execute()
+        return Reply(ReplyKind.DENIED, _denied(t("The {} is refused: {}.{} Nothing was queued.", what, refusal.text,
+                                                 more or Text())))
+
+    def _can_i_guards(self, action: str, command: Command, registry: RegistryConfig, reference: str) -> Text:
+        """What the guard rails say of an allowed ``can-i`` for a write: the rail that decides, if one does."""
+        if action not in ("push", *REGISTRY_ACTIONS) or not command.image or not command.tag:
+            return Text()
+        write = Write(action, registry.name, command.image, command.tag, reference)
+        refusal = self._guards.freeze(write) or self._guards.immutable(write)
+        if refusal is None and action == "push":
+            refusal = self._guards.path(write)
+        if refusal is not None:
+            return t(" But right now the guard rails refuse it: {} (rule {}).", refusal.text, code(refusal.rule))
+        path = self._guards.path(Write(action, registry.name, command.image, command.tag, reference,
+                                       source_registry=registry.name, source_image=command.image))
+        if action == "promote" and path is not None:
+            return t(" Only from the stage before it: {} (rule {}).", path.text, code(path.rule))
+        rule = self._config.guards.immutable_rule(registry.name, command.image, command.tag)
+        if rule is not None:
+            return t(" Note: the tag is immutable once it exists (rule {}): regops never moves it to another digest.",
+                     code(rule.name))
+        return Text()
 
     def _submit(self, request: Request, command: Command, registry: RegistryConfig, host: str,
                 reference: str | None, decision: Decision, plan: Plan | None = None) -> Reply:
@@ -322,13 +434,15 @@ class Service:
         source = command.source if plan is None else plan.source
         if command.action == "push" and source is None:
             source = f"{command.image}:{command.tag}"
+        # A break-glass override travels in the spec, so that the worker's freeze and path checks let it pass.
+        override = command.override if decision.approval is not None and decision.approval.index < 0 else None
         spec = JobSpec(job_id=job_id, action=command.action, registry=registry.name,
                        server=registry.server, reference=reference, source=source,
-                       requester=request.user_id, **(plan.spec if plan is not None else {}))
+                       requester=request.user_id, override=override, **(plan.spec if plan is not None else {}))
         extra = {"server": registry.server}
         if plan is not None:
             extra.update(image=plan.image, tag=plan.tag or "")  # what permissions on the job are decided on
-            if plan.spec.get("digest"):
+            if plan.spec.get("digest") and plan.action == "rollback":
                 extra["to"] = str(plan.spec["digest"])  # where a rollback points the tag, for its message
         elif command.image and command.tag:
             extra.update(image=command.image, tag=command.tag)
@@ -380,8 +494,16 @@ class Service:
         timeout = self._config.timeouts.for_action(command.action)
         pipe = self._queue.pipeline()
         if decision.approval is not None:
-            self._approvals.request(record, spec, origin, decision.approval, timeout, pipeline=pipe)
-            self._record(request, "needs_approval", decision.rule, job_id, pipeline=pipe)
+            self._approvals.request(record, spec, origin, decision.approval, timeout, pipeline=pipe,
+                                    rule_name=BREAK_GLASS_RULE if spec.override else None)
+            self._record(request, "needs_approval", decision.rule, job_id, pipeline=pipe,
+                         outcome=f"override: {spec.override}" if spec.override else "")
+            if spec.override and self._config.notify_channel:
+                notice = (f"Break-glass override asked by the requester: {what.plain()} (job {job_id}), past "
+                          f"{decision.rule.removeprefix('break-glass override of ')}: {spec.override}. It runs "
+                          f"once a second person whose role allows freeze approves it.")
+                outbox.put(pipe, self._config.notify_channel, Announcement.notice(notice, self._clock(),
+                                                                                   request.user_id), self._clock())
             pipe.execute()
             log.info("approval requested job=%s user=%s action=%s target=%s rule=%r", job_id,
                      request.user_id, command.action, reference or spec.server, decision.rule)

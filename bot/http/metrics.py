@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from bot.core.limits import LIMIT_NAMES
-from bot.core.metrics import Metrics, Snapshot
+from bot.core.metrics import RAILS, Metrics, Snapshot
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """What :func:`prometheus_client.generate_latest` writes: the classic text format, version 0.0.4."""
@@ -61,6 +61,9 @@ def _families(snapshot: Snapshot | None = None) -> list[Metric]:
     limited = CounterMetricFamily("regops_commands_limited_total",
                                   "Commands refused by a limit (its key under `limits:`), audited or not.",
                                   labels=["limit"])
+    guarded = CounterMetricFamily("regops_guard_refusals_total",
+                                  "Commands refused at the acknowledgement by a guard rail (freeze, immutable, "
+                                  "promotion_path).", labels=["rail"])
     if snapshot is not None:
         for (action, decision), count in snapshot.commands.items():
             commands.add_metric([action, decision], count)
@@ -77,7 +80,9 @@ def _families(snapshot: Snapshot | None = None) -> list[Metric]:
         # Every limit has a sample, 0 until it first refuses: an alert on its rate needs no absent() guard.
         for limit in (*LIMIT_NAMES, *(name for name in snapshot.limited if name not in LIMIT_NAMES)):
             limited.add_metric([limit], snapshot.limited.get(limit, 0.0))
-    return [commands, jobs, durations, queues, lag, slack_errors, limited]
+        for rail in (*RAILS, *(name for name in snapshot.guarded if name not in RAILS)):
+            guarded.add_metric([rail], snapshot.guarded.get(rail, 0.0))
+    return [commands, jobs, durations, queues, lag, slack_errors, limited, guarded]
 
 
 def metrics_registry(metrics: Metrics, hosts: Sequence[str]) -> CollectorRegistry:

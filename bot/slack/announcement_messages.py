@@ -90,8 +90,20 @@ def _clip_text(lines: Sequence[str]) -> str:
     return "\n".join(out)
 
 
+def _notice_line(item: Announcement) -> str:
+    return mrkdwn(t("{} {}", plain(item.text), t("(by {})", user(item.who)) if item.who else Text()))
+
+
+def _notice(item: Announcement) -> tuple[str, Blocks]:
+    """A plain notice (a freeze started or ended): its text, who and when."""
+    line = _notice_line(item)
+    return line[:TEXT_LIMIT], [_section(f":snowflake: {line}"), _context(_when(item.at))]
+
+
 def single(item: Announcement) -> tuple[str, Blocks]:
-    """One change: its full reference, what changed (digests), who and when."""
+    """One change: its full reference, what changed (digests), who and when (or one notice)."""
+    if item.kind == "notice":
+        return _notice(item)
     verb = _VERB.get(item.how or item.kind, "pushed")
     headline = t("*{}* {}", plain(verb.capitalize()), code(_reference(item)))
     text = mrkdwn(t("{} {}: {} — by {}", plain(verb.capitalize()), code(_reference(item)),
@@ -121,6 +133,9 @@ def _noun(items: Sequence[Announcement]) -> str:
 def grouped(items: Sequence[Announcement]) -> tuple[str, Blocks]:
     """A burst in one message, ordered by the registry's times; the blocks cut long lists with a count."""
     ordered = sorted(items, key=lambda item: item.at)
+    notices = [item for item in ordered if item.kind == "notice"]
+    if notices:
+        return _with_notices(notices, [item for item in ordered if item.kind != "notice"])
     span = max(0, round(ordered[-1].at - ordered[0].at))
     title = t("*{}* to {} in the last {} s", plain(_noun(ordered)), code(_scope(ordered)), plain(str(max(1, span))))
     lines = [mrkdwn(t("• {} — {} — by {}", code(_reference(item)), _change(item), _who(item))) for item in ordered]
@@ -147,6 +162,20 @@ def grouped(items: Sequence[Announcement]) -> tuple[str, Blocks]:
     else:
         blocks.append(_context(f"{_when(ordered[0].at)} – {_when(ordered[-1].at)}"))
     return text, blocks
+
+
+def _with_notices(notices: Sequence[Announcement], changes: Sequence[Announcement]) -> tuple[str, Blocks]:
+    """Notices first, one section each (within the block limit), then the changes that waited with them."""
+    lines = [_notice_line(item) for item in notices]
+    blocks: Blocks = [_section(f":snowflake: {line}") for line in lines[:MAX_BLOCKS // 2]]
+    if len(lines) > MAX_BLOCKS // 2:
+        blocks.append(_context(f"… and {len(lines) - MAX_BLOCKS // 2} more notices"))
+    text_lines = lines
+    if changes:
+        changes_text, change_blocks = grouped(changes) if len(changes) > 1 else single(changes[0])
+        blocks += change_blocks[:MAX_BLOCKS - len(blocks)]
+        text_lines = [*lines, changes_text]
+    return _clip_text(text_lines), blocks
 
 
 def message(items: Sequence[Announcement]) -> tuple[str, Blocks]:

@@ -52,6 +52,9 @@ def test_every_recorded_value_is_exposed_with_todays_names_labels_and_values(tex
     metrics.relay_lag(1998.5)
     metrics.limited("queued_per_user")  # audited: its command was counted by the audit's own call
     metrics.limited("commands_per_minute", "push")  # not audited: counted as a command here
+    metrics.guarded("freeze")
+    metrics.guarded("freeze")
+    metrics.guarded("immutable")
     text_redis.rpush(rq_queue_key("build-1"), "a", "b")
 
     text = exposition(metrics_registry(metrics, ["build-1", "build-2"])).decode()
@@ -80,12 +83,15 @@ def test_every_recorded_value_is_exposed_with_todays_names_labels_and_values(tex
         'regops_commands_limited_total{limit="commands_per_minute"}': 1,
         'regops_commands_limited_total{limit="queued_per_user"}': 1,
         'regops_commands_limited_total{limit="queued_per_host"}': 0,
+        'regops_guard_refusals_total{rail="freeze"}': 2,
+        'regops_guard_refusals_total{rail="immutable"}': 1,
+        'regops_guard_refusals_total{rail="promotion_path"}': 0,
     }
     types = re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE)
     assert types == [("regops_commands_total", "counter"), ("regops_jobs_total", "counter"),
                      ("regops_job_duration_seconds", "histogram"), ("regops_queue_length", "gauge"),
                      ("regops_relay_lag_seconds", "gauge"), ("regops_slack_api_errors_total", "counter"),
-                     ("regops_commands_limited_total", "counter")]
+                     ("regops_commands_limited_total", "counter"), ("regops_guard_refusals_total", "counter")]
     assert "# HELP regops_commands_total Commands received, by action and decision." in text
     # Only Redis-backed values: neither prometheus_client's process/GC collectors nor a _created sample.
     assert "process_" not in text and "python_" not in text and "_created" not in text
@@ -95,8 +101,10 @@ def test_every_family_is_declared_before_anything_was_recorded(text_redis: redis
     text = exposition(metrics_registry(Metrics(text_redis), ["build-1"])).decode()
     assert samples(text) == {'regops_queue_length{host="build-1"}': 0,
                              **{f'regops_commands_limited_total{{limit="{limit}"}}': 0
-                                for limit in ("commands_per_minute", "queued_per_user", "queued_per_host")}}
-    assert len(re.findall(r"^# TYPE regops_", text, re.MULTILINE)) == 7
+                                for limit in ("commands_per_minute", "queued_per_user", "queued_per_host")},
+                             **{f'regops_guard_refusals_total{{rail="{rail}"}}': 0
+                                for rail in ("freeze", "immutable", "promotion_path")}}
+    assert len(re.findall(r"^# TYPE regops_", text, re.MULTILINE)) == 8
 
 
 def test_label_values_are_escaped(text_redis: redis.Redis) -> None:

@@ -645,7 +645,7 @@ def test_an_approval_rule_built_from_stored_fields_works() -> None:
 # --- permitted_actions and whoami ---------------------------------------------------------------
 
 EVERYTHING = ("push", "pull", "tag", "login", "promote", "delete", "rollback", "tags", "inspect", "history", "whoami",
-              "can-i", "help", "status", "jobs", "cancel", "hosts", "subscribe", "unsubscribe", "subscriptions")
+              "can-i", "help", "status", "jobs", "cancel", "hosts", "subscribe", "unsubscribe", "subscriptions", "freeze", "unfreeze", "freezes")
 
 
 @pytest.mark.parametrize(
@@ -656,13 +656,17 @@ EVERYTHING = ("push", "pull", "tag", "login", "promote", "delete", "rollback", "
             "U0DEV1",
             "C0OPS",
             MEMBERSHIP,
-            ("push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel", "subscriptions"),
+            ("push", "pull", "tag", "login", "whoami", "can-i", "help", "status", "jobs", "cancel", "subscriptions",
+             "freezes"),
         ),
-        # `subscriptions` only lists: every role may (the `reader` grant applies to everyone here).
-        ("U0DEV1", "C0RANDOM", MEMBERSHIP, ("pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions")),
-        ("U0DEV1", "C0OPS", None, ("pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions")),
-        ("U0REL", "C0ANY", MEMBERSHIP, ("push", "pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions")),
-        ("U0STRANGER", None, MEMBERSHIP, ("pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions")),
+        # `subscriptions` and `freezes` only list: every role may (the `reader` grant applies to everyone here).
+        ("U0DEV1", "C0RANDOM", MEMBERSHIP, ("pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions",
+                                            "freezes")),
+        ("U0DEV1", "C0OPS", None, ("pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions", "freezes")),
+        ("U0REL", "C0ANY", MEMBERSHIP, ("push", "pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions",
+                                        "freezes")),
+        ("U0STRANGER", None, MEMBERSHIP, ("pull", "whoami", "can-i", "help", "status", "jobs", "subscriptions",
+                                          "freezes")),
     ],
 )
 def test_permitted_actions(
@@ -673,7 +677,8 @@ def test_permitted_actions(
 
 def test_permitted_actions_follow_action_globs() -> None:
     access = AccessConfig(roles={"p": Role("p", actions=("pu*",))}, grants=(Grant("p", users=("U1",)),))
-    assert Policy(access).permitted_actions("U1") == ("push", "pull", "whoami", "can-i", "help", "subscriptions")
+    assert Policy(access).permitted_actions("U1") == ("push", "pull", "whoami", "can-i", "help", "subscriptions",
+                                                        "freezes")
     assert Policy(access).permitted_actions("U2") == ("whoami", "can-i", "help")  # no role: no listing either
 
 

@@ -17,7 +17,7 @@ from tests.support.texts import slack
 from workers.kernel.actions import ACTIONS
 from workers.kernel.errors import UsageError
 
-PUSH_USAGE = "`/registry push IMAGE TAG [--source REF] [--registry NAME] [--host NAME]`"
+PUSH_USAGE = "`/registry push IMAGE TAG [--source REF] [--registry NAME] [--host NAME] [--override REASON]`"
 PULL_USAGE = "`/registry pull IMAGE TAG [--registry NAME] [--host NAME]`"
 TAG_USAGE = "`/registry tag SOURCE IMAGE TAG [--registry NAME] [--host NAME]`"
 
@@ -412,7 +412,7 @@ def test_overall_help_can_show_only_the_given_actions(
             [
                 "`/registry can-i ACTION [IMAGE TAG] [--source REF] [--registry NAME] [--host NAME]`",
                 ("`ACTION`: the action to check: `push`, `pull`, `tag`, `login`, `promote`, `delete`, `rollback`, "
-                "`tags`, `inspect`, `history` or `subscribe`"),
+                "`tags`, `inspect`, `history`, `subscribe` or `freeze`"),
                 "`IMAGE`",
                 "`--registry NAME`",
                 "`/registry can-i push centos7-elasticsearch latest`",
@@ -559,7 +559,7 @@ def test_the_overview_lists_self_service_commands_in_order() -> None:
     assert positions == sorted(positions)
     assert ACTIONS == ("push", "pull", "tag", "login", "promote", "delete", "rollback", "tags", "inspect", "history",
                        "whoami", "can-i", "help", "status", "jobs", "cancel", "hosts", "subscribe", "unsubscribe",
-                       "subscriptions")
+                       "subscriptions", "freeze", "unfreeze", "freezes")
 
 
 # --- redact -------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
                 "*deployer* from grants[1], given as a member of user group `S0DEVOPS`, valid in <#C0OPS>, <#C0DEPLOYS>",
                 "actions `push`, `pull`, `tag`; images `centos7-*`; hosts `build-*`",
                 "*reader* from grants[2], given to everyone (`*`), valid in every channel: actions `pull`",
-                ("You may run in <#C0OPS>: `push`, `pull`, `tag`, `subscriptions`, and `whoami`, `can-i`, `help` "
+                ("You may run in <#C0OPS>: `push`, `pull`, `tag`, `subscriptions`, `freezes`, and `whoami`, `can-i`, `help` "
                  "(open to everyone)."),
                 (
                     "Needs approval: `push`, `promote`, `rollback`, `delete` of images `**` with tags `latest`, "
@@ -62,7 +62,7 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
                 "Roles in <#C0RANDOM>: *reader*",
                 "Grants that name you but are not valid in this channel:",
                 "*deployer* from grants[1], given as a member of user group `S0DEVOPS`, valid only in <#C0OPS>, <#C0DEPLOYS>",
-                "You may run in <#C0RANDOM>: `pull`, `subscriptions`, and",
+                "You may run in <#C0RANDOM>: `pull`, `subscriptions`, `freezes`, and",
             ],
             [
                 "Needs approval",
@@ -77,7 +77,7 @@ REFERENCE = "dockerhub.example.com:5100/com.example.namespace/centos7-x"
                 "*admin* from grants[0], given to you by user ID, valid in every channel: actions `*`",
                 ("You may run here: `push`, `pull`, `tag`, `login`, `promote`, `delete`, `rollback`, `tags`, "
                  "`inspect`, `history`, `status`, `jobs`, `cancel`, `hosts`, `subscribe`, `unsubscribe`, "
-                 "`subscriptions`, and `whoami`, `can-i`, `help`"),
+                 "`subscriptions`, `freeze`, `unfreeze`, `freezes`, and `whoami`, `can-i`, `help`"),
             ],
             ["actions `*`; images"],
         ),
@@ -197,5 +197,5 @@ def test_whoami_offers_the_registry_commands_a_role_allows() -> None:
     )
     text = slack(whoami_text(Policy(access).whoami("U0DEV1", "C0OPS")))
     assert ("You may run in <#C0OPS>: `push`, `promote`, `rollback`, `tags`, `inspect`, `history`, `subscriptions`, "
-            "and `whoami`, `can-i`, `help` (open to everyone).") in text
+            "`freezes`, and `whoami`, `can-i`, `help` (open to everyone).") in text
     assert "`delete`" not in text

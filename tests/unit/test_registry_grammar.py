@@ -22,9 +22,9 @@ from workers.kernel.errors import UsageError
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 OTHER = "sha256:" + "fedcba9876543210" * 4
-PROMOTE_USAGE = "`/registry promote IMAGE FROM TO [--to-image NAME] [--registry NAME] [--to-registry NAME]`"
-DELETE_USAGE = "`/registry delete IMAGE TAG [--shared] [--registry NAME]`"
-ROLLBACK_USAGE = "`/registry rollback IMAGE TAG [--to DIGEST] [--registry NAME]`"
+PROMOTE_USAGE = "`/registry promote IMAGE FROM TO [--to-image NAME] [--registry NAME] [--to-registry NAME] [--override REASON]`"
+DELETE_USAGE = "`/registry delete IMAGE TAG [--shared] [--registry NAME] [--override REASON]`"
+ROLLBACK_USAGE = "`/registry rollback IMAGE TAG [--to DIGEST] [--registry NAME] [--override REASON]`"
 TAGS_USAGE = "`/registry tags IMAGE [--match GLOB] [--limit N] [--registry NAME]`"
 INSPECT_USAGE = ("`/registry inspect IMAGE TAG [--registry NAME]` or "
                  "`/registry inspect IMAGE@DIGEST [--registry NAME]`")
@@ -236,7 +236,7 @@ def test_credentials_in_registry_commands_are_refused(text: str) -> None:
 
 def test_can_i_checks_every_action_with_a_target() -> None:
     assert CAN_I_ACTIONS == ("push", "pull", "tag", "login", "promote", "delete", "rollback", "tags", "inspect",
-                             "history", "subscribe")
+                             "history", "subscribe", "freeze")
 
 
 @pytest.mark.parametrize(

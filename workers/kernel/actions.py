@@ -66,23 +66,32 @@ SUBSCRIPTION_COMMANDS: tuple[str, ...] = (SUBSCRIBE, "unsubscribe", "subscriptio
 """Commands about the announcements a channel gets: ``subscribe`` and ``unsubscribe`` need the ``subscribe``
 action; ``subscriptions`` only lists them."""
 
-DECIDED_AS: Mapping[str, str] = {"unsubscribe": SUBSCRIBE}
-"""Commands decided as another action: removing a subscription needs what making one needs."""
+FREEZE = "freeze"
+"""The action that lets a person start or end a change freeze (admins by default: a role must name it, or ``*``)."""
 
-MEMBER_COMMANDS: tuple[str, ...] = ("subscriptions",)
+FREEZE_COMMANDS: tuple[str, ...] = (FREEZE, "unfreeze", "freezes")
+"""Commands about change freezes: ``freeze`` and ``unfreeze`` need the ``freeze`` action; ``freezes`` only
+lists them (and the config's freeze windows)."""
+
+DECIDED_AS: Mapping[str, str] = {"unsubscribe": SUBSCRIBE, "unfreeze": FREEZE}
+"""Commands decided as another action: removing a subscription needs what making one needs; so does ending
+a freeze."""
+
+MEMBER_COMMANDS: tuple[str, ...] = ("subscriptions", "freezes")
 """Commands open to everyone who has a role in the channel (any grant applies to them there): they only
 read what regops itself keeps and show no secret."""
 
 ACTIONS: tuple[str, ...] = (*JOB_ACTIONS, *READ_ACTIONS, *SELF_SERVICE, *JOB_COMMANDS, "hosts",
-                            *SUBSCRIPTION_COMMANDS)
+                            *SUBSCRIPTION_COMMANDS, *FREEZE_COMMANDS)
 """Every command, in the order help lists them; also every action a role may name."""
 
 PROTECTABLE_ACTIONS: tuple[str, ...] = tuple(
     action for action in ACTIONS
-    if action not in SELF_SERVICE and action not in READ_ACTIONS and action not in SUBSCRIPTION_COMMANDS)
+    if action not in SELF_SERVICE and action not in READ_ACTIONS and action not in SUBSCRIPTION_COMMANDS
+    and action not in FREEZE_COMMANDS)
 """Actions an approvals rule may protect (the self-service ones are open to everyone; reading the registry
 changes nothing, so nothing waits for an approval to read it; a subscription is no job, and there is
-nothing for an approval to hold)."""
+nothing for an approval to hold; nor is a freeze, which only stops writes)."""
 
 REGISTRY_QUEUE = "registry"
 """The name the registry queue goes by where a Docker host's name would stand (``hosts``, job records,

@@ -35,7 +35,7 @@ def flat_values(obj: Any) -> dict[str, Any]:
 
 
 _OPTIONAL_SPEC: Mapping[str, Any] = {"source_registry": None, "source_server": None, "digest": None,
-                                     "shared": False, "match": None, "limit": None}
+                                     "shared": False, "match": None, "limit": None, "override": None}
 """Job-spec fields only some actions use, with the defaults a payload leaves out."""
 
 
@@ -53,7 +53,9 @@ class JobSpec:
     the digest it is pinned to (``promote IMAGE staging@sha256:… prod``: the source tag must still
     point there when the worker runs); ``shared`` lets a
     ``delete`` remove a manifest other tags share; ``match`` and ``limit`` shape a
-    ``tags`` answer.
+    ``tags`` answer.  ``override`` is a break-glass reason: the job was approved by a second person
+    whose roles allow ``freeze``, so a freeze or a promotion path does not stop it (an immutable tag
+    still does).
     """
 
     job_id: str
@@ -70,6 +72,7 @@ class JobSpec:
     shared: bool = False
     match: str | None = None
     limit: int | None = None
+    override: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Fields at their defaults are left out: a push's payload is what it always was.

@@ -11,6 +11,7 @@ from bot.core.grammar.spec import ARGUMENT_HELP, OPTION_HELP, OPTION_VALUES, SPE
 from bot.core.text import Text, bold, code, command, join, lines, markup, t
 from workers.kernel.actions import (
     ACTIONS,
+    FREEZE_COMMANDS,
     HOST_ACTIONS,
     JOB_COMMANDS,
     READ_ACTIONS,
@@ -25,6 +26,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("About you", SELF_SERVICE, ("whoami", "can-i")),
     ("Jobs and hosts", (*JOB_COMMANDS, "hosts"), ("jobs", "status")),
     ("Announcements in this channel", SUBSCRIPTION_COMMANDS, ("subscribe", "unsubscribe")),
+    ("Change freezes", FREEZE_COMMANDS, ("freeze", "unfreeze")),
 )
 """The overview's groups, in the order of :data:`~workers.kernel.actions.ACTIONS` (each command in one): a
 title, the commands, and those whose first example the title shows (the first ones shown, if hidden)."""

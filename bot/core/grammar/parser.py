@@ -21,6 +21,7 @@ from bot.core.grammar.arguments import (
     word,
 )
 from bot.core.grammar.credentials import ascii_dashes, normalize, readable_part, refuse_credentials
+from bot.core.grammar.freezes import override_of, parse_freeze_command
 from bot.core.grammar.help import (
     did_you_mean,
     option_usage,
@@ -45,7 +46,7 @@ from bot.core.grammar.spec import (
 )
 from bot.core.grammar.subscriptions import parse_subscription_command
 from bot.core.text import Text, code, codes, command, t
-from workers.kernel.actions import HOST_ACTIONS, JOB_COMMANDS, SELF_SERVICE, SUBSCRIPTION_COMMANDS
+from workers.kernel.actions import FREEZE_COMMANDS, HOST_ACTIONS, JOB_COMMANDS, SELF_SERVICE, SUBSCRIPTION_COMMANDS
 from workers.kernel.references import check_image_name, check_source, check_tag
 
 
@@ -229,6 +230,8 @@ def parse(text: str) -> Command:
         return parse_registry_command(spec, positionals, options)
     if action in SUBSCRIPTION_COMMANDS:
         return parse_subscription_command(spec, positionals, options)
+    if action in FREEZE_COMMANDS:
+        return parse_freeze_command(spec, positionals, options)
     check_count(spec.action, spec.arguments, len(spec.optional_arguments), positionals, usage_line(spec))
     if action == "help":
         return _parse_help(positionals)
@@ -245,4 +248,5 @@ def parse(text: str) -> Command:
         text=canonical_text(action, positionals, options),
         registry=named(options, "registry"),
         host=named(options, "host"),
+        override=override_of(options, usage_line(spec)),
     )

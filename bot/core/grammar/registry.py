@@ -21,6 +21,7 @@ from bot.core.grammar.arguments import (
     named,
     word,
 )
+from bot.core.grammar.freezes import override_of
 from bot.core.grammar.help import usage_line
 from bot.core.grammar.spec import TAGS_DEFAULT_LIMIT, TAGS_MAX_LIMIT, Command, Spec
 from bot.core.text import Text, code, markup, t
@@ -61,8 +62,12 @@ def parse_registry_command(spec: Spec, positionals: list[str], options: Mapping[
     return _PARSERS[spec.action](spec, positionals, options)
 
 
-def _tag_or_digest(value: str, label: str, usage: Text) -> tuple[str | None, str | None]:
-    """(tag, None) or (None, digest) for a word that may be either (``promote``'s FROM, ``inspect``'s TAG)."""
+def _tag_or_digest(value: str, label: str, usage: Text, pinned: bool = False) -> tuple[str | None, str | None]:
+    """(tag, None) or (None, digest) for a word that may be either (``promote``'s FROM, ``inspect``'s TAG);
+    with ``pinned``, also (tag, digest) for ``TAG@DIGEST`` (``promote``'s ``staging@sha256:…``)."""
+    tag_part, at, digest_part = value.partition("@")
+    if pinned and at and tag_part:
+        return checked(check_tag, tag_part), check_digest(digest_part, t("the digest {} is pinned to", label), usage)
     if looks_like_digest(value):
         return None, check_digest(value, t("{}", label), usage)
     return checked(check_tag, value), None
@@ -77,15 +82,15 @@ def _tag(action: str, value: str, label: str, usage: Text) -> str:
 
 
 def _shown(tag: str | None, digest: str | None) -> str:
-    """A tag or a digest as the canonical text writes it where a tag may stand."""
-    return tag if tag is not None else f"@{digest}"
+    """A tag, a digest or a pinned tag as the canonical text writes it where a tag may stand."""
+    return f"{tag or ''}@{digest}" if digest else tag or ""
 
 
 def _promote(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
     usage = usage_line(spec)
     check_count(spec.action, spec.arguments, 0, positionals, usage)
     image = checked(check_image_name, positionals[0])
-    tag, digest = _tag_or_digest(positionals[1], "FROM", usage)
+    tag, digest = _tag_or_digest(positionals[1], "FROM", usage, pinned=True)
     target_tag = _tag("promote", positionals[2], "TO", usage)
     target_image = checked(check_image_name, options["to-image"]) if "to-image" in options else None
     registry, to_registry = named(options, "registry"), named(options, "to-registry")
@@ -95,13 +100,15 @@ def _promote(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> 
                              code("--to-registry NAME"), usage))
     return Command(action="promote", image=image, tag=tag, digest=digest, target_image=target_image,
                    target_tag=target_tag, registry=registry, to_registry=to_registry,
+                   override=override_of(options, usage),
                    text=canonical_text("promote", [image, _shown(tag, digest), target_tag], options))
 
 
 def _delete(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
     image, tag = _image_and_tag(spec, positionals)
     return Command(action="delete", image=image, tag=tag, shared="shared" in options,
-                   registry=named(options, "registry"), text=canonical_text("delete", [image, tag], options))
+                   registry=named(options, "registry"), override=override_of(options, usage_line(spec)),
+                   text=canonical_text("delete", [image, tag], options))
 
 
 def _rollback(spec: Spec, positionals: list[str], options: Mapping[str, str]) -> Command:
@@ -109,6 +116,7 @@ def _rollback(spec: Spec, positionals: list[str], options: Mapping[str, str]) ->
     digest = check_digest(options["to"], code("--to"), usage_line(spec)) if "to" in options else None
     shown = {**options, "to": digest} if digest else options
     return Command(action="rollback", image=image, tag=tag, digest=digest, registry=named(options, "registry"),
+                   override=override_of(options, usage_line(spec)),
                    text=canonical_text("rollback", [image, tag], shown))
 
 

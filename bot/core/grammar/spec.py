@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from workers.kernel.actions import HOST_ACTIONS, READ_ACTIONS, REGISTRY_ACTIONS, SUBSCRIBE
+from workers.kernel.actions import FREEZE, HOST_ACTIONS, READ_ACTIONS, REGISTRY_ACTIONS, SUBSCRIBE
 
 COMMAND_WORD = "/registry"
 """The command's own name, which a person may type before the action (Slack's slash command)."""
@@ -43,7 +43,7 @@ MATCH_MAX_LENGTH = 200
 JOB_ID_PATTERN = re.compile(r"[0-9a-f]{6,32}")
 """What a job id looks like (regops makes 12 hex digits; a little slack for ids from elsewhere)."""
 
-CAN_I_ACTIONS: tuple[str, ...] = (*HOST_ACTIONS, *REGISTRY_ACTIONS, *READ_ACTIONS, SUBSCRIBE)
+CAN_I_ACTIONS: tuple[str, ...] = (*HOST_ACTIONS, *REGISTRY_ACTIONS, *READ_ACTIONS, SUBSCRIBE, FREEZE)
 """The actions ``can-i`` can ask about: every one with a target (``login``'s is the registry, ``subscribe``'s
 the channel)."""
 
@@ -52,6 +52,7 @@ CAN_I_TARGETS: Mapping[str, tuple[str, ...]] = {
     "login": (),
     "tags": ("IMAGE",),
     SUBSCRIBE: (),
+    FREEZE: (),
 }
 """The arguments ``can-i ACTION`` takes for each action: the target the check is about (for ``promote``,
 the tag TO that would be written)."""
@@ -64,6 +65,15 @@ TAG_GLOBS_MAX = 20
 
 IMAGE_GLOB_MAX_LENGTH = 400
 """The longest IMAGE_GLOB read (a registry server, a namespace and a 255-character name, with some classes)."""
+
+FREEZE_ID_PATTERN = re.compile(r"F[1-9][0-9]{0,17}")
+"""What a freeze id looks like: ``F`` and a number (a capital F: image names are lower-case)."""
+
+REASON_MAX_LENGTH = 200
+"""The longest ``--reason`` of a freeze: a sentence, shown in every refusal it causes."""
+
+FREEZE_MAX_SECONDS = 90 * 86400
+"""The longest freeze one command starts (a longer one is a config window, or another freeze later)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,17 @@ class Command:
     """For ``subscribe``: the ``--events`` kinds, sorted (none given: pushes only)."""
     subscription_id: str | None = None
     """For ``unsubscribe``: the subscription id (``S3``), when one was given instead of IMAGE_GLOB."""
+    freeze_id: str | None = None
+    """For ``unfreeze``: the freeze id (``F3``)."""
+    duration: int | None = None
+    """For ``freeze --for``: how long, in seconds."""
+    until: str | None = None
+    """For ``freeze --until``: the end as typed, checked (``2026-12-24T18:00Z`` or ``18:00``): the service reads
+    it against its clock (:func:`bot.core.grammar.freezes.until_time`)."""
+    reason: str | None = None
+    """For ``freeze``: why (``--reason``), one line of at most :data:`REASON_MAX_LENGTH` characters."""
+    override: str | None = None
+    """For push, promote, rollback and delete: the break-glass reason (``--override``), checked as a reason."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +152,8 @@ class Spec:
 OPTION_VALUES: Mapping[str, str] = {"source": "REF", "registry": "NAME", "host": "NAME", "mine": "",
                                       "image": "NAME", "limit": "N", "match": "GLOB", "to-image": "NAME",
                                       "to-registry": "NAME", "shared": "", "to": "DIGEST", "tags": "GLOB",
-                                      "events": "EVENTS"}
+                                      "events": "EVENTS", "for": "DURATION", "until": "TIME", "reason": "TEXT",
+                                      "override": "REASON"}
 """Each option's value placeholder; "" marks a flag, which takes no value."""
 
 OPTION_HELP: Mapping[str, str] = {
@@ -152,6 +174,12 @@ OPTION_HELP: Mapping[str, str] = {
     "tags": "only changes of tags matching these globs, comma-separated, e.g. `latest,v*` (default: every tag, "
     "`*`); `*` any run of characters, `?` one, `[0-9]` one of a class",
     "events": "which changes to announce: `push`, `delete`, or `push,delete` (default: `push`)",
+    "for": "how long the freeze lasts from now: `90m`, `2h`, `1d` (at most 90 days)",
+    "until": "when the freeze ends, in UTC: `2026-12-24T18:00Z`, or `18:00` for today (a time already past "
+    "today is refused: give the date)",
+    "override": "break-glass, in quotes: write what a freeze or a promotion path refuses (never an immutable "
+    "tag), if your role allows `freeze` and a second such person approves; announced and audited with the reason",
+    "reason": "why, in quotes: every refusal the freeze causes shows it, e.g. `--reason \"release week\"`",
 }
 
 ARGUMENT_HELP: Mapping[str, str] = {
@@ -160,7 +188,7 @@ ARGUMENT_HELP: Mapping[str, str] = {
     "SOURCE": "the local image: a reference like `centos7-elasticsearch:latest` or an image ID",
     "COMMAND": "a command to explain",
     "ACTION": "the action to check: `push`, `pull`, `tag`, `login`, `promote`, `delete`, `rollback`, `tags`, "
-    "`inspect`, `history` or `subscribe`",
+    "`inspect`, `history`, `subscribe` or `freeze`",
     "JOB": "a job id such as `0123456789ab`, as the acknowledgement and the job's message show it",
     "FROM": "the tag to copy, e.g. `staging`, or a digest written `@sha256:…` (64 hex digits)",
     "TO": "the tag to make (or move), e.g. `prod`",
@@ -168,7 +196,8 @@ ARGUMENT_HELP: Mapping[str, str] = {
     "IMAGE_GLOB": "the images to announce: an image name or a glob of them, e.g. `centos7-elasticsearch`, "
     "`centos7-*` or `team/**` (`*` stops at `/`, `**` does not); a full repository path like "
     "`REGISTRY/NAMESPACE/centos7-*` works too and picks that registry",
-    "ID": "a subscription id such as `S3`, as `subscriptions` shows it",
+    "ID": "a subscription id such as `S3`, as `subscriptions` shows it (for `unfreeze`: a freeze id such as "
+    "`F3`, as `freezes` shows it)",
 }
 
 SPECS: Mapping[str, Spec] = {
@@ -176,7 +205,7 @@ SPECS: Mapping[str, Spec] = {
         "push",
         ("IMAGE", "TAG"),
         (),
-        ("source", "registry", "host"),
+        ("source", "registry", "host", "override"),
         "tag a local image with the full registry reference, log in and push it",
         (
             (
@@ -231,18 +260,21 @@ SPECS: Mapping[str, Spec] = {
         "promote",
         ("IMAGE", "FROM", "TO"),
         (),
-        ("to-image", "registry", "to-registry"),
+        ("to-image", "registry", "to-registry", "override"),
         "make tag TO point at exactly the manifest FROM points at (no Docker host, no rebuild)",
         (
             (
                 "Copies the manifest of IMAGE:FROM (or IMAGE@DIGEST) to the tag TO, byte for byte, so TO serves "
                 "exactly what FROM serves. TO may be in another image (`--to-image`) or another registry "
-                "(`--to-registry`). The job's message names the digest and who promoted it; `history` keeps it."
+                "(`--to-registry`). The job's message names the digest and who promoted it; `history` keeps it. "
+                "`FROM@DIGEST` (`staging@sha256:…`) promotes from the tag FROM but only if it still points at "
+                "DIGEST when the job runs."
             ),
         ),
         (
             "promote centos7-elasticsearch staging prod",
             f"promote centos7-elasticsearch @{EXAMPLE_DIGEST} prod",
+            f"promote centos7-elasticsearch staging@{EXAMPLE_DIGEST} prod",
             "promote centos7-elasticsearch 1.4.2 1.4.2 --to-registry prod",
         ),
         option_help={"registry": "the registry of FROM (default: the configured default registry)"},
@@ -251,7 +283,7 @@ SPECS: Mapping[str, Spec] = {
         "delete",
         ("IMAGE", "TAG"),
         (),
-        ("shared", "registry"),
+        ("shared", "registry", "override"),
         "delete a tag from the registry",
         (
             (
@@ -266,7 +298,7 @@ SPECS: Mapping[str, Spec] = {
         "rollback",
         ("IMAGE", "TAG"),
         (),
-        ("to", "registry"),
+        ("to", "registry", "override"),
         "point a tag back at the digest it had before its last change",
         (
             (
@@ -486,5 +518,58 @@ SPECS: Mapping[str, Spec] = {
             ),
         ),
         ("subscriptions",),
+    ),
+    "freeze": Spec(
+        "freeze",
+        ("IMAGE_GLOB",),
+        (),
+        ("tags", "registry", "for", "until", "reason"),
+        "start a change freeze: nothing writes matching tags until it ends",
+        (
+            (
+                "While the freeze lasts, `push`, `promote`, `rollback` and `delete` of a matching image and tag are "
+                "refused at once, naming the freeze, its reason and its end; a job queued before it began fails "
+                "when it starts. Reads and pulls go on. Give `--for DURATION` or `--until TIME` (UTC), and "
+                "`--reason`. Every registry, or the one `--registry` names. Announced in the notify channel. "
+                "Needs the `freeze` action (admins by default)."
+            ),
+        ),
+        (
+            'freeze * --for 2h --reason "release week"',
+            'freeze centos7-* --tags prod --until 18:00 --reason "incident 42"',
+            'freeze team/** --registry main --until 2026-12-24T18:00Z --reason "holidays"',
+        ),
+        option_help={"registry": "only this registry from the config (default: every registry)",
+                     "tags": "only tags matching these globs, comma-separated, e.g. `prod,v*` (default: every tag)"},
+    ),
+    "unfreeze": Spec(
+        "unfreeze",
+        ("ID",),
+        (),
+        (),
+        "end a change freeze early",
+        (
+            (
+                "Ends the freeze ID (`F3`, as `freezes` shows it) now; a scheduled one never starts. A freeze "
+                "window of the config is changed in the config. Announced in the notify channel. Needs the "
+                "`freeze` action."
+            ),
+        ),
+        ("unfreeze F3",),
+    ),
+    "freezes": Spec(
+        "freezes",
+        (),
+        (),
+        (),
+        "list the change freezes: active and scheduled ones, and the config's freeze windows",
+        (
+            (
+                "Lists each freeze started from Slack that is active or scheduled — id, images, tags, registry, "
+                "who started it, why and until when — and each freeze window of the config with its current or "
+                "next span. Only you see the answer."
+            ),
+        ),
+        ("freezes",),
     ),
 }
