@@ -157,7 +157,9 @@ def promote(spec: JobSpec, work: RegistryWork) -> RegistryOutcome:
 
 def _follow_path(spec: JobSpec, work: RegistryWork, source_repository: str, source_ref: str) -> None:
     """Refuse a promote onto a later stage of a promotion path that is not from the stage before it
-    (a tag of the same image)."""
+    (a tag of the same image); a break-glass job (``spec.override``, approved at the bot) passes."""
+    if spec.override:
+        return
     target = guard_checks.target_of(spec, work.namespaces)
     path = work.guards.path_for(*target) if target is not None and target[2] else None
     if target is None or path is None:

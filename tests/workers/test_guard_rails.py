@@ -30,6 +30,7 @@ from tests.workers.conftest import (
 from workers import tasks
 from workers.credentials import RegistryCredentials
 from workers.errors import JobFailed
+from workers.kernel.freezes import start_freeze
 from workers.kernel.guards import Guards, ImmutableRule, PromotionPath, Scope
 from workers.registry.client import RegistryClient, client_for
 
@@ -261,3 +262,28 @@ def test_a_push_to_a_later_stage_is_refused_and_to_the_first_stage_allowed(
     allowed = _run(redis_client, "push", registry, reference=registry_ref(registry.server, name, "dev"),
                    source=image)
     assert allowed["ok"] is True and registry.manifest_digest(repo, "dev") == allowed["digest"]
+
+
+# -- break-glass -------------------------------------------------------------------------------------
+
+
+def test_a_break_glass_job_passes_a_path_and_a_freeze_but_never_an_immutable_tag(
+        context: tasks.TaskContext, registry: Registry, redis_client: redis.Redis, writer: ImageWriter) -> None:
+    """``spec.override`` is set only on a job a second freeze-holder approved at the bot (break-glass)."""
+    _install(context, Guards(promotion_paths=PATH.promotion_paths, immutable=RELEASES.immutable))
+    name, repo = _repo()
+    dev = writer.image(repo, "dev")
+    start_freeze(redis_client, Scope(), 0, 4_000_000_000, "incident", "U0ADMIN")
+
+    def promote(source: str, target: str, override: str | None) -> dict[str, Any]:
+        spec = make_spec("promote", "main", registry.server, reference=registry_ref(registry.server, name, target),
+                         source=registry_ref(registry.server, name, source))
+        spec = dataclasses.replace(spec, source_registry="main", source_server=registry.server, override=override)
+        return _outcome(lambda: tasks.promote(queued(redis_client, spec)))
+
+    assert promote("dev", "prod", None)["reason"] == "frozen"
+    skipped = promote("dev", "prod", "hotfix for INC-42")  # frozen and off the path: break-glass passes both
+    assert skipped["ok"] is True and registry.manifest_digest(repo, "prod") == dev.digest
+    writer.image(repo, "v1.0")
+    refused = promote("dev", "v1.0", "hotfix for INC-42")  # an immutable tag stays, override or not
+    assert refused["reason"] == "immutable"
