@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import redis
@@ -23,6 +24,8 @@ from tests.support.redis_scan import all_redis_values
 from tests.support.services import DockerEngine, RedisServer, Registry
 from tests.support.slack_standin import SlackStandIn, block_actions_body, sign, slash_command_body
 from tests.support.stack import ServeProcess, WorkerProcess
+from workers.kernel.audit import AuditEntry
+from workers.kernel.keys import AUDIT_STREAM
 
 NAMESPACE = "com.example.namespace"
 JOB_ID = re.compile(r"(?:job|request) `([0-9a-f]{12})`")
@@ -188,6 +191,63 @@ def running_stack(redis_server: RedisServer, docker_engine: DockerEngine, regist
         finally:
             for process in reversed(started):
                 process.stop()
+            connection.flushdb()
+            connection.close()
+
+
+@dataclass
+class ServeBot:
+    """A real `regops serve` alone (no worker, no registry) with the Slack stand-in, on its own Redis database:
+    for what is decided within the acknowledgement (subscriptions, guard-rail refusals)."""
+
+    serve: ServeProcess
+    slack: SlackStandIn
+    redis: redis.Redis
+    signing_secret: str
+
+    def answer(self, text: str, *, user: str, channel: str = "C0OPS") -> dict:
+        """POST a signed slash command; its acknowledgement, which must be a 200 and ephemeral."""
+        body = slash_command_body(text, user_id=user, channel_id=channel,
+                                  response_url=self.slack.response_url(f"r{time.time_ns()}"))
+        request = urllib.request.Request(f"{self.serve.url}/slack/events", data=body.encode(),
+                                         headers=sign(self.signing_secret, body), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+                answer: dict = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            pytest.fail(f"{text!r} answered HTTP {exc.code}")
+        assert answer.get("response_type") == "ephemeral", answer
+        return answer
+
+    def audit(self) -> list[AuditEntry]:
+        return [AuditEntry.from_fields(fields) for _id, fields in self.redis.xrange(AUDIT_STREAM)]
+
+
+B = TypeVar("B", bound=ServeBot)
+
+
+@contextlib.contextmanager
+def serve_bot(redis_server: RedisServer, *, db: int, config_text: str, kind: type[B]) -> Iterator[B]:
+    """Start :class:`ServeBot` (or the test module's subclass ``kind``) on database ``db``; stop it after."""
+    signing_secret = secrets.token_hex(16)
+    bot_token = "xoxb-test-" + secrets.token_hex(12)
+    redis_url = f"redis://127.0.0.1:{redis_server.port}/{db}"
+    connection = redis.Redis.from_url(redis_url, decode_responses=True)
+    connection.flushdb()
+    config = Path(tempfile.mkdtemp(prefix="regops-e2e-serve-")) / "regops.yaml"
+    config.write_text(config_text)
+    with SlackStandIn(bot_token) as slack:
+        serve = ServeProcess({"REDIS_URL": redis_url, "SLACK_API_URL": slack.api_url, "SLACK_BOT_TOKEN": bot_token,
+                              "SLACK_SIGNING_SECRET": signing_secret}, str(config))
+        try:
+            serve.start()
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        try:
+            yield kind(serve, slack, connection, signing_secret)
+        finally:
+            serve.stop()
             connection.flushdb()
             connection.close()
 

@@ -9,26 +9,16 @@ this minute, for an hour), one that is not (six hours on).
 from __future__ import annotations
 
 import json
-import secrets
-import tempfile
 import textwrap
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-import redis
 
+from tests.e2e.conftest import ServeBot, serve_bot
 from tests.support.services import RedisServer
-from tests.support.slack_standin import SlackStandIn, sign, slash_command_body
-from tests.support.stack import ServeProcess
 from workers.kernel.actions import REGISTRY_QUEUE
-from workers.kernel.audit import AuditEntry
-from workers.kernel.keys import AUDIT_STREAM, FREEZES_KEY, rq_queue_key
+from workers.kernel.keys import FREEZES_KEY, rq_queue_key
 
 DB = 2
 NOW = datetime.now(UTC)
@@ -59,57 +49,21 @@ CONFIG = textwrap.dedent(f"""\
     """)
 
 
-@dataclass
-class Bot:
-    serve: ServeProcess
-    slack: SlackStandIn
-    redis: redis.Redis
-    signing_secret: str
+class Bot(ServeBot):
+    """serve with this module's config; what is queued for the host and the registry queue."""
 
     def command(self, text: str, *, user: str = "U0DEV1", channel: str = "C0OPS") -> str:
-        """POST a signed slash command; the text of its (ephemeral, 200) acknowledgement."""
-        body = slash_command_body(text, user_id=user, channel_id=channel,
-                                  response_url=self.slack.response_url(f"r{time.time_ns()}"))
-        request = urllib.request.Request(f"{self.serve.url}/slack/events", data=body.encode(),
-                                         headers=sign(self.signing_secret, body), method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                assert response.status == 200
-                answer: dict = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            pytest.fail(f"{text!r} answered HTTP {exc.code}")
-        assert answer.get("response_type") == "ephemeral", answer
-        return str(answer["text"])
+        """The text of a signed slash command's acknowledgement."""
+        return str(self.answer(text, user=user, channel=channel)["text"])
 
     def queued(self) -> int:
         return sum(int(self.redis.llen(rq_queue_key(name))) for name in ("build-1", REGISTRY_QUEUE))
 
-    def audit(self) -> list[AuditEntry]:
-        return [AuditEntry.from_fields(fields) for _id, fields in self.redis.xrange(AUDIT_STREAM)]
-
 
 @pytest.fixture(scope="module")
 def bot(redis_server: RedisServer) -> Iterator[Bot]:
-    signing_secret = secrets.token_hex(16)
-    bot_token = "xoxb-guards-" + secrets.token_hex(12)
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/{DB}"
-    connection = redis.Redis.from_url(redis_url, decode_responses=True)
-    connection.flushdb()
-    config = Path(tempfile.mkdtemp(prefix="regops-guards-")) / "regops.yaml"
-    config.write_text(CONFIG)
-    with SlackStandIn(bot_token) as slack:
-        serve = ServeProcess({"REDIS_URL": redis_url, "SLACK_API_URL": slack.api_url, "SLACK_BOT_TOKEN": bot_token,
-                              "SLACK_SIGNING_SECRET": signing_secret}, str(config))
-        try:
-            serve.start()
-        except RuntimeError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        try:
-            yield Bot(serve, slack, connection, signing_secret)
-        finally:
-            serve.stop()
-            connection.flushdb()
-            connection.close()
+    with serve_bot(redis_server, db=DB, config_text=CONFIG, kind=Bot) as made:
+        yield made
 
 
 def test_a_freeze_from_slack_refuses_a_push_at_the_ack_and_unfreeze_lets_it_through(bot: Bot) -> None:

@@ -7,24 +7,15 @@ and no Slack call is made for it.
 from __future__ import annotations
 
 import json
-import secrets
-import tempfile
 import textwrap
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import redis
 
+from tests.e2e.conftest import ServeBot, serve_bot
 from tests.support.services import RedisServer
-from tests.support.slack_standin import SlackStandIn, sign, slash_command_body
-from tests.support.stack import ServeProcess
-from workers.kernel.audit import AuditEntry
-from workers.kernel.keys import AUDIT_STREAM, METRICS_COMMANDS_KEY, SUBSCRIPTIONS_KEY
+from workers.kernel.keys import METRICS_COMMANDS_KEY, SUBSCRIPTIONS_KEY
 
 DB = 4
 CONFIG = textwrap.dedent("""\
@@ -46,57 +37,21 @@ CONFIG = textwrap.dedent("""\
     """)
 
 
-@dataclass
-class Bot:
-    serve: ServeProcess
-    slack: SlackStandIn
-    redis: redis.Redis
-    signing_secret: str
+class Bot(ServeBot):
+    """serve with this module's config; the subscriptions it stored."""
 
     def command(self, text: str, *, user: str = "U0ADMIN", channel: str = "C0OPS") -> dict:
-        """POST a signed slash command; its HTTP answer (the acknowledgement), which must be a 200."""
-        body = slash_command_body(text, user_id=user, channel_id=channel,
-                                  response_url=self.slack.response_url(f"r{time.time_ns()}"))
-        request = urllib.request.Request(f"{self.serve.url}/slack/events", data=body.encode(),
-                                         headers=sign(self.signing_secret, body), method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                assert response.status == 200
-                answer: dict = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            pytest.fail(f"{text!r} answered HTTP {exc.code}")
-        assert answer.get("response_type") == "ephemeral", answer
-        return answer
+        """A signed slash command's acknowledgement."""
+        return self.answer(text, user=user, channel=channel)
 
     def stored(self) -> dict[str, dict]:
         return {key: json.loads(value) for key, value in self.redis.hgetall(SUBSCRIPTIONS_KEY).items()}
 
-    def audit(self) -> list[AuditEntry]:
-        return [AuditEntry.from_fields(fields) for _id, fields in self.redis.xrange(AUDIT_STREAM)]
-
 
 @pytest.fixture(scope="module")
 def bot(redis_server: RedisServer) -> Iterator[Bot]:
-    signing_secret = secrets.token_hex(16)
-    bot_token = "xoxb-subscribe-" + secrets.token_hex(12)
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/{DB}"
-    connection = redis.Redis.from_url(redis_url, decode_responses=True)
-    connection.flushdb()
-    config = Path(tempfile.mkdtemp(prefix="regops-subscribe-")) / "regops.yaml"
-    config.write_text(CONFIG)
-    with SlackStandIn(bot_token) as slack:
-        serve = ServeProcess({"REDIS_URL": redis_url, "SLACK_API_URL": slack.api_url, "SLACK_BOT_TOKEN": bot_token,
-                              "SLACK_SIGNING_SECRET": signing_secret}, str(config))
-        try:
-            serve.start()
-        except RuntimeError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        try:
-            yield Bot(serve, slack, connection, signing_secret)
-        finally:
-            serve.stop()
-            connection.flushdb()
-            connection.close()
+    with serve_bot(redis_server, db=DB, config_text=CONFIG, kind=Bot) as made:
+        yield made
 
 
 def test_a_channel_subscribes_lists_and_unsubscribes(bot: Bot) -> None:
